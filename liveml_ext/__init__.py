@@ -1,0 +1,19 @@
+"""liveml: live, scalable, monitored REST endpoints for models, from the notebook.
+
+The core (``core``, ``store``, ``controller``, ``backends``, ``gateway``) is plain Python; the
+Jupyter server extension lives in ``extension`` and is loaded only by Jupyter.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from liveml_runtime import Column, ModelAdapter, ModelApi, Parameter, Tabular
+
+__version__ = "0.1.0"
+__all__ = ["Column", "ModelAdapter", "ModelApi", "Parameter", "Tabular", "__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .extension import LiveMLExtension
+
+    return [{"module": "liveml_ext", "app": LiveMLExtension}]

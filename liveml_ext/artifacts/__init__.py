@@ -1,0 +1,53 @@
+"""Model artifact store: content-addressed files under an fsspec URL (a local folder by default)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import fsspec
+
+
+class ArtifactStore:
+    """Stores artifact bytes by SHA-256 and hands replicas a local path to load."""
+
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.cache_dir = Path(cache_dir)
+
+    def _path(self, sha256: str) -> str:
+        return f"{self.root}/{sha256[:2]}/{sha256}"
+
+    def put(self, data: bytes) -> tuple[str, int]:
+        """Store bytes (idempotent) and return (sha256, size)."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self._path(sha)
+        if not self.fs.exists(path):
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, path)
+        return sha, len(data)
+
+    def exists(self, sha256: str) -> bool:
+        return len(sha256) == 64 and self.fs.exists(self._path(sha256))
+
+    def uri(self, sha256: str) -> str:
+        return self.fs.unstrip_protocol(self._path(sha256))
+
+    def local_path(self, sha256: str) -> str:
+        """A local file with the artifact: the file itself, or a cached copy of a remote one."""
+        path = self._path(sha256)
+        if "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)):
+            return path
+        target = self.cache_dir / sha256
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent)
+            os.close(fd)
+            self.fs.get_file(path, tmp)
+            os.replace(tmp, target)
+        return str(target)

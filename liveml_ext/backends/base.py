@@ -1,0 +1,58 @@
+"""The backend interface: start, observe and stop replicas. The controller decides; backends do.
+
+Both backends (local processes, Kubernetes) give the same semantics: a started replica gets a
+URL once it listens, reports its own readiness over HTTP, and a stopped one drains first.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReplicaSpec:
+    """Everything a backend needs to run one replica of one release."""
+
+    node_id: str
+    deployment_rid: str
+    namespace: str
+    release_rid: str
+    release_version: str
+    model_uuid: str
+    artifact_uri: str
+    runtime_configuration: dict[str, Any]
+    generation: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Observation:
+    """What a backend sees of a replica: running or not, where it listens, why it ended."""
+
+    alive: bool
+    url: str | None = None
+    exit_reason: str = ""
+
+
+class Backend(abc.ABC):
+    name = "base"
+
+    @abc.abstractmethod
+    async def start(self, spec: ReplicaSpec) -> Any:
+        """Start a replica and return an opaque handle."""
+
+    @abc.abstractmethod
+    def observe(self, handle: Any) -> Observation:
+        """A cheap, non-blocking look at a replica (called every controller tick)."""
+
+    @abc.abstractmethod
+    async def stop(self, handle: Any, grace: float = 30.0) -> None:
+        """Ask the replica to drain and exit; force it after ``grace`` seconds."""
+
+    def log_path(self, handle: Any) -> str | None:
+        """Where the replica's JSON log lines go, when the backend keeps them in a file."""
+        return None
+
+    async def shutdown(self) -> None:
+        """Release backend resources when the control plane stops."""

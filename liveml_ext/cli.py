@@ -1,0 +1,268 @@
+"""The ``liveml`` command line. ``build_parser()`` is shared with the ``%liveml`` magics."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .client import Client, LiveMLClientError
+
+Handler = Callable[[Client, argparse.Namespace], Any]
+
+
+def _rows(items: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict], Any]]]) -> str:
+    table = [[title for title, _ in columns]] + [
+        [str(get(item) if get(item) is not None else "") for _, get in columns] for item in items]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in table)
+
+
+def _deployment_text(d: dict[str, Any]) -> str:
+    st, rc = d["status"], d["runtimeConfiguration"]
+    lines = [
+        f"{d['name']}  ({d['apiName']})", f"  rid:          {d['rid']}",
+        f"  state:        {st['state']}{' — ' + st['reason'] if st['reason'] else ''}",
+        f"  ready:        {st['isReady']} ({st['readyReplicas']}/{st['desiredReplicas']} replicas)",
+        f"  environment:  {d['environment']}",
+        f"  release:      {(d.get('release') or {}).get('version', '-')}"
+        f" (target {(d.get('targetRelease') or {}).get('version', '-')})",
+        f"  profiles:     replica={d['replicaProfile']} resource={d['resourceProfile']}",
+        f"  runtime:      replicas {rc['minReplicas']}..{rc['maxReplicas']}, cpu {rc['cpu']}, "
+        f"memory {rc['memory']}, gpu {rc['gpu']}, threads {rc['threadCount']}",
+    ]
+    for r in st["replicas"]:
+        lines.append(f"  replica {r['nodeId']}: {r['state']} {r['health']} "
+                     f"release {r['releaseVersion']} {r['reason']}".rstrip())
+    return "\n".join(lines)
+
+
+def _deployments_text(items: list[dict[str, Any]]) -> str:
+    return _rows(items, [
+        ("NAME", lambda d: d["name"]), ("API NAME", lambda d: d["apiName"]),
+        ("STATE", lambda d: d["status"]["state"]),
+        ("READY", lambda d: f"{d['status']['readyReplicas']}/{d['status']['desiredReplicas']}"),
+        ("ENV", lambda d: d["environment"]),
+        ("RELEASE", lambda d: (d.get("release") or {}).get("version")), ("RID", lambda d: d["rid"])])
+
+
+def _wait(client: Client, ref: str, out: TextIO) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=1, desc="starting", unit="replica", file=out, leave=True)
+
+    def progress(doc: dict[str, Any]) -> None:
+        st = doc["status"]
+        bar.total = max(1, st["desiredReplicas"])
+        bar.n = min(bar.total, sum(1 for r in st["replicas"] if r["state"] == "READY" and
+                                   r["releaseVersion"] == (doc.get("targetRelease") or {})
+                                   .get("version")))
+        bar.set_description(st["state"].lower())
+        bar.refresh()
+
+    try:
+        return client.wait(ref, progress=progress)
+    finally:
+        bar.close()
+
+
+def cmd_objective(c: Client, a: argparse.Namespace) -> Any:
+    if a.action == "create":
+        return c.create_objective(a.name, a.namespace, a.description)
+    return c.objectives(a.namespace)
+
+
+def cmd_submit(c: Client, a: argparse.Namespace) -> Any:
+    if not Path(a.model_file).is_file():
+        raise SystemExit(f"liveml: no such model file: {a.model_file}")
+    return c.submit(a.objective, a.model_file, a.name or "")
+
+
+def cmd_deploy(c: Client, a: argparse.Namespace) -> Any:
+    doc = c.deploy(a.objective, a.name, a.environment, a.replicas, a.replica_profile,
+                   a.resource_profile, a.api_name, a.description or "")
+    return _wait(c, doc["rid"], a.out) if a.wait else doc
+
+
+def cmd_query(c: Client, a: argparse.Namespace) -> Any:
+    text = a.data if a.data is not None else Path(a.file).read_text()
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"liveml: the query data is not JSON: {exc}") from exc
+    return c.query(a.deployment, body, v2=a.v2)
+
+
+COMMANDS: dict[str, Handler] = {
+    "objective": cmd_objective,
+    "submit": cmd_submit,
+    "release": lambda c, a: c.release(a.objective, a.submission, a.version, a.note, a.tag),
+    "releases": lambda c, a: c.releases(a.objective),
+    "submissions": lambda c, a: c.submissions(a.objective),
+    "promote": lambda c, a: c.promote(a.objective, a.version),
+    "deploy": cmd_deploy,
+    "ls": lambda c, a: c.deployments(a.namespace),
+    "status": lambda c, a: c.deployment(a.deployment),
+    "wait": lambda c, a: _wait(c, a.deployment, a.out),
+    "query": cmd_query,
+    "api-name": lambda c, a: c.set_api_name(a.deployment, a.api_name),
+    "disable": lambda c, a: c.disable(a.deployment),
+    "enable": lambda c, a: c.enable(a.deployment),
+    "delete": lambda c, a: c.delete(a.deployment),
+    "token": lambda c, a: c.create_token(a.namespace, a.scope, a.description or ""),
+    "profiles": lambda c, a: c.profiles(),
+}
+
+
+def render(command: str, doc: Any) -> str:
+    """Human-readable text for a command's result."""
+    if command == "ls":
+        return _deployments_text(doc) if doc else "no live deployments (create one: liveml deploy)"
+    if command in ("status", "deploy", "wait", "disable", "enable", "api-name") and "status" in doc:
+        return _deployment_text(doc)
+    if command == "objective" and isinstance(doc, list):
+        return _rows(doc, [("NAME", lambda o: o["name"]), ("NAMESPACE", lambda o: o["namespace"]),
+                           ("RID", lambda o: o["rid"])]) if doc else "no objectives"
+    if command == "releases":
+        return _rows(doc, [("VERSION", lambda r: r["version"]), ("TAG", lambda r: r["tag"]),
+                           ("NOTE", lambda r: r["note"]), ("CREATED", lambda r: r["createdAt"])])
+    if command == "submissions":
+        return _rows(doc, [("NAME", lambda r: r["name"]), ("RID", lambda r: r["rid"]),
+                           ("ADAPTER", lambda r: r["adapter"].rsplit(".", 1)[-1])])
+    if command == "token":
+        return f"{doc['token']}\n(scope {doc['scope']}, namespace {doc['namespace'] or 'all'}; " \
+               "shown once: keep it safe)"
+    if command == "delete":
+        return f"deleted {doc['rid']}"
+    return json.dumps(doc, indent=2)
+
+
+def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Live model deployments from a notebook.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        if name != "server":
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    sp = add("server", "run the control plane (REST API, controller, gateway)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--home", help="liveml home folder (default $LIVEML_HOME or ~/.liveml)")
+
+    sp = add("objective", "create or list modeling objectives")
+    osub = sp.add_subparsers(dest="action", required=True)
+    oc = osub.add_parser("create", help="create an objective")
+    oc.add_argument("name")
+    oc.add_argument("--namespace", default="default")
+    oc.add_argument("--description", default="")
+    oc.add_argument("--json", action="store_true")
+    ol = osub.add_parser("list", help="list objectives")
+    ol.add_argument("--namespace")
+    ol.add_argument("--json", action="store_true")
+
+    sp = add("submit", "submit a model file (joblib or pickle) to an objective")
+    sp.add_argument("objective")
+    sp.add_argument("model_file")
+    sp.add_argument("--name")
+
+    sp = add("release", "release a submission with a version (and a tag)")
+    sp.add_argument("objective")
+    sp.add_argument("submission", help="submission name or RID")
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--note", default="")
+    sp.add_argument("--tag", type=str.lower, choices=["staging", "production"])
+
+    for name, help in (("releases", "list an objective's releases"),
+                       ("submissions", "list an objective's submissions")):
+        add(name, help).add_argument("objective")
+
+    sp = add("promote", "mark a release as production")
+    sp.add_argument("objective")
+    sp.add_argument("version")
+
+    sp = add("deploy", "create a live deployment that follows a release tag")
+    sp.add_argument("objective")
+    sp.add_argument("--name", required=True)
+    sp.add_argument("--environment", type=str.lower, choices=["staging", "production"],
+                    default="production")
+    sp.add_argument("--replicas", type=int)
+    sp.add_argument("--replica-profile", default="default")
+    sp.add_argument("--resource-profile", default="default")
+    sp.add_argument("--api-name")
+    sp.add_argument("--description")
+    sp.add_argument("--wait", action="store_true", help="show progress until ready")
+
+    sp = add("ls", "list live deployments")
+    sp.add_argument("--namespace")
+    for name, help in (("status", "show a deployment's status"),
+                       ("wait", "wait until a deployment is ready"),
+                       ("disable", "stop a deployment, keeping its RID"),
+                       ("enable", "start a disabled deployment on its latest release"),
+                       ("delete", "delete a deployment for good")):
+        add(name, help).add_argument("deployment", help="RID, API name or name")
+
+    sp = add("query", "send an inference request")
+    sp.add_argument("deployment", help="RID, API name or name")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="JSON: rows (v1) or an object (v1 full body, or v2)")
+    src.add_argument("--file", help="a file with that JSON")
+    sp.add_argument("--v2", action="store_true", help="multi I/O endpoint")
+
+    sp = add("api-name", "change a deployment's API name")
+    sp.add_argument("deployment")
+    sp.add_argument("api_name")
+
+    sp = add("token", "create an API token")
+    tsub = sp.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("create", help="create a token (shown once)")
+    tc.add_argument("--namespace")
+    tc.add_argument("--scope", choices=["query", "manage"], default="query")
+    tc.add_argument("--description")
+    tc.add_argument("--json", action="store_true")
+
+    add("profiles", "list replica and resource profiles")
+    return p
+
+
+def run(argv: list[str], out: TextIO | None = None, client: Client | None = None) -> Any:
+    """Parse and run one command; return its result (raises on errors)."""
+    args = build_parser().parse_args(argv)
+    args.out = out or sys.stderr
+    if args.command == "server":
+        import asyncio
+
+        from .server import serve
+
+        asyncio.run(serve(args.host, args.port, args.home))
+        return None
+    return COMMANDS[args.command](client or Client(), args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        doc = run(argv)
+    except LiveMLClientError as err:
+        if getattr(args, "json", False):
+            print(json.dumps(err.envelope, indent=2))
+        print(f"liveml: {err}", file=sys.stderr)
+        errtype = err.parameters.get("errorType")
+        if errtype:
+            print(f"  {json.dumps(errtype)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if doc is not None:
+        print(json.dumps(doc, indent=2) if args.json else render(args.command, doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

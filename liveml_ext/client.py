@@ -1,0 +1,224 @@
+"""The one REST client, used by the CLI, the magics and the widgets.
+
+It finds the control plane from ``LIVEML_URL``/``LIVEML_TOKEN``, else from the connection file
+that a running control plane writes in the liveml home (``LIVEML_HOME``, default ``~/.liveml``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+
+
+class LiveMLClientError(Exception):
+    """An error answer from the control plane, carrying its envelope."""
+
+    def __init__(self, status: int, envelope: dict[str, Any]) -> None:
+        self.status = status
+        self.envelope = envelope
+        self.name = envelope.get("errorName", "Error")
+        self.parameters = envelope.get("parameters", {})
+        message = self.parameters.get("message", "")
+        super().__init__(f"{self.name} ({status}): {message}" if message else
+                         f"{self.name} ({status})")
+
+
+class NotConnected(LiveMLClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(0, {"errorName": "NotConnected", "parameters": {"message": message}})
+
+
+def home() -> Path:
+    return Path(os.environ.get("LIVEML_HOME") or Path.home() / ".liveml").expanduser()
+
+
+def discover() -> tuple[str, str]:
+    """(url, token) from the environment or the connection file; raises NotConnected."""
+    url, token = os.environ.get("LIVEML_URL"), os.environ.get("LIVEML_TOKEN")
+    if url and token:
+        return url, token
+    path = home() / "connection.json"
+    if path.exists():
+        doc = json.loads(path.read_text())
+        return url or doc["url"], token or doc["token"]
+    raise NotConnected(
+        f"no liveml control plane found (no LIVEML_URL/LIVEML_TOKEN, no {path}). Start one with "
+        "`liveml server` in a terminal, or run JupyterLab with liveml installed, then retry")
+
+
+def _q(ref: str) -> str:
+    return quote(ref, safe="")
+
+
+class Client:
+    """Typed calls over the management and inference REST APIs."""
+
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 timeout: float = 120.0) -> None:
+        if url is None or token is None:
+            found_url, found_token = discover()
+            url, token = url or found_url, token or found_token
+        self.url = url.rstrip("/") + "/"
+        self.token = token
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    # --- plumbing --------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            resp = self.http.request(method, self.url + path, **kwargs)
+        except requests.ConnectionError as exc:
+            raise NotConnected(f"cannot reach the liveml control plane at {self.url}: is it "
+                               "running? Start it with `liveml server`") from exc
+        try:
+            doc = resp.json() if resp.content else None
+        except ValueError:
+            doc = {"errorName": "BadResponse", "parameters": {"message": resp.text[:500]}}
+        if resp.status_code >= 400:
+            raise LiveMLClientError(resp.status_code, doc if isinstance(doc, dict) else {})
+        return doc
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, "liveml/api/" + path, **kwargs)
+
+    # --- registry --------------------------------------------------------------------------
+    def create_objective(self, name: str, namespace: str = "default",
+                         description: str = "") -> dict[str, Any]:
+        return self.api("POST", "objectives", json={"name": name, "namespace": namespace,
+                                                    "description": description})
+
+    def objectives(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        params = {"namespace": namespace} if namespace else None
+        return self.api("GET", "objectives", params=params)["data"]
+
+    def objective(self, ref: str) -> dict[str, Any]:
+        return self.api("GET", f"objectives/{_q(ref)}")
+
+    def upload(self, data: bytes) -> str:
+        return self.api("PUT", "artifacts", data=data,
+                        headers={"Content-Type": "application/octet-stream"})["artifactId"]
+
+    def submit(self, objective: str, model: str | Path | bytes, name: str = "") -> dict[str, Any]:
+        """Submit a model file (joblib/pickle) or its bytes as a new submission."""
+        data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        artifact = self.upload(data)
+        return self.api("POST", f"objectives/{_q(objective)}/submissions",
+                        json={"artifactId": artifact, "name": name})
+
+    def submissions(self, objective: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"objectives/{_q(objective)}/submissions")["data"]
+
+    def release(self, objective: str, submission: str, version: str, note: str = "",
+                tag: str | None = None) -> dict[str, Any]:
+        body = {"submission": submission, "version": version, "note": note}
+        if tag:
+            body["tag"] = tag.upper()
+        return self.api("POST", f"objectives/{_q(objective)}/releases", json=body)
+
+    def releases(self, objective: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"objectives/{_q(objective)}/releases")["data"]
+
+    def tag(self, objective: str, version: str, tag: str) -> dict[str, Any]:
+        return self.api("PUT", f"objectives/{_q(objective)}/releases/{_q(version)}/tag",
+                        json={"tag": tag.upper()})
+
+    def promote(self, objective: str, version: str) -> dict[str, Any]:
+        return self.tag(objective, version, "PRODUCTION")
+
+    # --- deployments -----------------------------------------------------------------------
+    def deploy(self, objective: str, name: str, environment: str = "production",
+               replicas: int | None = None, replica_profile: str = "default",
+               resource_profile: str = "default", api_name: str | None = None,
+               description: str = "", runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+        runtime = dict(runtime or {})
+        if replicas is not None:
+            runtime.update(minReplicas=replicas, maxReplicas=replicas)
+        body: dict[str, Any] = {"objective": objective, "name": name,
+                                "environment": environment.upper(),
+                                "replicaProfile": replica_profile,
+                                "resourceProfile": resource_profile,
+                                "description": description}
+        if api_name:
+            body["apiName"] = api_name
+        if runtime:
+            body["runtimeConfiguration"] = runtime
+        return self.api("POST", "deployments", json=body)
+
+    def deployments(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        params = {"namespace": namespace} if namespace else None
+        return self.api("GET", "deployments", params=params)["data"]
+
+    def deployment(self, ref: str) -> dict[str, Any]:
+        return self.api("GET", f"deployments/{_q(ref)}")
+
+    def update(self, ref: str, **changes: Any) -> dict[str, Any]:
+        return self.api("PATCH", f"deployments/{_q(ref)}", json=changes)
+
+    def set_api_name(self, ref: str, api_name: str) -> dict[str, Any]:
+        return self.api("PUT", f"deployments/{_q(ref)}/api-name", json={"apiName": api_name})
+
+    def disable(self, ref: str) -> dict[str, Any]:
+        return self.api("POST", f"deployments/{_q(ref)}/disable")
+
+    def enable(self, ref: str) -> dict[str, Any]:
+        return self.api("POST", f"deployments/{_q(ref)}/enable")
+
+    def delete(self, ref: str) -> dict[str, Any]:
+        return self.api("DELETE", f"deployments/{_q(ref)}")
+
+    def wait(self, ref: str, timeout: float = 300.0, interval: float = 0.1,
+             progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the deployment is ACTIVE with all replicas of its target ready, or FAILED."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.deployment(ref)
+            if progress:
+                progress(doc)
+            status = doc["status"]
+            target = (doc.get("targetRelease") or {}).get("rid")
+            served = (doc.get("release") or {}).get("rid")
+            if status["state"] == "ACTIVE" and status["isReady"] and not status["reason"] and \
+                    (target is None or target == served):
+                return doc
+            if status["state"] in ("FAILED", "DISABLED"):
+                raise LiveMLClientError(409, {
+                    "errorName": "DeploymentNotReady",
+                    "parameters": {"message": f"the deployment is {status['state']}: "
+                                   f"{status['reason']}. See `liveml status {ref}`",
+                                   "state": status["state"]}})
+            if time.monotonic() > deadline:
+                raise LiveMLClientError(408, {
+                    "errorName": "Timeout",
+                    "parameters": {"message": f"not ready after {timeout:.0f}s "
+                                   f"({status['state']}: {status['reason']})"}})
+            time.sleep(interval)
+
+    # --- inference -------------------------------------------------------------------------
+    def rid(self, ref: str) -> str:
+        return ref if ref.startswith(RID_PREFIX) else self.deployment(ref)["rid"]
+
+    def query(self, ref: str, body: Any, v2: bool = False) -> Any:
+        """v1: ``body`` is rows (or a full ``{"requestData": ...}``); v2: one key per input."""
+        if not v2 and isinstance(body, list):
+            body = {"requestData": body, "requestParams": {}}
+        path = f"foundry-ml-live/api/inference/transform/{self.rid(ref)}" + ("/v2" if v2 else "")
+        return self.request("POST", path, json=body)
+
+    # --- misc ------------------------------------------------------------------------------
+    def create_token(self, namespace: str | None = None, scope: str = "query",
+                     description: str = "") -> dict[str, Any]:
+        return self.api("POST", "tokens", json={"namespace": namespace, "scope": scope,
+                                                "description": description})
+
+    def profiles(self) -> dict[str, Any]:
+        return self.api("GET", "profiles")

@@ -1,0 +1,149 @@
+"""The control plane: store, registry, deployments, tokens, controller and gateway in one object.
+
+Plain Python on asyncio: the standalone server and the Jupyter extension both build one
+``ControlPlane`` and mount the same handlers on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .artifacts import ArtifactStore
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .controller.reconciler import Controller
+from .core import models as m
+from .core.auth import PREFIX, Tokens
+from .core.deployments import Deployments
+from .core.errors import InvalidArgument, InvalidModelArtifact
+from .core.profiles import ProfileCatalog
+from .core.registry import Principal, Registry
+from .gateway.pool import Gateway
+from .store.db import Store
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LIVEML_HOME") or Path.home() / ".liveml")
+
+
+@dataclass
+class Settings:
+    """Where things live and how the control plane behaves; all have embedded defaults."""
+
+    home: Path = field(default_factory=default_home)
+    database_url: str = ""
+    artifact_url: str = ""
+    max_body_bytes: int = 50 * 1024 * 1024
+    inference_timeout: float = 60.0
+    tick: float = 0.2
+    startup_timeout: float = 300.0
+    drain_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser().resolve()
+        self.database_url = self.database_url or f"sqlite:///{self.home / 'liveml.db'}"
+        self.artifact_url = self.artifact_url or str(self.home / "artifacts")
+
+
+class ControlPlane:
+    """Everything behind the REST API; ``start()`` begins reconciling, ``stop()`` ends it."""
+
+    def __init__(self, settings: Settings | None = None, backend: Backend | None = None,
+                 profiles: ProfileCatalog | None = None) -> None:
+        self.settings = s = settings or Settings()
+        s.home.mkdir(parents=True, exist_ok=True)
+        self.store = Store(s.database_url)
+        self.artifacts = ArtifactStore(s.artifact_url, s.home / "cache")
+        self.profiles = profiles or ProfileCatalog()
+        self.tokens = Tokens(self.store)
+        self.gateway = Gateway(timeout=s.inference_timeout,
+                               replica_token=secrets.token_urlsafe(16))
+        self.backend = backend or LocalBackend(s.home)
+        self.registry = Registry(self.store)
+        self.controller = Controller(self.store, self.registry, self.artifacts, self.backend,
+                                     self.gateway, tick=s.tick,
+                                     startup_timeout=s.startup_timeout,
+                                     drain_timeout=s.drain_timeout)
+        self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
+        self.registry.on_tag = self.deployments.on_tag
+        self.backend_env = {"LIVEML_REPLICA_TOKEN": self.gateway.headers["X-LiveML-Replica-Token"]}
+        self.admin_token = ""
+
+    async def start(self) -> None:
+        os.environ.update(self.backend_env)  # replicas inherit the gateway's shared secret
+        await self.controller.start()
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        await self.backend.shutdown()
+        await self.gateway.close()
+        self.store.close()
+
+    # --- connection file -------------------------------------------------------------------
+    def write_connection_file(self, url: str) -> Path:
+        """Write ``{url, token}`` (mode 0600) so the CLI and kernels find this control plane."""
+        path = self.settings.home / "connection.json"
+        token = ""
+        if path.exists():
+            try:
+                token = json.loads(path.read_text()).get("token", "")
+            except (OSError, ValueError):
+                token = ""
+        token = token if token.startswith(PREFIX) else PREFIX + secrets.token_urlsafe(32)
+        self.tokens.ensure_admin(token)
+        self.admin_token = token
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
+        os.replace(tmp, path)
+        return path
+
+    # --- submissions -----------------------------------------------------------------------
+    def put_artifact(self, data: bytes) -> dict[str, Any]:
+        if not data:
+            raise InvalidArgument("the model artifact is empty", field="body")
+        sha, size = self.artifacts.put(data)
+        return {"artifactId": sha, "bytes": size}
+
+    async def inspect(self, sha256: str) -> dict[str, Any]:
+        """Load the artifact in a separate process: its API, requirements, a self-test."""
+        path = self.artifacts.local_path(sha256)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "liveml_runtime", "inspect", path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        try:
+            doc = orjson.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        except orjson.JSONDecodeError:
+            doc = {}
+        if proc.returncode != 0 or "api" not in doc:
+            error = doc.get("error", {})
+            message = error.get("parameters", {}).get("message") or error.get("message") or \
+                err.decode(errors="replace")[-2000:]
+            raise InvalidModelArtifact(
+                f"the model could not be loaded and self-tested: {message}. Save a fitted "
+                "estimator or a ModelAdapter with joblib.dump, in an environment with the same "
+                "packages as this server", artifactId=sha256)
+        return doc
+
+    async def submit(self, objective: str, req: m.CreateSubmission,
+                     who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:  # fail fast on a bad objective, before the subprocess
+            obj = self.registry.objective(s, objective, who)
+            who.require(obj.namespace)
+        if not self.artifacts.exists(req.artifact_id):
+            raise InvalidArgument(f"no uploaded artifact {req.artifact_id!r}; PUT it to "
+                                  "/liveml/api/artifacts first", field="artifactId")
+        info = await self.inspect(req.artifact_id)
+        size = self.artifacts.fs.size(self.artifacts._path(req.artifact_id))
+        return self.registry.add_submission(objective, req.name, self.artifacts.uri(req.artifact_id),
+                                            req.artifact_id, size, info, who)

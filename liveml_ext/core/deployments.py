@@ -1,0 +1,212 @@
+"""Live deployments: desired state (spec, enabled) in the store, observed state from the controller."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..store.db import Deployment, Release, Store, Submission, now
+from . import models as m
+from .errors import AmbiguousName, ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
+from .profiles import ProfileCatalog
+from .registry import Principal, Registry, new_rid
+
+RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+#: Runtime fields whose change needs new replicas (a count change only adds or removes some).
+REROLL_FIELDS = ("cpu", "memory", "gpu", "threadCount")
+
+
+class Observer(Protocol):
+    def changed(self, rid: str, event: str) -> None: ...
+    def replicas(self, rid: str) -> list[dict[str, Any]]: ...
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63] or "deployment"
+
+
+class Deployments:
+    """Create, read, edit, disable/enable and delete live deployments."""
+
+    def __init__(self, store: Store, registry: Registry, profiles: ProfileCatalog,
+                 observer: Observer) -> None:
+        self.store = store
+        self.registry = registry
+        self.profiles = profiles
+        self.observer = observer
+
+    # --- lookups ---------------------------------------------------------------------------
+    def row(self, s: Session, ref: str, who: Principal, scope: str = "query") -> Deployment:
+        """A deployment by RID, API name (``ns/api-name`` too) or name."""
+        if ref.startswith(RID_PREFIX):
+            rows = [r for r in [s.get(Deployment, ref)] if r]
+        else:
+            ns, _, key = ref.rpartition("/")
+            rows = []
+            for column in (Deployment.api_name, Deployment.name):
+                q = select(Deployment).where(column == key)
+                if ns:
+                    q = q.where(Deployment.namespace == ns)
+                rows = [r for r in s.scalars(q) if who.can_see(r.namespace)]
+                if rows:
+                    break
+        rows = [r for r in rows if who.can_see(r.namespace)]
+        if not rows:
+            raise LiveDeploymentNotFound(
+                f"no live deployment {ref!r}; list them with `liveml ls`", deployment=ref)
+        if len(rows) > 1:
+            raise AmbiguousName(f"{len(rows)} deployments match {ref!r}; use its RID",
+                                deployment=ref, rids=[r.rid for r in rows])
+        who.require(rows[0].namespace, scope)
+        return rows[0]
+
+    @staticmethod
+    def release_ref(s: Session, release_rid: str | None) -> dict[str, Any] | None:
+        if not release_rid:
+            return None
+        rel = s.get(Release, release_rid)
+        if rel is None:
+            return None
+        sub = s.get(Submission, rel.submission_rid)
+        return {"rid": rel.rid, "version": rel.version, "submissionRid": rel.submission_rid,
+                "modelUuid": sub.model_uuid if sub else ""}
+
+    def describe(self, s: Session, row: Deployment) -> dict[str, Any]:
+        target = self.registry.tagged_release(s, row.objective_rid, row.environment)
+        replicas = self.observer.replicas(row.rid)
+        ready = sum(1 for r in replicas if r["state"] == "READY")
+        desired = row.runtime_configuration["minReplicas"] if row.enabled else 0
+        state = row.state if row.enabled else "DISABLED"
+        status = {"state": state, "isReady": bool(row.enabled and ready),
+                  "reason": row.reason, "readyReplicas": ready, "desiredReplicas": desired,
+                  "replicas": replicas}
+        return m.DescribeLiveDeployment(
+            rid=row.rid, name=row.name, description=row.description, api_name=row.api_name,
+            namespace=row.namespace, objective_rid=row.objective_rid,
+            environment=row.environment, enabled=row.enabled,
+            release=self.release_ref(s, row.served_release_rid),
+            target_release=self.release_ref(s, target.rid if target else None),
+            replica_profile=row.replica_profile, resource_profile=row.resource_profile,
+            runtime_configuration=row.runtime_configuration, status=status,
+            created_at=row.created_at, created_by=row.created_by,
+            updated_at=row.updated_at).dump()
+
+    def get(self, ref: str, who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            return self.describe(s, self.row(s, ref, who))
+
+    def list(self, who: Principal, namespace: str | None = None) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            q = select(Deployment).order_by(Deployment.created_at)
+            if namespace:
+                q = q.where(Deployment.namespace == namespace)
+            return [self.describe(s, r) for r in s.scalars(q) if who.can_see(r.namespace)]
+
+    # --- changes ---------------------------------------------------------------------------
+    def _check_api_name(self, s: Session, namespace: str, api_name: str, rid: str = "") -> None:
+        clash = s.scalar(select(Deployment).where(Deployment.namespace == namespace,
+                                                  Deployment.api_name == api_name))
+        if clash is not None and clash.rid != rid:
+            raise ApiNameAlreadyExists(
+                f"API name {api_name!r} is taken in namespace {namespace!r} by {clash.name!r}",
+                apiName=api_name, namespace=namespace, deploymentRid=clash.rid)
+
+    def create(self, req: m.CreateLiveDeployment, who: Principal) -> dict[str, Any]:
+        overrides = req.runtime_configuration.dump() if req.runtime_configuration else None
+        config = self.profiles.runtime_configuration(req.replica_profile, req.resource_profile,
+                                                     overrides)
+        with self.store.session() as s:
+            obj = self.registry.objective(s, req.objective, who)
+            who.require(obj.namespace)
+            release = self.registry.tagged_release(s, obj.rid, req.environment)
+            if release is None:
+                raise NoReleaseWithTag(
+                    f"objective {obj.name!r} has no release tagged {req.environment}; release "
+                    f"one first: `liveml release {obj.name} SUBMISSION --version V "
+                    f"--tag {req.environment.lower()}`",
+                    objective=obj.name, environment=req.environment)
+            api_name = req.api_name
+            if api_name is None:
+                base = api_name = slug(req.name)
+                n = 1
+                while s.scalar(select(Deployment).where(Deployment.namespace == obj.namespace,
+                                                        Deployment.api_name == api_name)):
+                    n += 1
+                    api_name = f"{base}-{n}"
+            self._check_api_name(s, obj.namespace, api_name)
+            row = Deployment(
+                rid=new_rid("live-deployment"), namespace=obj.namespace, name=req.name,
+                description=req.description, api_name=api_name, objective_rid=obj.rid,
+                environment=req.environment, replica_profile=req.replica_profile,
+                resource_profile=req.resource_profile, runtime_configuration=config,
+                enabled=True, state="STARTING", created_by=who.name)
+            s.add(row)
+        self.observer.changed(row.rid, "created")
+        return self.get(row.rid, who)
+
+    def update(self, ref: str, req: m.UpdateLiveDeployment, who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            row = self.row(s, ref, who, "manage")
+            if req.name is not None:
+                row.name = req.name
+            if req.description is not None:
+                row.description = req.description
+            if req.api_name is not None and req.api_name != row.api_name:
+                self._check_api_name(s, row.namespace, req.api_name, row.rid)
+                row.api_name = req.api_name
+            fields = req.model_fields_set
+            if fields & {"replica_profile", "resource_profile", "runtime_configuration"}:
+                replica = req.replica_profile or row.replica_profile
+                resource = req.resource_profile or row.resource_profile
+                old = dict(row.runtime_configuration)
+                # profiles changed: start from them; else keep the current explicit values
+                base = self.profiles.runtime_configuration(replica, resource)
+                if req.replica_profile is None:
+                    base.update(minReplicas=old["minReplicas"], maxReplicas=old["maxReplicas"])
+                if req.resource_profile is None:
+                    base.update({k: old[k] for k in REROLL_FIELDS if k in old})
+                overrides = req.runtime_configuration.dump() if req.runtime_configuration else {}
+                base.update({k: v for k, v in overrides.items() if v is not None})
+                config = self.profiles.runtime_configuration(
+                    replica, resource, base)  # re-check the merged values
+                row.replica_profile, row.resource_profile = replica, resource
+                if any(config.get(k) != old.get(k) for k in REROLL_FIELDS):
+                    row.generation += 1
+                row.runtime_configuration = config
+            row.updated_at = now()
+            rid = row.rid
+        self.observer.changed(rid, "updated")
+        return self.get(rid, who)
+
+    def set_enabled(self, ref: str, enabled: bool, who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            row = self.row(s, ref, who, "manage")
+            row.enabled = enabled
+            row.state = "STARTING" if enabled else "DISABLED"
+            row.reason = ""
+            row.updated_at = now()
+            rid = row.rid
+        self.observer.changed(rid, "enabled" if enabled else "disabled")
+        return self.get(rid, who)
+
+    def delete(self, ref: str, who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            row = self.row(s, ref, who, "manage")
+            rid = row.rid
+            s.delete(row)
+        self.observer.changed(rid, "deleted")
+        return {"rid": rid, "deleted": True}
+
+    def on_tag(self, objective_rid: str) -> None:
+        """A tag moved: every deployment following that objective re-checks its release."""
+        with self.store.session() as s:
+            rids = list(s.scalars(select(Deployment.rid)
+                                  .where(Deployment.objective_rid == objective_rid)))
+        for rid in rids:
+            self.observer.changed(rid, "tag")
+
+
+Resolver = Callable[[str], str]

@@ -1,0 +1,31 @@
+"""Control-plane errors: the runtime's envelope plus the management API's named errors."""
+from __future__ import annotations
+
+from liveml_runtime.errors import (  # noqa: F401 - re-exported for the control plane
+    InferenceFailure,
+    InferenceInvalidInput,
+    Internal,
+    InvalidArgument,
+    LiveMLError,
+    MalformedRequestBody,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    error_class,
+)
+
+Unauthorized = error_class("Unauthorized", 401, "UNAUTHORIZED")
+PermissionDenied = error_class("PermissionDenied", 403, "PERMISSION_DENIED")
+NotFound = error_class("NotFound", 404, "NOT_FOUND")
+LiveDeploymentNotFound = error_class("LiveDeploymentNotFound", 404, "NOT_FOUND")
+ObjectiveNotFound = error_class("ObjectiveNotFound", 404, "NOT_FOUND")
+SubmissionNotFound = error_class("SubmissionNotFound", 404, "NOT_FOUND")
+ReleaseNotFound = error_class("ReleaseNotFound", 404, "NOT_FOUND")
+ProfileNotFound = error_class("ProfileNotFound", 400, "INVALID_ARGUMENT")
+ObjectiveAlreadyExists = error_class("ObjectiveAlreadyExists", 409, "CONFLICT")
+ReleaseVersionAlreadyExists = error_class("ReleaseVersionAlreadyExists", 409, "CONFLICT")
+ApiNameAlreadyExists = error_class("ApiNameAlreadyExists", 409, "CONFLICT")
+NoReleaseWithTag = error_class("NoReleaseWithTag", 400, "INVALID_ARGUMENT")
+AmbiguousName = error_class("AmbiguousName", 409, "CONFLICT")
+InvalidModelArtifact = error_class("InvalidModelArtifact", 400, "INVALID_ARGUMENT")
+MethodNotAllowed = error_class("MethodNotAllowed", 405, "INVALID_ARGUMENT")

@@ -1,0 +1,208 @@
+"""REST resource shapes (pydantic): ``CreateX`` / ``UpdateX`` / ``DescribeX``, camelCase on the wire."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+Tag = Literal["STAGING", "PRODUCTION"]
+State = Literal["STARTING", "ACTIVE", "DEGRADED", "FAILED", "DISABLED"]
+API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
+
+
+def tag_value(value: Any) -> Any:
+    """Accept ``staging``/``Production`` etc. for a tag."""
+    return value.upper() if isinstance(value, str) else value
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class CreateNamespace(Model):
+    name: str = Field(pattern=API_NAME.pattern)
+
+
+class DescribeNamespace(Model):
+    name: str
+    created_at: dt.datetime
+
+
+class CreateObjective(Model):
+    name: str = Field(pattern=NAME.pattern)
+    namespace: str = Field("default", pattern=API_NAME.pattern)
+    description: str = ""
+
+
+class DescribeObjective(Model):
+    rid: str
+    name: str
+    namespace: str
+    description: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class CreateSubmission(Model):
+    artifact_id: str
+    name: str = ""
+
+
+class DescribeSubmission(Model):
+    rid: str
+    objective_rid: str
+    name: str
+    model_uuid: str
+    artifact_sha256: str
+    artifact_bytes: int
+    adapter: str
+    api: dict[str, Any]
+    requirements: dict[str, str]
+    python: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class CreateRelease(Model):
+    submission: str
+    version: str = Field(min_length=1, max_length=64)
+    note: str = ""
+    tag: Optional[Tag] = None
+
+    _tag = field_validator("tag", mode="before")(tag_value)
+
+
+class TagRelease(Model):
+    tag: Tag
+
+    _tag = field_validator("tag", mode="before")(tag_value)
+
+
+class DescribeRelease(Model):
+    rid: str
+    objective_rid: str
+    submission_rid: str
+    version: str
+    note: str
+    tag: Optional[Tag]
+    created_at: dt.datetime
+    created_by: str
+
+
+class RuntimeConfiguration(Model):
+    """How many replicas and what each gets; filled from the replica and resource profiles."""
+
+    min_replicas: int = Field(2, ge=0, le=64)
+    max_replicas: int = Field(2, ge=0, le=64)
+    cpu: float = Field(1.0, gt=0)
+    memory: str = "1GiB"
+    gpu: int = Field(0, ge=0)
+    thread_count: int = Field(1, ge=1, le=64)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        from .profiles import parse_memory
+
+        parse_memory(value)
+        return value
+
+
+class RuntimeOverrides(Model):
+    """Explicit values that take precedence over the profiles."""
+
+    min_replicas: Optional[int] = Field(None, ge=0, le=64)
+    max_replicas: Optional[int] = Field(None, ge=0, le=64)
+    cpu: Optional[float] = Field(None, gt=0)
+    memory: Optional[str] = None
+    gpu: Optional[int] = Field(None, ge=0)
+    thread_count: Optional[int] = Field(None, ge=1, le=64)
+
+
+class CreateLiveDeployment(Model):
+    objective: str
+    name: str = Field(pattern=NAME.pattern)
+    description: str = ""
+    environment: Tag = "PRODUCTION"
+    api_name: Optional[str] = Field(None, pattern=API_NAME.pattern)
+    replica_profile: str = "default"
+    resource_profile: str = "default"
+    runtime_configuration: Optional[RuntimeOverrides] = None
+
+    _env = field_validator("environment", mode="before")(tag_value)
+
+
+class UpdateLiveDeployment(Model):
+    name: Optional[str] = Field(None, pattern=NAME.pattern)
+    description: Optional[str] = None
+    api_name: Optional[str] = Field(None, pattern=API_NAME.pattern)
+    replica_profile: Optional[str] = None
+    resource_profile: Optional[str] = None
+    runtime_configuration: Optional[RuntimeOverrides] = None
+
+
+class ReplicaStatus(Model):
+    node_id: str
+    state: str
+    health: str
+    release_version: str
+    url: str = ""
+    reason: str = ""
+
+
+class DeploymentStatus(Model):
+    state: State
+    is_ready: bool
+    reason: str = ""
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    replicas: list[ReplicaStatus] = []
+
+
+class ReleaseRef(Model):
+    rid: str
+    version: str
+    submission_rid: str
+    model_uuid: str
+
+
+class DescribeLiveDeployment(Model):
+    rid: str
+    name: str
+    description: str
+    api_name: str
+    namespace: str
+    objective_rid: str
+    environment: Tag
+    enabled: bool
+    release: Optional[ReleaseRef]
+    target_release: Optional[ReleaseRef]
+    replica_profile: str
+    resource_profile: str
+    runtime_configuration: RuntimeConfiguration
+    status: DeploymentStatus
+    created_at: dt.datetime
+    created_by: str
+    updated_at: dt.datetime
+
+
+class CreateToken(Model):
+    namespace: Optional[str] = None
+    scope: Literal["query", "manage"] = "query"
+    description: str = ""
+
+
+class DescribeToken(Model):
+    id: str
+    namespace: Optional[str]
+    scope: str
+    description: str
+    created_at: dt.datetime
+    token: Optional[str] = None

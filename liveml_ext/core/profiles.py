@@ -1,0 +1,93 @@
+"""Named replica profiles (how many replicas) and resource profiles (what each replica gets)."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import InvalidArgument, ProfileNotFound
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30,
+          "gib": 2**30, "ti": 2**40, "tib": 2**40}
+
+
+def parse_memory(value: str | int) -> int:
+    """``"256MiB"``, ``"1GiB"``, ``"512M"`` or a byte count -> bytes."""
+    if isinstance(value, int) and value > 0:
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
+        raise InvalidArgument(f"memory {value!r} is not a size such as '256MiB' or '1GiB'",
+                              field="memory", value=str(value))
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class ReplicaProfile:
+    name: str
+    min_replicas: int
+    max_replicas: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceProfile:
+    name: str
+    cpu: float
+    memory: str
+    gpu: int = 0
+    gpu_type: str = ""
+    description: str = ""
+
+
+DEFAULT_REPLICA_PROFILES = [
+    ReplicaProfile("single", 1, 1, "One replica: for trials; no redundancy"),
+    ReplicaProfile("default", 2, 2, "Two replicas: survives the loss of one"),
+    ReplicaProfile("high-availability", 3, 3, "Three replicas"),
+]
+DEFAULT_RESOURCE_PROFILES = [
+    ResourceProfile("small", 0.5, "512MiB", description="Half a core, 512 MiB"),
+    ResourceProfile("default", 1.0, "1GiB", description="One core, 1 GiB"),
+    ResourceProfile("large", 2.0, "4GiB", description="Two cores, 4 GiB"),
+]
+
+
+class ProfileCatalog:
+    """The profiles an operator offers; a deployment picks one of each by name."""
+
+    def __init__(self, replica: list[ReplicaProfile] | None = None,
+                 resource: list[ResourceProfile] | None = None) -> None:
+        self.replica = {p.name: p for p in (replica or DEFAULT_REPLICA_PROFILES)}
+        self.resource = {p.name: p for p in (resource or DEFAULT_RESOURCE_PROFILES)}
+
+    def replica_profile(self, name: str) -> ReplicaProfile:
+        if name not in self.replica:
+            raise ProfileNotFound(f"no replica profile {name!r}; choose one of {sorted(self.replica)}",
+                                  field="replicaProfile", available=sorted(self.replica))
+        return self.replica[name]
+
+    def resource_profile(self, name: str) -> ResourceProfile:
+        if name not in self.resource:
+            raise ProfileNotFound(
+                f"no resource profile {name!r}; choose one of {sorted(self.resource)}",
+                field="resourceProfile", available=sorted(self.resource))
+        return self.resource[name]
+
+    def runtime_configuration(self, replica: str, resource: str,
+                              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Profiles plus explicit overrides -> a checked runtime configuration (camelCase)."""
+        rp, res = self.replica_profile(replica), self.resource_profile(resource)
+        config = {"minReplicas": rp.min_replicas, "maxReplicas": rp.max_replicas,
+                  "cpu": res.cpu, "memory": res.memory, "gpu": res.gpu, "threadCount": 1}
+        config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if config["minReplicas"] > config["maxReplicas"]:
+            raise InvalidArgument(
+                f"minReplicas ({config['minReplicas']}) is greater than maxReplicas "
+                f"({config['maxReplicas']})", field="minReplicas")
+        parse_memory(config["memory"])
+        return config
+
+    def describe(self) -> dict[str, Any]:
+        return {"replicaProfiles": [asdict(p) for p in self.replica.values()],
+                "resourceProfiles": [asdict(p) for p in self.resource.values()]}

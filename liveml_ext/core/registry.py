@@ -1,0 +1,248 @@
+"""The model registry: namespaces, objectives, submissions (immutable versions) and releases."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..store.db import Namespace, Objective, Release, Store, Submission, TagEvent, now
+from . import models as m
+from .errors import (
+    ObjectiveAlreadyExists,
+    ObjectiveNotFound,
+    PermissionDenied,
+    ReleaseNotFound,
+    ReleaseVersionAlreadyExists,
+    SubmissionNotFound,
+)
+
+
+def new_rid(kind: str) -> str:
+    """``ri.<service>.main.<kind>.<uuid>``; live deployments use the platform's service name."""
+    service = "foundry-ml-live" if kind == "live-deployment" else "models"
+    return f"ri.{service}.main.{kind}.{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who calls: ``namespace`` None means every namespace; scope admin > manage > query."""
+
+    name: str
+    scope: str = "admin"
+    namespace: Optional[str] = None
+
+    def can_see(self, namespace: str) -> bool:
+        return self.namespace is None or self.namespace == namespace
+
+    def require(self, namespace: str, scope: str = "manage") -> None:
+        order = {"query": 0, "manage": 1, "admin": 2}
+        if not self.can_see(namespace) or order[self.scope] < order[scope]:
+            raise PermissionDenied(
+                f"this token may not {scope} namespace {namespace!r}; "
+                "create one with `liveml token create --namespace NS --scope manage`",
+                namespace=namespace, requiredScope=scope)
+
+
+class Registry:
+    """Objectives, submissions and releases. ``on_tag(objective_rid)`` runs after a tag moves."""
+
+    def __init__(self, store: Store, on_tag: Callable[[str], None] = lambda rid: None) -> None:
+        self.store = store
+        self.on_tag = on_tag
+        self.ensure_namespace("default")
+
+    # --- namespaces ------------------------------------------------------------------------
+    def ensure_namespace(self, name: str, s: Session | None = None) -> None:
+        if s is None:
+            with self.store.session() as s:
+                return self.ensure_namespace(name, s)
+        if s.get(Namespace, name) is None:
+            s.add(Namespace(name=name))
+            s.flush()
+
+    def list_namespaces(self, who: Principal) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            rows = s.scalars(select(Namespace).order_by(Namespace.name)).all()
+            return [m.DescribeNamespace(name=r.name, created_at=r.created_at).dump()
+                    for r in rows if who.can_see(r.name)]
+
+    # --- objectives ------------------------------------------------------------------------
+    def create_objective(self, req: m.CreateObjective, who: Principal) -> dict[str, Any]:
+        who.require(req.namespace)
+        with self.store.session() as s:
+            self.ensure_namespace(req.namespace, s)
+            if s.scalar(select(Objective).where(Objective.namespace == req.namespace,
+                                                Objective.name == req.name)):
+                raise ObjectiveAlreadyExists(
+                    f"namespace {req.namespace!r} already has an objective named {req.name!r}",
+                    name=req.name, namespace=req.namespace)
+            row = Objective(rid=new_rid("objective"), namespace=req.namespace, name=req.name,
+                            description=req.description, created_by=who.name)
+            s.add(row)
+        return self.describe_objective(row)
+
+    @staticmethod
+    def describe_objective(row: Objective) -> dict[str, Any]:
+        return m.DescribeObjective(rid=row.rid, name=row.name, namespace=row.namespace,
+                                   description=row.description, created_at=row.created_at,
+                                   created_by=row.created_by).dump()
+
+    def list_objectives(self, who: Principal, namespace: str | None = None) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            q = select(Objective).order_by(Objective.namespace, Objective.name)
+            if namespace:
+                q = q.where(Objective.namespace == namespace)
+            return [self.describe_objective(r) for r in s.scalars(q) if who.can_see(r.namespace)]
+
+    def objective(self, s: Session, ref: str, who: Principal) -> Objective:
+        """An objective by RID, ``namespace/name`` or a name unique among those visible."""
+        if ref.startswith("ri."):
+            row = s.get(Objective, ref)
+            rows = [row] if row else []
+        else:
+            ns, _, name = ref.rpartition("/")
+            q = select(Objective).where(Objective.name == name)
+            if ns:
+                q = q.where(Objective.namespace == ns)
+            rows = [r for r in s.scalars(q) if who.can_see(r.namespace)]
+        rows = [r for r in rows if who.can_see(r.namespace)]
+        if not rows:
+            raise ObjectiveNotFound(f"no objective {ref!r}; list them with `liveml objective list`",
+                                    objective=ref)
+        if len(rows) > 1:
+            raise ObjectiveNotFound(
+                f"{len(rows)} objectives are named {ref!r}; say which as NAMESPACE/NAME",
+                objective=ref, namespaces=[r.namespace for r in rows])
+        return rows[0]
+
+    def get_objective(self, ref: str, who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            return self.describe_objective(self.objective(s, ref, who))
+
+    # --- submissions -----------------------------------------------------------------------
+    def add_submission(self, objective_ref: str, name: str, artifact_uri: str, sha256: str,
+                       size: int, info: dict[str, Any], who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            who.require(obj.namespace)
+            count = s.scalar(select(func.count()).select_from(Submission)
+                             .where(Submission.objective_rid == obj.rid)) or 0
+            row = Submission(
+                rid=new_rid("submission"), objective_rid=obj.rid,
+                name=name or f"submission-{count + 1}", model_uuid=str(uuid.uuid4()),
+                artifact_uri=artifact_uri, artifact_sha256=sha256, artifact_bytes=size,
+                adapter=info.get("adapter", ""), api=info["api"],
+                requirements=info.get("requirements", {}), python=info.get("python", ""),
+                created_by=who.name)
+            s.add(row)
+        return self.describe_submission(row)
+
+    @staticmethod
+    def describe_submission(row: Submission) -> dict[str, Any]:
+        return m.DescribeSubmission(
+            rid=row.rid, objective_rid=row.objective_rid, name=row.name,
+            model_uuid=row.model_uuid, artifact_sha256=row.artifact_sha256,
+            artifact_bytes=row.artifact_bytes, adapter=row.adapter, api=row.api,
+            requirements=row.requirements, python=row.python, created_at=row.created_at,
+            created_by=row.created_by).dump()
+
+    def list_submissions(self, objective_ref: str, who: Principal) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            rows = s.scalars(select(Submission).where(Submission.objective_rid == obj.rid)
+                             .order_by(Submission.created_at))
+            return [self.describe_submission(r) for r in rows]
+
+    def submission(self, s: Session, obj: Objective, ref: str) -> Submission:
+        q = select(Submission).where(Submission.objective_rid == obj.rid)
+        q = q.where(Submission.rid == ref) if ref.startswith("ri.") else \
+            q.where(Submission.name == ref)
+        row = s.scalars(q.order_by(Submission.created_at.desc())).first()
+        if row is None:
+            raise SubmissionNotFound(
+                f"objective {obj.name!r} has no submission {ref!r}", submission=ref)
+        return row
+
+    # --- releases --------------------------------------------------------------------------
+    def create_release(self, objective_ref: str, req: m.CreateRelease,
+                       who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            who.require(obj.namespace)
+            sub = self.submission(s, obj, req.submission)
+            if s.scalar(select(Release).where(Release.objective_rid == obj.rid,
+                                              Release.version == req.version)):
+                raise ReleaseVersionAlreadyExists(
+                    f"objective {obj.name!r} already has a release {req.version!r}",
+                    version=req.version)
+            seq = (s.scalar(select(func.max(Release.seq))
+                            .where(Release.objective_rid == obj.rid)) or 0) + 1
+            row = Release(rid=new_rid("release"), objective_rid=obj.rid, submission_rid=sub.rid,
+                          version=req.version, note=req.note, seq=seq, created_by=who.name)
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError as exc:
+                raise ReleaseVersionAlreadyExists(f"release {req.version!r} exists") from exc
+            if req.tag:
+                self._move_tag(s, row, req.tag, who)
+        if req.tag:
+            self.on_tag(row.objective_rid)
+        return self.describe_release(row)
+
+    def tag_release(self, objective_ref: str, version: str, tag: str,
+                    who: Principal) -> dict[str, Any]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            who.require(obj.namespace)
+            row = s.scalar(select(Release).where(Release.objective_rid == obj.rid,
+                                                 Release.version == version))
+            if row is None:
+                raise ReleaseNotFound(f"objective {obj.name!r} has no release {version!r}",
+                                      version=version)
+            self._move_tag(s, row, tag, who)
+        self.on_tag(row.objective_rid)
+        return self.describe_release(row)
+
+    @staticmethod
+    def _move_tag(s: Session, row: Release, tag: str, who: Principal) -> None:
+        for other in s.scalars(select(Release).where(Release.objective_rid == row.objective_rid,
+                                                     Release.tag == tag)):
+            other.tag = None
+        row.tag = tag
+        s.add(TagEvent(objective_rid=row.objective_rid, release_rid=row.rid, tag=tag,
+                       at=now(), by=who.name))
+
+    @staticmethod
+    def describe_release(row: Release) -> dict[str, Any]:
+        return m.DescribeRelease(
+            rid=row.rid, objective_rid=row.objective_rid, submission_rid=row.submission_rid,
+            version=row.version, note=row.note, tag=row.tag, created_at=row.created_at,
+            created_by=row.created_by).dump()
+
+    def list_releases(self, objective_ref: str, who: Principal) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            rows = s.scalars(select(Release).where(Release.objective_rid == obj.rid)
+                             .order_by(Release.seq.desc()))
+            return [self.describe_release(r) for r in rows]
+
+    def tag_history(self, objective_ref: str, who: Principal) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            rows = s.execute(select(TagEvent, Release.version)
+                             .join(Release, Release.rid == TagEvent.release_rid)
+                             .where(TagEvent.objective_rid == obj.rid).order_by(TagEvent.id))
+            return [{"releaseRid": e.release_rid, "version": v, "tag": e.tag,
+                     "at": e.at.isoformat(), "by": e.by} for e, v in rows]
+
+    @staticmethod
+    def tagged_release(s: Session, objective_rid: str, tag: str) -> Release | None:
+        return s.scalars(select(Release).where(Release.objective_rid == objective_rid,
+                                               Release.tag == tag)
+                         .order_by(Release.seq.desc())).first()

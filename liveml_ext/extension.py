@@ -1,0 +1,72 @@
+"""The Jupyter server extension: the control plane hosted by a Jupyter server.
+
+The same handlers as ``liveml server`` are mounted under the server's base URL. Requests may
+authenticate with a liveml Bearer token or with Jupyter's own token or login cookie.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
+from traitlets import Float, Int, Type, Unicode
+
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .controlplane import ControlPlane, Settings, default_home
+from .handlers import routes
+
+
+class JupyterLiveMLHandler(JupyterHandler):
+    """Jupyter's handler with liveml's own authentication on top (see handlers.base)."""
+
+    def host_user(self) -> Any:
+        return self.current_user
+
+
+def _allow_own_auth(cls: type) -> None:
+    """Let Jupyter pass requests through; the liveml mixin authenticates (401 in the envelope)."""
+    for method in ("get", "post", "put", "patch", "delete"):
+        fn = getattr(cls, method, None)
+        if fn is not None:
+            setattr(fn, "__allow_unauthenticated", True)
+
+
+class LiveMLExtension(ExtensionApp):
+    name = "liveml_ext"
+
+    home = Unicode("", config=True, help="liveml home (default $LIVEML_HOME or ~/.liveml)")
+    database_url = Unicode("", config=True, help="SQLAlchemy URL (default SQLite in home)")
+    artifact_url = Unicode("", config=True, help="fsspec URL of the artifact store")
+    backend_class = Type(LocalBackend, klass=Backend, config=True,
+                         help="Backend class that runs replicas")
+    max_body_bytes = Int(50 * 1024 * 1024, config=True, help="inference body limit (bytes)")
+    inference_timeout = Float(60.0, config=True, help="seconds a replica may take to answer")
+
+    def initialize_settings(self) -> None:
+        settings = Settings(home=Path(self.home) if self.home else default_home(),
+                            database_url=self.database_url, artifact_url=self.artifact_url,
+                            max_body_bytes=self.max_body_bytes,
+                            inference_timeout=self.inference_timeout)
+        backend = self.backend_class(settings.home) if self.backend_class is LocalBackend \
+            else self.backend_class()
+        self.cp = ControlPlane(settings, backend=backend)
+
+    def initialize_handlers(self) -> None:
+        specs = routes(self.cp, "/", base=JupyterLiveMLHandler)
+        for _pattern, cls, _kw in specs:
+            _allow_own_auth(cls)
+        # patterns are prefixed with the server's base_url by ExtensionApp
+        self.handlers.extend((p.lstrip("/"), cls, kw) for p, cls, kw in specs)
+        IOLoop.current().add_callback(self._start_control_plane)
+
+    async def _start_control_plane(self) -> None:
+        await self.cp.start()
+        url = self.serverapp.connection_url if self.serverapp else ""
+        path = self.cp.write_connection_file(url)
+        self.log.info("liveml control plane at %s (connection file %s)", url, path)
+
+    async def stop_extension(self) -> None:
+        await self.cp.stop()

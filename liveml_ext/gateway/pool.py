@@ -1,0 +1,124 @@
+"""The inference gateway: per-deployment pools of ready replicas, least-loaded routing, retries.
+
+The request body is forwarded as bytes (the replica checks and decodes it); a query that meets a
+replica that is gone or draining is retried on another one, so a rolling change drops nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from ..core.errors import LiveDeploymentNotFound, LiveMLError, ServiceUnavailable, error_class
+
+InferenceTimeout = error_class("InferenceTimeout", 504, "TIMEOUT")
+
+
+@dataclass
+class Member:
+    node_id: str
+    url: str
+    inflight: int = 0
+    served: int = 0
+
+
+@dataclass
+class Pool:
+    rid: str
+    namespace: str
+    members: list[Member] = field(default_factory=list)
+    unavailable_reason: str = "the deployment has no ready replica yet"
+
+    def add(self, node_id: str, url: str) -> None:
+        if not any(m.node_id == node_id for m in self.members):
+            self.members.append(Member(node_id, url))
+
+    def remove(self, node_id: str) -> Member | None:
+        for m in self.members:
+            if m.node_id == node_id:
+                self.members = [x for x in self.members if x is not m]
+                return m
+        return None
+
+
+class Gateway:
+    """Routes inference requests to ready replicas. Pools are kept by the controller."""
+
+    def __init__(self, timeout: float = 60.0, replica_token: str = "") -> None:
+        self.pools: dict[str, Pool] = {}
+        self.timeout = timeout
+        self.headers = {"Content-Type": "application/json"}
+        if replica_token:
+            self.headers["X-LiveML-Replica-Token"] = replica_token
+        self._session: aiohttp.ClientSession | None = None
+        self._rr = itertools.count()
+        self.inflight: dict[str, int] = {}
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=self.timeout), skip_auto_headers=("User-Agent",))
+        return self._session
+
+    def pool(self, rid: str) -> Pool:
+        pool = self.pools.get(rid)
+        if pool is None:
+            raise LiveDeploymentNotFound(f"no live deployment {rid!r}", deploymentRid=rid)
+        return pool
+
+    def _pick(self, pool: Pool, tried: set[str]) -> Member | None:
+        members = [m for m in pool.members if m.node_id not in tried]
+        if not members:
+            return None
+        start = next(self._rr) % len(members)
+        ordered = members[start:] + members[:start]
+        return min(ordered, key=lambda m: m.inflight)
+
+    async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes]:
+        """Send one inference request to a ready replica of ``pool``; retry where it is safe."""
+        path = "/v2/transform" if v2 else "/v1/transform"
+        tried: set[str] = set()
+        session = self.session()
+        while True:
+            member = self._pick(pool, tried)
+            if member is None:
+                raise ServiceUnavailable(
+                    pool.unavailable_reason if not tried else
+                    "no replica could take the request; the deployment may be restarting",
+                    deploymentRid=pool.rid)
+            tried.add(member.node_id)
+            member.inflight += 1
+            try:
+                async with session.post(member.url + path, data=body,
+                                        headers=self.headers) as resp:
+                    data = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                continue  # the replica went away mid-request: another one takes it
+            except asyncio.TimeoutError as exc:
+                raise InferenceTimeout(
+                    f"the model did not answer within {self.timeout:.0f}s",
+                    deploymentRid=pool.rid) from exc
+            finally:
+                member.inflight -= 1
+            if status == 503:
+                continue  # loading or draining: try another replica
+            member.served += 1
+            return status, data
+
+    async def drain(self, member: Member, timeout: float = 30.0) -> None:
+        """Wait until a member removed from its pool has no request in flight."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while member.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+__all__ = ["Gateway", "InferenceTimeout", "LiveMLError", "Member", "Pool"]

@@ -1,0 +1,45 @@
+"""Thin tornado handlers over the control plane, mounted by the server and the extension."""
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from ..controlplane import ControlPlane
+from . import management as mg
+from .base import FallbackHandler
+from .inference import InferenceHandler
+
+API = r"liveml/api"
+ROUTES: list[tuple[str, type]] = [
+    (rf"{API}/namespaces", mg.NamespacesHandler),
+    (rf"{API}/objectives", mg.ObjectivesHandler),
+    (rf"{API}/objectives/([^/]+)", mg.ObjectiveHandler),
+    (rf"{API}/objectives/([^/]+)/submissions", mg.SubmissionsHandler),
+    (rf"{API}/objectives/([^/]+)/releases", mg.ReleasesHandler),
+    (rf"{API}/objectives/([^/]+)/releases/([^/]+)/tag", mg.ReleaseTagHandler),
+    (rf"{API}/objectives/([^/]+)/releases/([^/]+)/promote", mg.ReleaseTagHandler),
+    (rf"{API}/objectives/([^/]+)/tag-history", mg.TagHistoryHandler),
+    (rf"{API}/artifacts", mg.ArtifactsHandler),
+    (rf"{API}/deployments", mg.DeploymentsHandler),
+    (rf"{API}/deployments/([^/]+)", mg.DeploymentHandler),
+    (rf"{API}/deployments/([^/]+)/(disable|enable)", mg.DeploymentActionHandler),
+    (rf"{API}/deployments/([^/]+)/api-name", mg.ApiNameHandler),
+    (rf"{API}/profiles", mg.ProfilesHandler),
+    (rf"{API}/tokens", mg.TokensHandler),
+    (rf"{API}/openapi.json", mg.OpenApiHandler),
+    (rf"{API}/whoami", mg.WhoAmIHandler),
+    (r"foundry-ml-live/api/inference/transform/([^/]+)(/v2)?", InferenceHandler),
+    (rf"(?:{API}|foundry-ml-live)/.*", FallbackHandler),
+]
+
+
+def routes(cp: ControlPlane, base_url: str = "/",
+           base: type = tornado.web.RequestHandler) -> list[tuple[str, type, dict[str, Any]]]:
+    """The URL specs for a tornado Application, each handler mixed with ``base``."""
+    prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    specs = []
+    for pattern, mixin in ROUTES:
+        cls = type(mixin.__name__, (mixin, base), {"__module__": mixin.__module__})
+        specs.append((prefix + pattern + "/?$", cls, {"cp": cp}))
+    return specs

@@ -1,0 +1,141 @@
+"""Management REST API under ``<base>/liveml/api/`` (see docs/openapi.yaml)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..core import models as m
+from .base import LiveMLHandlerMixin
+
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
+
+
+class NamespacesHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        self.reply({"data": self.cp.registry.list_namespaces(self.principal)})
+
+    def post(self) -> None:
+        req = self.parse(m.CreateNamespace)
+        self.principal.require(req.name, "admin")
+        self.cp.registry.ensure_namespace(req.name)
+        self.reply({"name": req.name}, 201)
+
+
+class ObjectivesHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
+        self.reply({"data": self.cp.registry.list_objectives(self.principal, ns)})
+
+    def post(self) -> None:
+        self.reply(self.cp.registry.create_objective(self.parse(m.CreateObjective),
+                                                     self.principal), 201)
+
+
+class ObjectiveHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        self.reply(self.cp.registry.get_objective(ref, self.principal))
+
+
+class ArtifactsHandler(LiveMLHandlerMixin):
+    """Upload model bytes (``PUT``, octet-stream); the answer's artifactId makes a submission."""
+
+    def put(self) -> None:
+        self.principal.require(self.principal.namespace or "default")
+        self.reply(self.cp.put_artifact(self.request.body), 201)  # type: ignore[attr-defined]
+
+    post = put
+
+
+class SubmissionsHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        self.reply({"data": self.cp.registry.list_submissions(ref, self.principal)})
+
+    async def post(self, ref: str) -> None:
+        req = self.parse(m.CreateSubmission)
+        self.reply(await self.cp.submit(ref, req, self.principal), 201)
+
+
+class ReleasesHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        self.reply({"data": self.cp.registry.list_releases(ref, self.principal)})
+
+    def post(self, ref: str) -> None:
+        self.reply(self.cp.registry.create_release(ref, self.parse(m.CreateRelease),
+                                                   self.principal), 201)
+
+
+class ReleaseTagHandler(LiveMLHandlerMixin):
+    """``PUT .../releases/{version}/tag {"tag": "PRODUCTION"}``; ``POST .../promote`` = Production."""
+
+    def put(self, ref: str, version: str) -> None:
+        req = self.parse(m.TagRelease)
+        self.reply(self.cp.registry.tag_release(ref, version, req.tag, self.principal))
+
+    def post(self, ref: str, version: str) -> None:
+        self.reply(self.cp.registry.tag_release(ref, version, "PRODUCTION", self.principal))
+
+
+class TagHistoryHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        self.reply({"data": self.cp.registry.tag_history(ref, self.principal)})
+
+
+class DeploymentsHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
+        self.reply({"data": self.cp.deployments.list(self.principal, ns)})
+
+    def post(self) -> None:
+        self.reply(self.cp.deployments.create(self.parse(m.CreateLiveDeployment),
+                                              self.principal), 201)
+
+
+class DeploymentHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        self.reply(self.cp.deployments.get(ref, self.principal))
+
+    def patch(self, ref: str) -> None:
+        self.reply(self.cp.deployments.update(ref, self.parse(m.UpdateLiveDeployment),
+                                              self.principal))
+
+    def delete(self, ref: str) -> None:
+        self.reply(self.cp.deployments.delete(ref, self.principal))
+
+
+class DeploymentActionHandler(LiveMLHandlerMixin):
+    """``POST deployments/{ref}/disable`` and ``/enable``."""
+
+    def post(self, ref: str, action: str) -> None:
+        self.reply(self.cp.deployments.set_enabled(ref, action == "enable", self.principal))
+
+
+class ApiNameHandler(LiveMLHandlerMixin):
+    def put(self, ref: str) -> None:
+        doc: Any = self.json_body()
+        name = doc.get("apiName") if isinstance(doc, dict) else None
+        req = m.UpdateLiveDeployment(api_name=name)
+        self.reply(self.cp.deployments.update(ref, req, self.principal))
+
+
+class ProfilesHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        self.reply(self.cp.profiles.describe())
+
+
+class TokensHandler(LiveMLHandlerMixin):
+    def post(self) -> None:
+        self.reply(self.cp.tokens.create(self.parse(m.CreateToken), self.principal), 201)
+
+
+class OpenApiHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        self.reply(orjson.loads(OPENAPI.read_bytes()))
+
+
+class WhoAmIHandler(LiveMLHandlerMixin):
+    def get(self) -> None:
+        p = self.principal
+        self.reply({"name": p.name, "scope": p.scope, "namespace": p.namespace,
+                    "backend": self.cp.backend.name})

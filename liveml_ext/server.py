@@ -1,0 +1,59 @@
+"""The standalone control plane: ``liveml server`` (REST API, reconcile loop, inference gateway)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from .controlplane import ControlPlane, Settings
+from .handlers import routes
+
+log = logging.getLogger("liveml.server")
+
+
+def make_app(cp: ControlPlane, base_url: str = "/") -> tornado.web.Application:
+    return tornado.web.Application(routes(cp, base_url), log_function=_access_log)
+
+
+def _access_log(handler: tornado.web.RequestHandler) -> None:
+    if handler.get_status() >= 500:
+        log.warning("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
+
+
+async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | None = None,
+                settings: Settings | None = None, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the control plane until SIGINT/SIGTERM (or ``stop`` is set)."""
+    settings = settings or (Settings(home=Path(home)) if home else Settings())
+    cp = ControlPlane(settings)
+    server = tornado.httpserver.HTTPServer(make_app(cp), max_body_size=1 << 30,
+                                           max_buffer_size=1 << 30, xheaders=True)
+    sockets = tornado.netutil.bind_sockets(port, host)
+    server.add_sockets(sockets)
+    bound = sockets[0].getsockname()[1]
+    url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{bound}/"
+    await cp.start()
+    path = cp.write_connection_file(url)
+    print(f"liveml control plane at {url}\n"
+          f"  home: {settings.home}\n  connection file (URL and admin token): {path}\n"
+          "  next: `liveml objective create NAME`, then `liveml submit NAME MODEL.joblib`; "
+          "Ctrl-C stops", file=sys.stderr, flush=True)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if ready:
+        ready.set()
+    await stop.wait()
+    print("liveml: stopping replicas…", file=sys.stderr, flush=True)
+    server.stop()
+    await cp.stop()

@@ -1,0 +1,59 @@
+"""``python -m liveml_runtime serve|inspect``: run a replica, or describe a model artifact."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import orjson
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="liveml_runtime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a model artifact over HTTP")
+    serve.add_argument("--artifact", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--port-file")
+    serve.add_argument("--model-uuid", default="")
+    serve.add_argument("--node-id", default=os.environ.get("HOSTNAME", "replica"))
+    serve.add_argument("--deployment-rid", default="")
+    serve.add_argument("--release", default="")
+    serve.add_argument("--thread-count", type=int, default=1)
+    inspect = sub.add_parser("inspect", help="print a model artifact's API and requirements")
+    inspect.add_argument("artifact")
+    args = parser.parse_args(argv)
+
+    if args.command == "inspect":
+        from .adapter import ModelRunner, inspect_artifact, load_model
+        from .errors import LiveMLError
+
+        try:
+            doc = inspect_artifact(args.artifact)
+            ModelRunner(load_model(args.artifact)).self_test()
+        except LiveMLError as err:
+            sys.stdout.write(orjson.dumps({"error": err.envelope()}).decode() + "\n")
+            return 2
+        except Exception as exc:  # noqa: BLE001 - reported as a structured error
+            msg = f"{type(exc).__name__}: {exc}"
+            sys.stdout.write(orjson.dumps({"error": {"message": msg}}).decode() + "\n")
+            return 2
+        sys.stdout.write(orjson.dumps(doc, default=str).decode() + "\n")
+        return 0
+
+    from . import logs
+    from .server import ReplicaConfig, serve as run
+
+    logs.configure({"node_id": args.node_id, "deployment_rid": args.deployment_rid,
+                    "release": args.release})
+    config = ReplicaConfig(artifact=args.artifact, model_uuid=args.model_uuid,
+                           node_id=args.node_id, deployment_rid=args.deployment_rid,
+                           release=args.release, thread_count=args.thread_count,
+                           token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
+    return asyncio.run(run(config, args.host, args.port, args.port_file))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Model adapters: the contract between a model and the replica that serves it.
+
+A ``ModelAdapter`` declares its inputs and outputs in ``api()`` and computes them in ``predict``
+(one output) or ``run_inference`` (several). A plain object with ``predict(DataFrame)`` — a
+scikit-learn pipeline saved with joblib, say — is wrapped by ``EstimatorAdapter``: one tabular
+input ``input_df`` and one tabular output ``output_df`` (the input rows plus ``prediction``).
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import sys
+from typing import Any, ClassVar
+
+from .api import Column, ModelApi, Parameter, Tabular, sample_value
+from .errors import InferenceFailure, InvalidArgument
+
+
+class ModelAdapter:
+    """Base class for models with declared inputs and outputs.
+
+    Override ``api()`` and either ``predict(**inputs)`` (a single output) or
+    ``run_inference(inputs, outputs)`` (write each output with ``outputs[name].write(value)``).
+    Tabular inputs arrive as pandas DataFrames, parameters as plain values.
+    """
+
+    #: True when each output row belongs to the input row at the same position, so that the
+    #: replica may run concurrent requests as one batch.
+    batchable: ClassVar[bool] = False
+
+    def api(self) -> ModelApi | tuple[Any, Any]:
+        raise NotImplementedError("a ModelAdapter must declare its api()")
+
+    def load(self) -> None:
+        """Called once in the replica before the self-test (start a Spark session, warm caches)."""
+
+    def predict(self, **inputs: Any) -> Any:
+        raise NotImplementedError("override predict() or run_inference()")
+
+    def run_inference(self, inputs: dict[str, Any], outputs: Outputs) -> None:
+        result = self.predict(**inputs)
+        names = outputs.names
+        if len(names) == 1:
+            outputs[names[0]].write(result)
+        elif isinstance(result, dict):
+            for name, value in result.items():
+                outputs[name].write(value)
+        else:
+            raise TypeError("predict() of a model with several outputs must return a dict")
+
+    def example_inputs(self) -> dict[str, Any] | None:
+        """Inputs for the replica's self-test (v2 shape); None synthesizes one row from api()."""
+        return None
+
+
+class Output:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value: Any = None
+        self.written = False
+
+    def write(self, value: Any) -> None:
+        self.value, self.written = value, True
+
+
+class Outputs(dict):
+    """The outputs a ``run_inference`` call writes, by name (also as attributes)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__({n: Output(n) for n in names})
+        self.names = names
+
+    def __getattr__(self, name: str) -> Output:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __missing__(self, name: str) -> Output:
+        raise KeyError(f"the model API declares no output {name!r}; it has {self.names}")
+
+
+class EstimatorAdapter(ModelAdapter):
+    """Wraps any object with ``predict(DataFrame)`` (scikit-learn estimators and pipelines)."""
+
+    batchable = True
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._api = ModelApi(
+            inputs=[Tabular("input_df", estimator_columns(model))],
+            outputs=[Tabular("output_df", [])],
+        )
+        self._features = [c.name for c in self._api.inputs[0].columns]
+
+    def api(self) -> ModelApi:
+        return self._api
+
+    def predict(self, input_df: Any) -> Any:
+        features = input_df[self._features] if self._features else input_df
+        prediction = self.model.predict(features)
+        out = input_df.copy()
+        if getattr(prediction, "ndim", 1) == 2 and prediction.shape[1] > 1:
+            for i in range(prediction.shape[1]):
+                out[f"prediction_{i}"] = prediction[:, i]
+        else:
+            out["prediction"] = prediction.reshape(-1) if hasattr(prediction, "reshape") else prediction
+        return out
+
+    def example_inputs(self) -> dict[str, Any]:
+        cats = _categories(self.model)
+        row = {c.name: cats.get(c.name, sample_value(c.type)) for c in self._api.inputs[0].columns}
+        return {"input_df": [row]}
+
+
+def _ct(model: Any) -> Any:
+    """The first fitted ColumnTransformer in a model or pipeline, if any."""
+    steps = [model]
+    if hasattr(model, "steps"):
+        steps += [s for _, s in model.steps]
+    for step in steps:
+        if hasattr(step, "transformers_"):
+            return step
+    return None
+
+
+def _categories(model: Any) -> dict[str, Any]:
+    """Column -> its first known category, for encoders inside a ColumnTransformer."""
+    ct, out = _ct(model), {}
+    if ct is None:
+        return out
+    for _, transformer, cols in ct.transformers_:
+        cats = getattr(transformer, "categories_", None)
+        if cats is not None and isinstance(cols, (list, tuple)):
+            for col, values in zip(cols, cats):
+                if len(values):
+                    value = values[0]
+                    out[col] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def estimator_columns(model: Any) -> list[Column]:
+    """Declared input columns of a fitted estimator: ``feature_names_in_`` with inferred types.
+
+    Columns fed to a categorical encoder with string categories are strings; the rest of a
+    scikit-learn model's features are numbers.
+    """
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return []
+    cats = _categories(model)
+    return [Column(str(n), "string" if isinstance(cats.get(str(n)), str) else
+                   ("any" if str(n) in cats else "double")) for n in names]
+
+
+class ModelRunner:
+    """Runs an adapter on decoded inputs and returns its outputs by name."""
+
+    def __init__(self, adapter: ModelAdapter) -> None:
+        self.adapter = adapter
+        self.api = ModelApi.coerce(adapter.api())
+        self.batchable = bool(adapter.batchable) and self.api.single_tabular
+
+    def to_frames(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        import pandas as pd
+
+        tables = {t.name: t for t in self.api.tabular_inputs}
+        out = {}
+        for name, value in inputs.items():
+            table = tables.get(name)
+            if table is None:
+                out[name] = value
+                continue
+            frame = pd.DataFrame(value) if not isinstance(value, pd.DataFrame) else value
+            for col in table.columns:
+                if col.name not in frame.columns:
+                    frame[col.name] = None
+            out[name] = frame
+        return out
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Inputs (DataFrames and parameter values) -> outputs by name (raw model values)."""
+        outputs = Outputs([p.name for p in self.api.outputs])
+        try:
+            self.adapter.run_inference(inputs, outputs)
+        except Exception as exc:  # the model's own failure, reported to the caller
+            raise InferenceFailure(f"the model raised {type(exc).__name__}: {exc}",
+                                   exceptionType=type(exc).__name__) from exc
+        missing = [n for n, o in outputs.items() if not o.written]
+        if missing:
+            raise InferenceFailure(f"the model wrote no value for outputs {missing}")
+        return {n: o.value for n, o in outputs.items()}
+
+    def self_test_inputs(self) -> dict[str, Any]:
+        example = self.adapter.example_inputs()
+        if example is None:
+            example = {t.name: [{c.name: sample_value(c.type) for c in t.columns}]
+                       for t in self.api.tabular_inputs}
+        return {**self.api.decode_v2(example)}
+
+    def self_test(self) -> dict[str, Any]:
+        return self.infer(self.to_frames(self.self_test_inputs()))
+
+
+def encode(value: Any) -> Any:
+    """A model output -> JSON-ready value (DataFrames become lists of row objects)."""
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return value.to_dict(orient="records")
+    if hasattr(value, "to_list"):
+        return value.to_list()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def wrap(model: Any) -> ModelAdapter:
+    if isinstance(model, ModelAdapter):
+        return model
+    if callable(getattr(model, "predict", None)):
+        return EstimatorAdapter(model)
+    raise InvalidArgument(
+        f"a {type(model).__name__} is not a model: give a ModelAdapter or an object with "
+        "predict(DataFrame)", modelType=type(model).__name__)
+
+
+def load_model(path: str) -> ModelAdapter:
+    """Load a joblib, pickle or cloudpickle file and wrap it as a ModelAdapter."""
+    import joblib
+
+    try:
+        model = joblib.load(path)
+    except Exception as exc:
+        raise InvalidArgument(f"cannot load the model file: {type(exc).__name__}: {exc}",
+                              exceptionType=type(exc).__name__) from exc
+    return wrap(model)
+
+
+def requirements(modules: set[str]) -> dict[str, str]:
+    """Top-level module names -> {distribution: version} of the installed distributions."""
+    dists = md.packages_distributions()
+    out = {}
+    for mod in sorted(modules):
+        for dist in dists.get(mod, []):
+            try:
+                out[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                pass
+    return out
+
+
+def inspect_artifact(path: str) -> dict[str, Any]:
+    """Load an artifact and describe it: its API, requirements and a passing self-test."""
+    before = {m.split(".")[0] for m in sys.modules}
+    adapter = load_model(path)
+    loaded = {m.split(".")[0] for m in sys.modules} - before
+    modules = loaded | {type(adapter).__module__.split(".")[0]}
+    if isinstance(adapter, EstimatorAdapter):
+        modules.add(type(adapter.model).__module__.split(".")[0])
+    runner = ModelRunner(adapter)
+    return {
+        "api": runner.api.to_dict(),
+        "adapter": f"{type(adapter).__module__}.{type(adapter).__qualname__}",
+        "requirements": requirements(modules - {"liveml_runtime", "liveml_ext", "__main__"}),
+        "python": platform.python_version(),
+    }
+
+
+__all__ = ["Column", "EstimatorAdapter", "ModelAdapter", "ModelApi", "ModelRunner", "Outputs",
+           "Parameter", "Tabular", "encode", "inspect_artifact", "load_model", "wrap"]

@@ -1,0 +1,48 @@
+"""Structured JSON log lines: one object per record, tagged with the replica's identity."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import traceback
+from typing import Any
+
+import orjson
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line with ``tags`` (node_id, deployment RID, release)."""
+
+    def __init__(self, tags: dict[str, str]) -> None:
+        super().__init__()
+        self.tags = tags
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "tags": self.tags,
+        }
+        extra = getattr(record, "fields", None)
+        if extra:
+            doc["fields"] = extra
+        if record.exc_info:
+            doc["traceback"] = "".join(traceback.format_exception(*record.exc_info))
+        return orjson.dumps(doc, default=str).decode()
+
+
+def configure(tags: dict[str, str], level: int = logging.INFO) -> None:
+    """Route every logger (the model's own included) to JSON lines on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(tags))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+def step(logger: logging.Logger, message: str, **fields: Any) -> None:
+    """Log one startup step with structured fields."""
+    logger.info(message, extra={"fields": fields})
