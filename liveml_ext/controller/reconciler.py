@@ -154,7 +154,7 @@ class Controller:
                 log.exception("reconcile pass failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.tick)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 
@@ -263,7 +263,7 @@ class Controller:
         try:
             async with self._http.get(f"{r.url}/health/ready") as resp:
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     def _lost(self, rt: Runtime, pool: Pool, r: Replica, reason: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -74,7 +74,7 @@ class CreateRelease(Model):
     submission: str
     version: str = Field(min_length=1, max_length=64)
     note: str = ""
-    tag: Optional[Tag] = None
+    tag: Tag | None = None
 
     _tag = field_validator("tag", mode="before")(tag_value)
 
@@ -91,7 +91,7 @@ class DescribeRelease(Model):
     submission_rid: str
     version: str
     note: str
-    tag: Optional[Tag]
+    tag: Tag | None
     created_at: dt.datetime
     created_by: str
 
@@ -118,12 +118,12 @@ class RuntimeConfiguration(Model):
 class RuntimeOverrides(Model):
     """Explicit values that take precedence over the profiles."""
 
-    min_replicas: Optional[int] = Field(None, ge=0, le=64)
-    max_replicas: Optional[int] = Field(None, ge=0, le=64)
-    cpu: Optional[float] = Field(None, gt=0)
-    memory: Optional[str] = None
-    gpu: Optional[int] = Field(None, ge=0)
-    thread_count: Optional[int] = Field(None, ge=1, le=64)
+    min_replicas: int | None = Field(None, ge=0, le=64)
+    max_replicas: int | None = Field(None, ge=0, le=64)
+    cpu: float | None = Field(None, gt=0)
+    memory: str | None = None
+    gpu: int | None = Field(None, ge=0)
+    thread_count: int | None = Field(None, ge=1, le=64)
 
 
 class CreateLiveDeployment(Model):
@@ -131,21 +131,21 @@ class CreateLiveDeployment(Model):
     name: str = Field(pattern=NAME.pattern)
     description: str = ""
     environment: Tag = "PRODUCTION"
-    api_name: Optional[str] = Field(None, pattern=API_NAME.pattern)
+    api_name: str | None = Field(None, pattern=API_NAME.pattern)
     replica_profile: str = "default"
     resource_profile: str = "default"
-    runtime_configuration: Optional[RuntimeOverrides] = None
+    runtime_configuration: RuntimeOverrides | None = None
 
     _env = field_validator("environment", mode="before")(tag_value)
 
 
 class UpdateLiveDeployment(Model):
-    name: Optional[str] = Field(None, pattern=NAME.pattern)
-    description: Optional[str] = None
-    api_name: Optional[str] = Field(None, pattern=API_NAME.pattern)
-    replica_profile: Optional[str] = None
-    resource_profile: Optional[str] = None
-    runtime_configuration: Optional[RuntimeOverrides] = None
+    name: str | None = Field(None, pattern=NAME.pattern)
+    description: str | None = None
+    api_name: str | None = Field(None, pattern=API_NAME.pattern)
+    replica_profile: str | None = None
+    resource_profile: str | None = None
+    runtime_configuration: RuntimeOverrides | None = None
 
 
 class ReplicaStatus(Model):
@@ -182,8 +182,8 @@ class DescribeLiveDeployment(Model):
     objective_rid: str
     environment: Tag
     enabled: bool
-    release: Optional[ReleaseRef]
-    target_release: Optional[ReleaseRef]
+    release: ReleaseRef | None
+    target_release: ReleaseRef | None
     replica_profile: str
     resource_profile: str
     runtime_configuration: RuntimeConfiguration
@@ -194,15 +194,15 @@ class DescribeLiveDeployment(Model):
 
 
 class CreateToken(Model):
-    namespace: Optional[str] = None
+    namespace: str | None = None
     scope: Literal["query", "manage"] = "query"
     description: str = ""
 
 
 class DescribeToken(Model):
     id: str
-    namespace: Optional[str]
+    namespace: str | None
     scope: str
     description: str
     created_at: dt.datetime
-    token: Optional[str] = None
+    token: str | None = None

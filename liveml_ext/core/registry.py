@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,7 @@ class Principal:
 
     name: str
     scope: str = "admin"
-    namespace: Optional[str] = None
+    namespace: str | None = None
 
     def can_see(self, namespace: str) -> bool:
         return self.namespace is None or self.namespace == namespace

@@ -98,7 +98,7 @@ class Gateway:
                     status = resp.status
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
                 continue  # the replica went away mid-request: another one takes it
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise InferenceTimeout(
                     f"the model did not answer within {self.timeout:.0f}s",
                     deploymentRid=pool.rid) from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UtcDateTime(TypeDecorator):
@@ -37,7 +37,7 @@ class UtcDateTime(TypeDecorator):
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
         if isinstance(value, dt.datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value
 
 
@@ -87,7 +87,7 @@ class Release(Base):
     submission_rid: Mapped[str] = mapped_column(ForeignKey("submissions.rid"))
     version: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(default="")
-    tag: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(16), nullable=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
     created_by: Mapped[str] = mapped_column(default="")
@@ -120,7 +120,7 @@ class Deployment(Base):
     runtime_configuration: Mapped[dict] = mapped_column()
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    served_release_rid: Mapped[Optional[str]] = mapped_column(nullable=True)
+    served_release_rid: Mapped[str | None] = mapped_column(nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="STARTING")
     reason: Mapped[str] = mapped_column(default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
@@ -132,7 +132,7 @@ class Token(Base):
     __tablename__ = "tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    namespace: Mapped[Optional[str]] = mapped_column(nullable=True)
+    namespace: Mapped[str | None] = mapped_column(nullable=True)
     scope: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=now)

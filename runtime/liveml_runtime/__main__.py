@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from . import logs
-    from .server import ReplicaConfig, serve as run
+    from .server import ReplicaConfig
+    from .server import serve as run
 
     logs.configure({"node_id": args.node_id, "deployment_rid": args.deployment_rid,
                     "release": args.release})

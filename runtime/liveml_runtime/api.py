@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .errors import invalid_input
 
@@ -104,7 +104,7 @@ class Parameter:
         self.type = type_name(self.type)
 
 
-Port = Union[Tabular, Parameter]
+Port = Tabular | Parameter
 
 
 def _column(spec: Any) -> Column:
