@@ -102,7 +102,7 @@ class Controller:
             except asyncio.CancelledError:
                 pass
         for rt in self.runtimes.values():
-            for r in rt.replicas:
+            for r in list(rt.replicas):
                 self._retire(rt, r, drain=False)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
@@ -115,7 +115,7 @@ class Controller:
             rt = self.runtimes.pop(rid, None)
             self.gateway.pools.pop(rid, None)
             if rt:
-                for r in rt.replicas:
+                for r in list(rt.replicas):
                     self._retire(rt, r, drain=True)
         elif event == "disabled":
             pool = self.gateway.pools.get(rid)

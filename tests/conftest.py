@@ -1,0 +1,164 @@
+"""Fixtures with real parts: a real control plane process, real replica processes, real HTTP."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import pytest
+import requests
+
+from liveml_ext.client import Client
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference" / "house_model.py"
+ROW = {"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference_module():
+    assert REFERENCE.exists(), f"the reference model is missing: {REFERENCE}"
+    spec = importlib.util.spec_from_file_location("house_model", REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def house_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference pipeline, trained and saved with joblib."""
+    path = tmp_path_factory.mktemp("models") / "house.joblib"
+    joblib.dump(reference_module().train(), path)
+    return path
+
+
+@dataclass
+class Server:
+    home: Path
+    port: int
+    proc: subprocess.Popen
+    url: str = ""
+    token: str = ""
+
+    @property
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEML_")}
+        env["LIVEML_HOME"] = str(self.home)
+        return env
+
+    def infer_url(self, rid: str, v2: bool = False) -> str:
+        return f"{self.url}foundry-ml-live/api/inference/transform/{rid}" + ("/v2" if v2 else "")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(home: Path, port: int | None = None, timeout: float = 30) -> Server:
+    port = port or free_port()
+    conn = home / "connection.json"
+    conn.unlink(missing_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "server.log", "ab")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEML_")}
+    proc = subprocess.Popen([sys.executable, "-m", "liveml_ext.cli", "server", "--port", str(port),
+                             "--home", str(home)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(home, port, proc)
+    deadline = time.monotonic() + timeout
+    while not conn.exists():
+        assert proc.poll() is None, (home / "server.log").read_text()
+        assert time.monotonic() < deadline, "the control plane did not start"
+        time.sleep(0.05)
+    doc = json.loads(conn.read_text())
+    server.url, server.token = doc["url"], doc["token"]
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A control plane shared by the tests of one module."""
+    s = start_server(tmp_path_factory.mktemp("home"))
+    yield s
+    s.stop()
+
+
+def deploy_reference(server: Server, house_model: Path, objective: str, name: str,
+                     replicas: int = 2, environment: str = "production") -> dict:
+    """objective -> submission -> release 1.0 (staging) -> promote -> deployment, ready."""
+    c = server.client
+    c.create_objective(objective)
+    c.submit(objective, house_model, name="v1")
+    c.release(objective, "v1", "1.0", tag="staging")
+    if environment == "production":
+        c.promote(objective, "1.0")
+    doc = c.deploy(objective, name=name, replicas=replicas, environment=environment)
+    return c.wait(doc["rid"], timeout=120)
+
+
+def query(server: Server, rid: str, rows: list | None = None, **kw) -> requests.Response:
+    body = {"requestData": rows if rows is not None else [ROW], "requestParams": {}}
+    return requests.post(server.infer_url(rid), json=body, headers=server.headers(), timeout=30, **kw)
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split()[2] != "Z":
+                    alive.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    return alive
+
+
+def replica_pids(home: Path) -> list[int]:
+    """PIDs of replica processes serving from this liveml home."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"liveml_runtime" in cmd and b"serve" in cmd and any(str(home).encode() in c for c in cmd):
+            out.append(int(proc.name))
+    return pids_alive(out)
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

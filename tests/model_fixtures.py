@@ -1,0 +1,81 @@
+"""Models for the tests, saved with cloudpickle by value so a replica needs no test module."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pandas as pd
+
+from liveml_ext import Column, ModelAdapter, ModelApi, Parameter, Tabular
+
+log = logging.getLogger("model-logger")
+
+
+def save(model: Any, path: Path) -> Path:
+    import sys
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with open(path, "wb") as fh:
+        cloudpickle.dump(model, fh)
+    return path
+
+
+class Offset:
+    """A fitted pipeline whose predictions are moved by ``offset`` (a distinguishable release)."""
+
+    def __init__(self, model: Any, offset: float) -> None:
+        self.model, self.offset = model, offset
+
+    @property
+    def feature_names_in_(self) -> Any:
+        return self.model.feature_names_in_
+
+    @property
+    def steps(self) -> Any:
+        return self.model.steps
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        return self.model.predict(frame) + self.offset
+
+
+class Picky(ModelAdapter):
+    """Raises on negative input, the way a model rejects what it cannot handle."""
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column("x", float)])],
+                        outputs=[Tabular("output_df")])
+
+    def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
+        if (input_df["x"] < 0).any():
+            raise ValueError("x must not be negative")
+        log.info("predicting %d rows", len(input_df))
+        return input_df.assign(y=input_df["x"] * 2)
+
+
+class PriceAndCount(ModelAdapter):
+    """Two inputs (a table and a parameter) and two outputs: the multi I/O shape."""
+
+    def api(self) -> ModelApi:
+        return ModelApi(
+            inputs=[Tabular("houses", [Column("price", float), Column("city", str)]),
+                    Parameter("discount", float, default=0.0)],
+            outputs=[Tabular("priced"), Parameter("count", int)],
+        )
+
+    def run_inference(self, inputs: dict[str, Any], outputs: Any) -> None:
+        houses = inputs["houses"]
+        outputs.priced.write(houses.assign(final=houses["price"] * (1 - inputs["discount"])))
+        outputs["count"].write(len(houses))
+
+
+class BrokenAtLoad(ModelAdapter):
+    """Its self-test fails: a release that never becomes ready."""
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column("x", float)])],
+                        outputs=[Tabular("output_df")])
+
+    def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
+        raise RuntimeError("weights are corrupt")

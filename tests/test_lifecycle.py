@@ -1,0 +1,189 @@
+"""The spine end to end: registry, deploy, query, API name, disable/enable, delete — real processes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, wait_for
+
+from liveml_ext.client import LiveMLClientError
+
+RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+
+
+def test_registry_submissions_releases_and_tags(server, house_model):
+    c = server.client
+    obj = c.create_objective("registry", description="tags")
+    assert obj["rid"].startswith("ri.models.main.objective.")
+    with pytest.raises(LiveMLClientError) as err:
+        c.create_objective("registry")
+    assert err.value.status == 409 and err.value.name == "ObjectiveAlreadyExists"
+
+    sub = c.submit("registry", house_model, name="ridge")
+    columns = sub["api"]["inputs"][0]["columns"]
+    assert [(col["name"], col["type"]) for col in columns] == [
+        ("house-location", "string"), ("bedrooms", "double"), ("bathrooms", "double")]
+    assert sub["api"]["inputs"][0]["name"] == "input_df"
+    assert sub["api"]["outputs"][0]["name"] == "output_df"
+    assert "scikit-learn" in sub["requirements"] and "pandas" in sub["requirements"]
+
+    c.release("registry", "ridge", "1.0", note="first", tag="staging")
+    c.release("registry", "ridge", "1.1", tag="staging")
+    with pytest.raises(LiveMLClientError) as err:
+        c.release("registry", "ridge", "1.1")
+    assert err.value.status == 409
+    tags = {r["version"]: r["tag"] for r in c.releases("registry")}
+    assert tags == {"1.0": None, "1.1": "STAGING"}  # one release holds a tag at a time
+
+    c.promote("registry", "1.0")
+    c.promote("registry", "1.1")
+    tags = {r["version"]: r["tag"] for r in c.releases("registry")}
+    assert tags == {"1.0": None, "1.1": "PRODUCTION"}
+    history = c.api("GET", "objectives/registry/tag-history")["data"]
+    assert [(h["version"], h["tag"]) for h in history] == [
+        ("1.0", "STAGING"), ("1.1", "STAGING"), ("1.0", "PRODUCTION"), ("1.1", "PRODUCTION")]
+    with pytest.raises(LiveMLClientError) as err:
+        c.promote("registry", "9.9")
+    assert err.value.status == 404 and err.value.name == "ReleaseNotFound"
+
+
+def test_submit_rejects_a_file_that_is_not_a_model(server, tmp_path):
+    c = server.client
+    c.create_objective("junk")
+    bad = tmp_path / "junk.joblib"
+    bad.write_bytes(b"not a pickle at all")
+    with pytest.raises(LiveMLClientError) as err:
+        c.submit("junk", bad)
+    assert err.value.status == 400 and err.value.name == "InvalidModelArtifact"
+    assert "could not be loaded" in str(err.value)
+    assert c.submissions("junk") == []
+
+
+def test_deploy_needs_a_release_with_the_tag(server, house_model):
+    c = server.client
+    c.create_objective("untagged")
+    c.submit("untagged", house_model, name="v1")
+    c.release("untagged", "v1", "1.0")  # no tag
+    with pytest.raises(LiveMLClientError) as err:
+        c.deploy("untagged", name="nope", environment="staging")
+    assert err.value.status == 400 and err.value.name == "NoReleaseWithTag"
+    assert "liveml release" in str(err.value)
+    assert c.deployments() == [] or all(d["name"] != "nope" for d in c.deployments())
+
+
+def test_deploy_query_rename_disable_enable_delete(server, house_model):
+    c = server.client
+    doc = deploy_reference(server, house_model, "houses", "House prices")
+    rid = doc["rid"]
+    assert rid.startswith(RID_PREFIX)
+    assert doc["apiName"] == "house-prices"
+    status = doc["status"]
+    assert status["state"] == "ACTIVE" and status["isReady"] is True
+    assert status["readyReplicas"] == 2 and len({r["nodeId"] for r in status["replicas"]}) == 2
+    assert all(r["health"] == "HEALTHY" and r["releaseVersion"] == "1.0" for r in status["replicas"])
+    assert doc["release"]["version"] == "1.0"
+    assert doc["runtimeConfiguration"] == {"minReplicas": 2, "maxReplicas": 2, "cpu": 1.0,
+                                           "memory": "1GiB", "gpu": 0, "threadCount": 1}
+    assert len(replica_pids(server.home)) == 2
+
+    # v1 and v2 queries, exactly the platform's shapes
+    resp = query(server, rid)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) == {"modelUuid", "responseData"}
+    assert body["responseData"][0]["house-location"] == "New York"
+    assert 500_000 < body["responseData"][0]["prediction"] < 2_000_000
+    resp = requests.post(server.infer_url(rid, v2=True), json={"input_df": [ROW, ROW]},
+                         headers=server.headers(), timeout=30)
+    assert resp.status_code == 200
+    assert len(resp.json()["output_df"]) == 2
+    assert resp.json()["output_df"][0]["prediction"] == body["responseData"][0]["prediction"]
+
+    # API name: unique in the namespace (409), changeable, usable as a reference
+    c.create_objective("other")
+    c.submit("other", house_model, name="v1")
+    c.release("other", "v1", "1.0", tag="production")
+    with pytest.raises(LiveMLClientError) as err:
+        c.deploy("other", name="Clash", api_name="house-prices", replicas=1)
+    assert err.value.status == 409 and err.value.name == "ApiNameAlreadyExists"
+    renamed = c.set_api_name(rid, "houses-v1")
+    assert renamed["apiName"] == "houses-v1" and renamed["rid"] == rid
+    assert c.deployment("houses-v1")["rid"] == rid
+    assert c.deployment("House prices")["rid"] == rid
+
+    # disable: RID kept, replicas stopped, queries get 503 in the envelope
+    pids = replica_pids(server.home)
+    disabled = c.disable("houses-v1")
+    assert disabled["rid"] == rid and disabled["status"]["state"] == "DISABLED"
+    assert not disabled["status"]["isReady"]
+    resp = query(server, rid)
+    assert resp.status_code == 503
+    assert resp.json()["errorName"] == "ServiceUnavailable"
+    assert "disabled" in resp.json()["parameters"]["message"]
+    wait_for(lambda: not pids_alive(pids), what="replicas to stop")
+
+    # enable: the latest release for the tag serves again under the same RID
+    c.enable(rid)
+    doc = c.wait(rid, timeout=60)
+    assert doc["rid"] == rid and doc["status"]["state"] == "ACTIVE"
+    assert query(server, rid).status_code == 200
+
+    # delete: 404 for good, replicas gone
+    pids = replica_pids(server.home)
+    c.delete(rid)
+    for _ in range(2):
+        resp = query(server, rid)
+        assert resp.status_code == 404
+        assert resp.json()["errorName"] == "LiveDeploymentNotFound"
+    with pytest.raises(LiveMLClientError) as err:
+        c.deployment(rid)
+    assert err.value.status == 404 and err.value.name == "LiveDeploymentNotFound"
+    wait_for(lambda: not pids_alive(pids), what="replicas to stop after delete")
+
+
+def test_cli_end_to_end(server, house_model):
+    """The README's flow through the `liveml` command, finding the server by its connection file."""
+    def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "liveml_ext.cli", *args], env=server.env(),
+                              capture_output=True, text=True, timeout=180)
+        assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+        return proc
+
+    cli("objective", "create", "cli-houses")
+    assert "cli-houses" in cli("objective", "list").stdout
+    sub = json.loads(cli("submit", "cli-houses", str(house_model), "--name", "m1", "--json").stdout)
+    assert sub["name"] == "m1"
+    cli("release", "cli-houses", "m1", "--version", "1.0", "--tag", "staging")
+    cli("promote", "cli-houses", "1.0")
+    out = cli("deploy", "cli-houses", "--name", "CLI houses", "--replicas", "1", "--wait").stdout
+    assert "ACTIVE" in out
+    ls = json.loads(cli("ls", "--json").stdout)
+    assert any(d["apiName"] == "cli-houses" for d in ls)
+    res = json.loads(cli("query", "cli-houses", "--data", json.dumps([ROW]), "--json").stdout)
+    assert res["responseData"][0]["prediction"] > 0
+    res = json.loads(cli("query", "cli-houses", "--v2", "--data",
+                         json.dumps({"input_df": [ROW]}), "--json").stdout)
+    assert "output_df" in res
+    bad = cli("query", "cli-houses", "--data", json.dumps([{"bedrooms": 1}]), ok=False)
+    assert "InferenceInvalidInput" in bad.stderr and "requiredValueMissing" in bad.stderr
+    status = cli("status", "cli-houses").stdout
+    assert "ACTIVE" in status and "replica" in status
+    token = json.loads(cli("token", "create", "--scope", "query", "--json").stdout)["token"]
+    resp = requests.post(
+        server.infer_url(next(d["rid"] for d in ls if d["apiName"] == "cli-houses")),
+        json={"requestData": [ROW], "requestParams": {}},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert resp.status_code == 200
+    # a query token cannot manage
+    denied = requests.post(f"{server.url}liveml/api/objectives", json={"name": "x"},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert denied.status_code == 403 and denied.json()["errorName"] == "PermissionDenied"
+    cli("api-name", "cli-houses", "cli-houses-2")
+    cli("disable", "cli-houses-2")
+    cli("enable", "cli-houses-2")
+    cli("delete", "cli-houses-2")
+    gone = cli("status", "cli-houses-2", ok=False)
+    assert "LiveDeploymentNotFound" in gone.stderr
