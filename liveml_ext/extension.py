@@ -6,8 +6,6 @@ authenticate with a liveml Bearer token or with Jupyter's own token or login coo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
@@ -17,13 +15,6 @@ from .backends.base import Backend
 from .backends.local import LocalBackend
 from .controlplane import ControlPlane, Settings, default_home
 from .handlers import routes
-
-
-class JupyterLiveMLHandler(JupyterHandler):
-    """Jupyter's handler with liveml's own authentication on top (see handlers.base)."""
-
-    def host_user(self) -> Any:
-        return self.current_user
 
 
 def _allow_own_auth(cls: type) -> None:
@@ -55,7 +46,7 @@ class LiveMLExtension(ExtensionApp):
         self.cp = ControlPlane(settings, backend=backend)
 
     def initialize_handlers(self) -> None:
-        specs = routes(self.cp, "/", base=JupyterLiveMLHandler)
+        specs = routes(self.cp, "/", base=JupyterHandler)
         for _pattern, cls, _kw in specs:
             _allow_own_auth(cls)
         # patterns are prefixed with the server's base_url by ExtensionApp
