@@ -6,6 +6,7 @@ authenticate with a liveml Bearer token or with Jupyter's own token or login coo
 from __future__ import annotations
 
 from pathlib import Path
+
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop

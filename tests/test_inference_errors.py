@@ -6,7 +6,7 @@ import json
 import pytest
 import requests
 from conftest import ROW, deploy_reference, query
-from model_fixtures import PriceAndCount, Picky, save
+from model_fixtures import Picky, PriceAndCount, save
 
 
 @pytest.fixture(scope="module")
