@@ -97,6 +97,7 @@ class Timing:
 
 @dataclass
 class LoadResult:
+    path: str
     concurrency: int
     duration_s: float
     ok: int
@@ -126,6 +127,8 @@ class Report:
     deploy_timeline: list[dict[str, Any]] = field(default_factory=list)
     baselines: list[Timing] = field(default_factory=list)
     load: list[LoadResult] = field(default_factory=list)
+    direct: list[LoadResult] = field(default_factory=list)
+    hops: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

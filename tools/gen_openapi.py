@@ -52,14 +52,14 @@ class NamespaceCreated(m.Model):
 
 
 class ArtifactUploaded(m.Model):
-    """An uploaded model file: give ``artifactId`` to ``POST .../submissions``."""
+    """An uploaded model file: give `artifactId` to `POST .../submissions`."""
 
     artifact_id: str = Field(description="The SHA-256 of the bytes, in hex.")
     bytes: int = Field(description="The size of the artifact in bytes.")
 
 
 class SetApiName(m.Model):
-    """The deployment's new API name; an absent or null ``apiName`` changes nothing."""
+    """The deployment's new API name; an absent or null `apiName` changes nothing."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -81,15 +81,17 @@ class TagEvent(m.Model):
     by: str
 
 
-class Profiles(m.Model):
+class Profiles(BaseModel):
     """The replica and resource profiles a deployment may choose from (profile fields are snake_case)."""
 
-    replica_profiles: list[ReplicaProfile]
-    resource_profiles: list[ResourceProfile]
+    model_config = ConfigDict(extra="forbid")  # no alias generator: the profiles are dataclasses.asdict()
+
+    replicaProfiles: list[ReplicaProfile]
+    resourceProfiles: list[ResourceProfile]
 
 
 class WhoAmI(m.Model):
-    """Who the credentials belong to; ``namespace`` null means every namespace."""
+    """Who the credentials belong to; `namespace` null means every namespace."""
 
     name: str
     scope: str
@@ -113,8 +115,7 @@ class TransformResponse(BaseModel):
 
 
 class TransformV2Request(BaseModel):
-    """One key per named input of the model: rows (a list of objects) for a tabular input, a
-    value for a parameter."""
+    """One key per named input: rows (a list of objects) for a tabular input, else a value."""
 
     model_config = ConfigDict(extra="allow")
 

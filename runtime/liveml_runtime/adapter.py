@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-import sys
 from typing import Any, ClassVar
 
 from .api import Column, ModelApi, Parameter, Tabular, sample_value
@@ -248,19 +247,37 @@ def requirements(modules: set[str]) -> dict[str, str]:
     return out
 
 
+def model_modules(model: Any) -> set[str]:
+    """Top-level modules of every object a model is made of (found by pickling it again)."""
+    import io
+
+    import cloudpickle
+
+    found: set[str] = set()
+
+    class Recorder(cloudpickle.CloudPickler):
+        def reducer_override(self, obj: Any) -> Any:
+            kind = obj if isinstance(obj, type) else type(obj)
+            found.add((getattr(kind, "__module__", None) or "builtins").split(".")[0])
+            return super().reducer_override(obj)
+
+    try:
+        Recorder(io.BytesIO(), protocol=5).dump(model)
+    except Exception:  # noqa: BLE001 - best effort: what was seen so far still counts
+        pass
+    return found
+
+
 def inspect_artifact(path: str) -> dict[str, Any]:
-    """Load an artifact and describe it: its API, requirements and a passing self-test."""
-    before = {m.split(".")[0] for m in sys.modules}
+    """Load an artifact and describe it: its API and the packages it is made of."""
     adapter = load_model(path)
-    loaded = {m.split(".")[0] for m in sys.modules} - before
-    modules = loaded | {type(adapter).__module__.split(".")[0]}
-    if isinstance(adapter, EstimatorAdapter):
-        modules.add(type(adapter.model).__module__.split(".")[0])
+    model = adapter.model if isinstance(adapter, EstimatorAdapter) else adapter
+    modules = model_modules(model) - {"liveml_runtime", "liveml_ext", "__main__", "builtins"}
     runner = ModelRunner(adapter)
     return {
         "api": runner.api.to_dict(),
         "adapter": f"{type(adapter).__module__}.{type(adapter).__qualname__}",
-        "requirements": requirements(modules - {"liveml_runtime", "liveml_ext", "__main__"}),
+        "requirements": requirements(modules),
         "python": platform.python_version(),
     }
 

@@ -1,0 +1,156 @@
+"""Plain-Python parts without a server: codecs, adapters, batching, profiles, layering."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import joblib
+import pandas as pd
+import pytest
+from conftest import ROW, reference_module
+
+from liveml_ext.core.errors import InvalidArgument
+from liveml_ext.core.profiles import ProfileCatalog, parse_memory
+from liveml_runtime import Column, ModelApi, Parameter, Tabular
+from liveml_runtime.adapter import EstimatorAdapter, ModelRunner, inspect_artifact, wrap
+from liveml_runtime.batching import InferenceQueue
+from liveml_runtime.errors import LiveMLError
+
+API = ModelApi(inputs=[Tabular("t", [Column("a", int), Column("b", str, required=False)]),
+                       Parameter("k", float, default=1.5)],
+               outputs=[Tabular("out")])
+
+
+def kind(fn, *args) -> dict:
+    with pytest.raises(LiveMLError) as err:
+        fn(*args)
+    assert err.value.status == 400 and err.value.name == "InferenceInvalidInput"
+    return err.value.parameters["errorType"]
+
+
+def test_decode_v1_and_v2_accept_matching_bodies():
+    assert API.decode_v1({"requestData": [{"a": 1}], "requestParams": {"k": 2}}) == \
+        {"t": [{"a": 1}], "k": 2.0}
+    assert API.decode_v2({"t": [{"a": 1, "b": "x"}]}) == {"t": [{"a": 1, "b": "x"}], "k": 1.5}
+
+
+def test_decode_names_the_offending_input_or_column():
+    assert kind(API.decode_v1, {"requestData": [{"b": "x"}]}) == \
+        {"type": "requiredValueMissing", "input": "t", "column": "a", "row": 0}
+    assert kind(API.decode_v1, {"requestData": [{"a": 1}, {"a": 1.5}]})["row"] == 1
+    assert kind(API.decode_v1, {"requestData": [{"a": True}]})["type"] == "typeMismatch"
+    assert kind(API.decode_v1, {"requestData": "rows"})["type"] == "invalidTabularFormat"
+    assert kind(API.decode_v1, [1, 2])["type"] == "invalidTabularFormat"
+    assert kind(API.decode_v1, {"requestData": [], "extra": 1})["type"] == "unknownInputName"
+    assert kind(API.decode_v2, {"t": [], "nope": 1}) == {"type": "unknownInputName", "input": "nope"}
+    assert kind(API.decode_v2, {"t": [], "k": "high"})["type"] == "typeMismatch"
+
+
+def test_api_accepts_the_pair_of_dicts_form():
+    api = ModelApi.coerce(({"df": Tabular("", [("x", float)]), "alpha": Parameter("", float)},
+                           {"result": Tabular("")}))
+    assert [p.name for p in api.inputs] == ["df", "alpha"] and api.outputs[0].name == "result"
+    with pytest.raises(ValueError):
+        ModelApi(inputs=[Tabular("a"), Tabular("a")], outputs=[Tabular("o")])
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return reference_module().train()
+
+
+def test_estimator_adapter_declares_fitted_columns_and_adds_prediction(pipeline):
+    adapter = wrap(pipeline)
+    assert isinstance(adapter, EstimatorAdapter)
+    runner = ModelRunner(adapter)
+    cols = [(c.name, c.type) for c in runner.api.inputs[0].columns]
+    assert cols == [("house-location", "string"), ("bedrooms", "double"), ("bathrooms", "double")]
+    out = runner.infer(runner.to_frames(runner.api.decode_v1({"requestData": [ROW, ROW]})))
+    frame = out["output_df"]
+    assert list(frame.columns) == ["house-location", "bedrooms", "bathrooms", "prediction"]
+    expected = pipeline.predict(pd.DataFrame([ROW]))[0]
+    assert frame["prediction"].tolist() == [expected, expected]
+    assert runner.self_test()["output_df"].shape == (1, 4)
+    with pytest.raises(InvalidArgument):
+        wrap(object())
+
+
+def test_inspect_records_api_and_requirements(pipeline, tmp_path):
+    path = tmp_path / "m.joblib"
+    joblib.dump(pipeline, path)
+    doc = inspect_artifact(str(path))
+    assert doc["adapter"].endswith("EstimatorAdapter")
+    assert "scikit-learn" in doc["requirements"] and "numpy" in doc["requirements"]
+
+
+def test_batching_merges_concurrent_requests_and_isolates_a_bad_one(pipeline):
+    calls: list[int] = []
+    real = pipeline.predict
+
+    class Counting:
+        feature_names_in_ = pipeline.feature_names_in_
+        steps = pipeline.steps
+
+        def predict(self, frame):
+            calls.append(len(frame))
+            if (frame["bedrooms"] < 0).any():
+                raise ValueError("negative bedrooms")
+            return real(frame)
+
+    runner = ModelRunner(wrap(Counting()))
+    queue = InferenceQueue(runner, workers=1)
+
+    async def main():
+        rows = [[{**ROW, "bedrooms": i}] for i in range(1, 9)]
+        return await asyncio.gather(*(queue.infer({"input_df": r}) for r in rows),
+                                    queue.infer({"input_df": [{**ROW, "bedrooms": -1}]}),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    ok, bad = results[:8], results[8]
+    assert [r["output_df"]["bedrooms"].tolist() for r in ok] == [[i] for i in range(1, 9)]
+    assert isinstance(bad, LiveMLError) and bad.name == "InferenceFailure"
+    assert len(calls) < 9 + 9, "concurrent requests were not batched"
+    assert max(calls) > 1
+    queue.shutdown()
+
+
+def test_profiles_fill_the_runtime_configuration():
+    cat = ProfileCatalog()
+    assert cat.runtime_configuration("default", "default") == {
+        "minReplicas": 2, "maxReplicas": 2, "cpu": 1.0, "memory": "1GiB", "gpu": 0, "threadCount": 1}
+    assert cat.runtime_configuration("single", "small", {"threadCount": 4})["threadCount"] == 4
+    with pytest.raises(LiveMLError) as err:
+        cat.runtime_configuration("nope", "default")
+    assert err.value.parameters["field"] == "replicaProfile"
+    with pytest.raises(LiveMLError) as err:
+        cat.runtime_configuration("default", "default", {"minReplicas": 3, "maxReplicas": 1})
+    assert err.value.parameters["field"] == "minReplicas"
+
+
+@pytest.mark.parametrize("text, size", [("256MiB", 256 * 2**20), ("1GiB", 2**30), ("512M", 512 * 10**6),
+                                        ("1.5Gi", int(1.5 * 2**30)), (1024, 1024)])
+def test_parse_memory(text, size):
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("text", ["-1GiB", "lots", "1XB", "0"])
+def test_parse_memory_rejects(text):
+    with pytest.raises(LiveMLError) as err:
+        parse_memory(text)
+    assert err.value.parameters["field"] == "memory"
+
+
+def test_layering_runtime_and_core_import_no_jupyter_or_tornado():
+    code = ("import sys, liveml_runtime, liveml_runtime.server, liveml_runtime.batching;"
+            "bad = [m for m in sys.modules if m.startswith(('jupyter', 'ipykernel', 'liveml_ext'))];"
+            "assert not bad, bad;"
+            "import liveml_ext.controlplane, liveml_ext.client;"
+            "bad = [m for m in sys.modules if m.startswith(('jupyter', 'notebook'))];"
+            "assert not bad, bad;")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = ("import sys, liveml_ext.controlplane;"
+            "bad = [m for m in sys.modules if m.startswith('tornado.web') or m.startswith('jupyter')];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
