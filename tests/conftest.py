@@ -20,7 +20,8 @@ import requests
 from liveml_ext.client import Client
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference" / "house_model.py"
+SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "house_model.py"
+REFERENCE = SHARED_REFERENCE if SHARED_REFERENCE.exists() else REPO / "notebooks" / "house_model.py"
 ROW = {"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5}
 
 
