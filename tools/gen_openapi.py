@@ -20,11 +20,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import liveml_runtime.errors as runtime_errors
 from pydantic import BaseModel, ConfigDict, Field
 
 import liveml_ext.core.errors as core_errors
 import liveml_ext.gateway.pool as gateway_pool
+import liveml_runtime.errors as runtime_errors
 from liveml_ext.core import models as m
 from liveml_ext.core.errors import LiveMLError
 from liveml_ext.core.profiles import ReplicaProfile, ResourceProfile
