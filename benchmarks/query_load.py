@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         source=source_state(),
         options={"duration": args.duration, "warmup": args.warmup,
                  "concurrency": ",".join(map(str, args.concurrency)), "replicas": args.replicas,
-                 "baseline_calls": args.baseline_calls})
+                 "baseline_calls": args.baseline_calls, "wait_interval": args.wait_interval})
     report.notes.append(
         "CPU figures are psutil CPU times over each measured window; 'other processes' is the "
         "machine's busy time minus the benchmark's processes (a high value means the figures "

@@ -28,7 +28,7 @@ def test_registry_submissions_releases_and_tags(server, house_model):
         ("house-location", "string"), ("bedrooms", "double"), ("bathrooms", "double")]
     assert sub["api"]["inputs"][0]["name"] == "input_df"
     assert sub["api"]["outputs"][0]["name"] == "output_df"
-    assert "scikit-learn" in sub["requirements"] and "pandas" in sub["requirements"]
+    assert set(sub["requirements"]) >= {"scikit-learn", "numpy"}
 
     c.release("registry", "ridge", "1.0", note="first", tag="staging")
     c.release("registry", "ridge", "1.1", tag="staging")

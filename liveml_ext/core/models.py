@@ -30,6 +30,10 @@ class CreateNamespace(Model):
     name: str = Field(pattern=API_NAME.pattern)
 
 
+class SetApiName(Model):
+    api_name: str = Field(pattern=API_NAME.pattern)
+
+
 class DescribeNamespace(Model):
     name: str
     created_at: dt.datetime
@@ -94,6 +98,27 @@ class DescribeRelease(Model):
     tag: Tag | None
     created_at: dt.datetime
     created_by: str
+
+
+class DescribeReplicaProfile(Model):
+    name: str
+    min_replicas: int
+    max_replicas: int
+    description: str = ""
+
+
+class DescribeResourceProfile(Model):
+    name: str
+    cpu: float
+    memory: str
+    gpu: int = 0
+    gpu_type: str = ""
+    description: str = ""
+
+
+class DescribeProfiles(Model):
+    replica_profiles: list[DescribeReplicaProfile]
+    resource_profiles: list[DescribeResourceProfile]
 
 
 class RuntimeConfiguration(Model):

@@ -89,5 +89,7 @@ class ProfileCatalog:
         return config
 
     def describe(self) -> dict[str, Any]:
-        return {"replicaProfiles": [asdict(p) for p in self.replica.values()],
-                "resourceProfiles": [asdict(p) for p in self.resource.values()]}
+        from .models import DescribeProfiles
+
+        return DescribeProfiles(replica_profiles=[asdict(p) for p in self.replica.values()],
+                                resource_profiles=[asdict(p) for p in self.resource.values()]).dump()

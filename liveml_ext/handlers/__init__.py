@@ -18,7 +18,7 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/objectives/([^/]+)/submissions", mg.SubmissionsHandler),
     (rf"{API}/objectives/([^/]+)/releases", mg.ReleasesHandler),
     (rf"{API}/objectives/([^/]+)/releases/([^/]+)/tag", mg.ReleaseTagHandler),
-    (rf"{API}/objectives/([^/]+)/releases/([^/]+)/promote", mg.ReleaseTagHandler),
+    (rf"{API}/objectives/([^/]+)/releases/([^/]+)/promote", mg.PromoteHandler),
     (rf"{API}/objectives/([^/]+)/tag-history", mg.TagHistoryHandler),
     (rf"{API}/artifacts", mg.ArtifactsHandler),
     (rf"{API}/deployments", mg.DeploymentsHandler),

@@ -1,8 +1,7 @@
-"""Management REST API under ``<base>/liveml/api/`` (see docs/openapi.yaml)."""
+"""Management REST API under ``<base>/liveml/api/`` (described by liveml_ext/openapi.json)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -45,8 +44,6 @@ class ArtifactsHandler(LiveMLHandlerMixin):
         self.principal.require(self.principal.namespace or "default")
         self.reply(self.cp.put_artifact(self.request.body), 201)  # type: ignore[attr-defined]
 
-    post = put
-
 
 class SubmissionsHandler(LiveMLHandlerMixin):
     def get(self, ref: str) -> None:
@@ -67,11 +64,15 @@ class ReleasesHandler(LiveMLHandlerMixin):
 
 
 class ReleaseTagHandler(LiveMLHandlerMixin):
-    """``PUT .../releases/{version}/tag {"tag": "PRODUCTION"}``; ``POST .../promote`` = Production."""
+    """``PUT .../releases/{version}/tag {"tag": "PRODUCTION"}``: move a tag to this release."""
 
     def put(self, ref: str, version: str) -> None:
         req = self.parse(m.TagRelease)
         self.reply(self.cp.registry.tag_release(ref, version, req.tag, self.principal))
+
+
+class PromoteHandler(LiveMLHandlerMixin):
+    """``POST .../releases/{version}/promote``: mark as production."""
 
     def post(self, ref: str, version: str) -> None:
         self.reply(self.cp.registry.tag_release(ref, version, "PRODUCTION", self.principal))
@@ -113,10 +114,9 @@ class DeploymentActionHandler(LiveMLHandlerMixin):
 
 class ApiNameHandler(LiveMLHandlerMixin):
     def put(self, ref: str) -> None:
-        doc: Any = self.json_body()
-        name = doc.get("apiName") if isinstance(doc, dict) else None
-        req = m.UpdateLiveDeployment(api_name=name)
-        self.reply(self.cp.deployments.update(ref, req, self.principal))
+        req = self.parse(m.SetApiName)
+        self.reply(self.cp.deployments.update(ref, m.UpdateLiveDeployment(api_name=req.api_name),
+                                              self.principal))
 
 
 class ProfilesHandler(LiveMLHandlerMixin):
