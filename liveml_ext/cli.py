@@ -235,11 +235,11 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
     args = build_parser().parse_args(argv)
     args.out = out or sys.stderr
     if args.command == "server":
-        import asyncio
+        from liveml_runtime.__main__ import run_loop
 
         from .server import serve
 
-        asyncio.run(serve(args.host, args.port, args.home))
+        run_loop(serve(args.host, args.port, args.home))
         return None
     return COMMANDS[args.command](client or Client(), args)
 

@@ -33,7 +33,7 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | No
     settings = settings or (Settings(home=Path(home)) if home else Settings())
     cp = ControlPlane(settings)
     server = tornado.httpserver.HTTPServer(make_app(cp), max_body_size=1 << 30,
-                                           max_buffer_size=1 << 30, xheaders=True)
+                                           max_buffer_size=1 << 30)
     sockets = tornado.netutil.bind_sockets(port, host)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()[1]

@@ -61,6 +61,8 @@ class Runtime:
     state: str = "STARTING"
     reason: str = ""
     served: str | None = None
+    desired: tuple[Any, Any, Any] | None = None  # (deployment, release, submission) as last read
+    desired_at: float = 0.0
 
 
 class Controller:
@@ -69,7 +71,7 @@ class Controller:
     def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
                  backend: Backend, gateway: Gateway, *, tick: float = 0.2,
                  startup_timeout: float = 300.0, max_start_failures: int = 3,
-                 drain_timeout: float = 30.0) -> None:
+                 drain_timeout: float = 30.0, refresh: float = 5.0) -> None:
         self.store = store
         self.registry = registry
         self.artifacts = artifacts
@@ -79,6 +81,7 @@ class Controller:
         self.startup_timeout = startup_timeout
         self.max_start_failures = max_start_failures
         self.drain_timeout = drain_timeout
+        self.refresh = refresh  # re-read desired state at least this often (changes also notify)
         self.runtimes: dict[str, Runtime] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -111,6 +114,8 @@ class Controller:
 
     def changed(self, rid: str, event: str) -> None:
         """Called by the services after a desired-state change."""
+        if rid in self.runtimes:
+            self.runtimes[rid].desired = None  # read it again on the next pass
         if event == "deleted":
             rt = self.runtimes.pop(rid, None)
             self.gateway.pools.pop(rid, None)
@@ -177,7 +182,10 @@ class Controller:
             return row, release, sub
 
     async def reconcile(self, rt: Runtime) -> None:
-        row, release, sub = self._desired(rt.rid)
+        now = time.monotonic()
+        if rt.desired is None or now - rt.desired_at > self.refresh:
+            rt.desired, rt.desired_at = self._desired(rt.rid), now
+        row, release, sub = rt.desired
         if row is None:
             return
         pool = self.gateway.pools[rt.rid]
@@ -292,6 +300,8 @@ class Controller:
             if member is not None and drain:
                 await self.gateway.drain(member, self.drain_timeout)
             await self.backend.stop(r.handle, grace=self.drain_timeout)
+            if r.url:
+                self.gateway.client.forget(r.url)
 
         task = asyncio.get_running_loop().create_task(stop())
         self._stopping.add(task)
@@ -340,6 +350,7 @@ class Controller:
         if (state, reason, served) != (rt.state, rt.reason, rt.served) or \
                 (state, reason, served) != (row.state, row.reason, row.served_release_rid):
             rt.state, rt.reason, rt.served = state, reason, served
+            row.state, row.reason, row.served_release_rid = state, reason, served
             with self.store.session() as s:
                 db = s.get(Deployment, rt.rid)
                 if db is not None:

@@ -47,9 +47,9 @@ class Tokens:
         if not token:
             raise Unauthorized("an Authorization: Bearer <token> header is required; "
                                "`liveml token create` makes one")
-        key = digest(token)
-        principal = self._cache.get(key)
+        principal = self._cache.get(token)
         if principal is None:
+            key = digest(token)
             with self.store.session() as s:
                 row = s.scalar(select(Token).where(Token.token_hash == key))
             if row is None or not hmac.compare_digest(row.token_hash, key):
@@ -57,7 +57,7 @@ class Tokens:
                                    "with `liveml token create`")
             principal = Principal(name=f"token:{row.id[:8]}", scope=row.scope,
                                   namespace=row.namespace)
-            self._cache[key] = principal
+            self._cache[token] = principal
         return principal
 
     def ensure_admin(self, token: str) -> None:

@@ -9,9 +9,8 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from ..core.errors import LiveDeploymentNotFound, LiveMLError, ServiceUnavailable, error_class
+from .transport import ReplicaClient
 
 InferenceTimeout = error_class("InferenceTimeout", 504, "TIMEOUT")
 
@@ -52,16 +51,8 @@ class Gateway:
         self.headers = {"Content-Type": "application/json"}
         if replica_token:
             self.headers["X-LiveML-Replica-Token"] = replica_token
-        self._session: aiohttp.ClientSession | None = None
+        self.client = ReplicaClient({"X-LiveML-Replica-Token": replica_token} if replica_token else {})
         self._rr = itertools.count()
-        self.inflight: dict[str, int] = {}
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-                timeout=aiohttp.ClientTimeout(total=self.timeout), skip_auto_headers=("User-Agent",))
-        return self._session
 
     def pool(self, rid: str) -> Pool:
         pool = self.pools.get(rid)
@@ -81,7 +72,6 @@ class Gateway:
         """Send one inference request to a ready replica of ``pool``; retry where it is safe."""
         path = "/v2/transform" if v2 else "/v1/transform"
         tried: set[str] = set()
-        session = self.session()
         while True:
             member = self._pick(pool, tried)
             if member is None:
@@ -92,11 +82,8 @@ class Gateway:
             tried.add(member.node_id)
             member.inflight += 1
             try:
-                async with session.post(member.url + path, data=body,
-                                        headers=self.headers) as resp:
-                    data = await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                status, data = await self.client.post(member.url, path, body, self.timeout)
+            except OSError:
                 continue  # the replica went away mid-request: another one takes it
             except TimeoutError as exc:
                 raise InferenceTimeout(
@@ -117,8 +104,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.client.close()
 
 
 __all__ = ["Gateway", "InferenceTimeout", "LiveMLError", "Member", "Pool"]

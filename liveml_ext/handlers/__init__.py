@@ -12,6 +12,8 @@ from .inference import InferenceHandler
 
 API = r"liveml/api"
 ROUTES: list[tuple[str, type]] = [
+    # the query path first: tornado tries the rules in order
+    (r"foundry-ml-live/api/inference/transform/([^/]+)(/v2)?", InferenceHandler),
     (rf"{API}/namespaces", mg.NamespacesHandler),
     (rf"{API}/objectives", mg.ObjectivesHandler),
     (rf"{API}/objectives/([^/]+)", mg.ObjectiveHandler),
@@ -29,7 +31,6 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/tokens", mg.TokensHandler),
     (rf"{API}/openapi.json", mg.OpenApiHandler),
     (rf"{API}/whoami", mg.WhoAmIHandler),
-    (r"foundry-ml-live/api/inference/transform/([^/]+)(/v2)?", InferenceHandler),
     (rf"(?:{API}|foundry-ml-live)/.*", FallbackHandler),
 ]
 

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import Any
 
 import orjson
 
@@ -53,7 +54,16 @@ def main(argv: list[str] | None = None) -> int:
                            node_id=args.node_id, deployment_rid=args.deployment_rid,
                            release=args.release, thread_count=args.thread_count,
                            token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
-    return asyncio.run(run(config, args.host, args.port, args.port_file))
+    return run_loop(run(config, args.host, args.port, args.port_file))
+
+
+def run_loop(main: Any) -> Any:
+    """Run a coroutine on uvloop when it is installed (faster sockets), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,11 @@ class EstimatorAdapter(ModelAdapter):
         return self._api
 
     def predict(self, input_df: Any) -> Any:
-        features = input_df[self._features] if self._features else input_df
+        features = input_df
+        if self._features and list(input_df.columns) != self._features:
+            features = input_df[self._features]
         prediction = self.model.predict(features)
-        out = input_df.copy()
+        out = input_df.copy(deep=False)
         if getattr(prediction, "ndim", 1) == 2 and prediction.shape[1] > 1:
             for i in range(prediction.shape[1]):
                 out[f"prediction_{i}"] = prediction[:, i]
@@ -170,11 +172,19 @@ class ModelRunner:
             if table is None:
                 out[name] = value
                 continue
-            frame = pd.DataFrame(value) if not isinstance(value, pd.DataFrame) else value
-            for col in table.columns:
-                if col.name not in frame.columns:
-                    frame[col.name] = None
-            out[name] = frame
+            if isinstance(value, pd.DataFrame):
+                out[name] = value
+                continue
+            # declared columns first, in their order, then any others the rows carry
+            names = [c.name for c in table.columns]
+            known = set(names)
+            for row in value:
+                for key in row:
+                    if key not in known:
+                        known.add(key)
+                        names.append(key)
+            out[name] = pd.DataFrame({n: [row.get(n) for row in value] for n in names},
+                                     columns=names)
         return out
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +214,10 @@ class ModelRunner:
 def encode(value: Any) -> Any:
     """A model output -> JSON-ready value (DataFrames become lists of row objects)."""
     if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        if value.columns.is_unique and not any(dt.kind in "mM" for dt in value.dtypes):
+            columns = [str(c) for c in value.columns]
+            values = [value[c].tolist() for c in value.columns]
+            return [dict(zip(columns, row)) for row in zip(*values)]
         return value.to_dict(orient="records")
     if hasattr(value, "to_list"):
         return value.to_list()

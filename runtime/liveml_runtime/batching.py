@@ -2,10 +2,15 @@
 
 A model whose call costs about the same for 1 row as for 100 gains most of its throughput here:
 while a worker is busy, requests queue up, and the next call takes all of them at once.
+
+With one worker and a fast model (calls under ``inline_budget`` on average), the call runs on the
+event loop itself: handing it to a thread costs more than a fast prediction's own overhead. Slow
+models always run on worker threads, so health checks keep being answered.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +32,7 @@ class InferenceQueue:
     """Runs inference on ``workers`` threads, batching row-aligned requests with equal parameters."""
 
     def __init__(self, runner: ModelRunner, workers: int = 1, max_batch_rows: int = 4096,
-                 max_queue: int = 1024) -> None:
+                 max_queue: int = 1024, inline_budget: float = 0.02) -> None:
         self.runner = runner
         self.workers = max(1, workers)
         self.max_batch_rows = max_batch_rows
@@ -36,6 +41,12 @@ class InferenceQueue:
         self.pending: deque[_Item] = deque()
         self.busy = 0
         self.table = runner.api.tabular_inputs[0].name if runner.batchable else None
+        self.inline_budget = inline_budget
+        self.mean_seconds: float | None = None  # moving average of one call
+
+    def _inline(self) -> bool:
+        return self.workers == 1 and self.mean_seconds is not None and \
+            self.mean_seconds < self.inline_budget
 
     async def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         if len(self.pending) >= self.max_queue:
@@ -57,10 +68,17 @@ class InferenceQueue:
         try:
             while self.pending:
                 batch = self._take()
+                start = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self.executor, self._run, batch)
+                    if self._inline():
+                        results = self._run(batch)
+                    else:
+                        results = await loop.run_in_executor(self.executor, self._run, batch)
                 except Exception as exc:  # noqa: BLE001 - delivered to every caller
                     results = [exc] * len(batch)
+                took = time.perf_counter() - start
+                self.mean_seconds = took if self.mean_seconds is None else \
+                    0.8 * self.mean_seconds + 0.2 * took
                 for item, result in zip(batch, results):
                     if item.future.done():
                         continue
