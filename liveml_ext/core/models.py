@@ -134,7 +134,7 @@ class RuntimeConfiguration(Model):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        from .profiles import parse_memory
+        from .profiles import parse_memory  # profiles imports these models
 
         parse_memory(value)
         return value

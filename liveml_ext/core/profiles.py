@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidArgument, ProfileNotFound
+from .models import DescribeProfiles, DescribeReplicaProfile, DescribeResourceProfile
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30,
@@ -23,33 +23,22 @@ def parse_memory(value: str | int) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-@dataclass(frozen=True)
-class ReplicaProfile:
-    name: str
-    min_replicas: int
-    max_replicas: int
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ResourceProfile:
-    name: str
-    cpu: float
-    memory: str
-    gpu: int = 0
-    gpu_type: str = ""
-    description: str = ""
+ReplicaProfile = DescribeReplicaProfile
+ResourceProfile = DescribeResourceProfile
 
 
 DEFAULT_REPLICA_PROFILES = [
-    ReplicaProfile("single", 1, 1, "One replica: for trials; no redundancy"),
-    ReplicaProfile("default", 2, 2, "Two replicas: survives the loss of one"),
-    ReplicaProfile("high-availability", 3, 3, "Three replicas"),
+    ReplicaProfile(name="single", min_replicas=1, max_replicas=1,
+                   description="One replica: for trials; no redundancy"),
+    ReplicaProfile(name="default", min_replicas=2, max_replicas=2,
+                   description="Two replicas: survives the loss of one"),
+    ReplicaProfile(name="high-availability", min_replicas=3, max_replicas=3,
+                   description="Three replicas"),
 ]
 DEFAULT_RESOURCE_PROFILES = [
-    ResourceProfile("small", 0.5, "512MiB", description="Half a core, 512 MiB"),
-    ResourceProfile("default", 1.0, "1GiB", description="One core, 1 GiB"),
-    ResourceProfile("large", 2.0, "4GiB", description="Two cores, 4 GiB"),
+    ResourceProfile(name="small", cpu=0.5, memory="512MiB", description="Half a core, 512 MiB"),
+    ResourceProfile(name="default", cpu=1.0, memory="1GiB", description="One core, 1 GiB"),
+    ResourceProfile(name="large", cpu=2.0, memory="4GiB", description="Two cores, 4 GiB"),
 ]
 
 
@@ -89,7 +78,5 @@ class ProfileCatalog:
         return config
 
     def describe(self) -> dict[str, Any]:
-        from .models import DescribeProfiles
-
-        return DescribeProfiles(replica_profiles=[asdict(p) for p in self.replica.values()],
-                                resource_profiles=[asdict(p) for p in self.resource.values()]).dump()
+        return DescribeProfiles(replica_profiles=list(self.replica.values()),
+                                resource_profiles=list(self.resource.values())).dump()
