@@ -46,6 +46,9 @@ class Settings:
     tick: float = 0.2
     startup_timeout: float = 300.0
     drain_timeout: float = 30.0
+    progress_deadline: float = 600.0
+    profiles_file: str = ""
+    max_thread_count: int = 16
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
@@ -62,16 +65,21 @@ class ControlPlane:
         s.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.database_url)
         self.artifacts = ArtifactStore(s.artifact_url, s.home / "cache")
-        self.profiles = profiles or ProfileCatalog()
         self.tokens = Tokens(self.store)
         self.gateway = Gateway(timeout=s.inference_timeout,
                                replica_token=secrets.token_urlsafe(16))
         self.backend = backend or LocalBackend(s.home)
+        limits = {"max_thread_count": s.max_thread_count, "gpu_types": self.backend.gpu_types()}
+        profiles_file = s.profiles_file or (s.home / "profiles.json" if (s.home / "profiles.json")
+                                            .exists() else "")
+        self.profiles = profiles or (ProfileCatalog.from_file(profiles_file, **limits)
+                                     if profiles_file else ProfileCatalog(**limits))
         self.registry = Registry(self.store)
         self.controller = Controller(self.store, self.registry, self.artifacts, self.backend,
                                      self.gateway, tick=s.tick,
                                      startup_timeout=s.startup_timeout,
-                                     drain_timeout=s.drain_timeout)
+                                     drain_timeout=s.drain_timeout,
+                                     progress_deadline=s.progress_deadline)
         self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
         self.registry.on_tag = self.deployments.on_tag
         self.backend_env = {"LIVEML_REPLICA_TOKEN": self.gateway.headers["X-LiveML-Replica-Token"]}

@@ -85,8 +85,11 @@ def test_deploy_query_rename_disable_enable_delete(server, house_model):
     assert status["readyReplicas"] == 2 and len({r["nodeId"] for r in status["replicas"]}) == 2
     assert all(r["health"] == "HEALTHY" and r["releaseVersion"] == "1.0" for r in status["replicas"])
     assert doc["release"]["version"] == "1.0"
-    assert doc["runtimeConfiguration"] == {"minReplicas": 2, "maxReplicas": 2, "cpu": 1.0,
-                                           "memory": "1GiB", "gpu": 0, "threadCount": 1}
+    config = doc["runtimeConfiguration"]
+    assert {k: config[k] for k in ("minReplicas", "maxReplicas", "cpu", "memory", "gpu",
+                                   "threadCount")} == {"minReplicas": 2, "maxReplicas": 2,
+                                                       "cpu": 1.0, "memory": "1GiB", "gpu": 0,
+                                                       "threadCount": 1}
     assert len(replica_pids(server.home)) == 2
 
     # v1 and v2 queries, exactly the platform's shapes

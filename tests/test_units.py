@@ -118,8 +118,11 @@ def test_batching_merges_concurrent_requests_and_isolates_a_bad_one(pipeline):
 
 def test_profiles_fill_the_runtime_configuration():
     cat = ProfileCatalog()
-    assert cat.runtime_configuration("default", "default") == {
-        "minReplicas": 2, "maxReplicas": 2, "cpu": 1.0, "memory": "1GiB", "gpu": 0, "threadCount": 1}
+    config = cat.runtime_configuration("default", "default")
+    assert {k: config[k] for k in ("minReplicas", "maxReplicas", "cpu", "memory", "gpu",
+                                   "threadCount")} == {"minReplicas": 2, "maxReplicas": 2,
+                                                       "cpu": 1.0, "memory": "1GiB", "gpu": 0,
+                                                       "threadCount": 1}
     assert cat.runtime_configuration("single", "small", {"threadCount": 4})["threadCount"] == 4
     with pytest.raises(LiveMLError) as err:
         cat.runtime_configuration("nope", "default")

@@ -157,6 +157,10 @@ INF = "/foundry-ml-live/api/inference/transform/{rid}"
 LIVE_DEPLOYMENT = ref(m.DescribeLiveDeployment)
 TAG_ERRORS = (E.PermissionDenied, E.ObjectiveNotFound, E.ReleaseNotFound)
 DEPLOYMENT_ERRORS = (E.LiveDeploymentNotFound, E.AmbiguousName)
+CONFIG_ERRORS = (E.ProfileNotFound, E.ThreadCountTooHigh, E.InvalidGpuCount, E.GpuTypeNotAvailable)
+LIMIT_QUERY = {"name": "limit", "in": "query", "required": False,
+               "description": "At most this many, newest first.",
+               "schema": {"type": "integer", "default": 100}}
 INFERENCE_ERRORS = (E.InferenceInvalidInput, E.InferenceFailure, E.PermissionDenied,
                     E.LiveDeploymentNotFound, E.RequestEntityTooLarge, E.MalformedRequestBody,
                     E.TooManyRequests, E.ServiceUnavailable, InferenceTimeout)
@@ -222,7 +226,7 @@ OPERATIONS: list[Op] = [
     Op(f"{API}/deployments", "post", mg.DeploymentsHandler, "createDeployment", "deployments",
        "Create a live deployment that serves an objective's release tagged `environment`",
        LIVE_DEPLOYMENT, 201, m.CreateLiveDeployment,
-       (*BODY, E.ProfileNotFound, E.NoReleaseWithTag, E.PermissionDenied, E.ObjectiveNotFound,
+       (*BODY, *CONFIG_ERRORS, E.NoReleaseWithTag, E.PermissionDenied, E.ObjectiveNotFound,
         E.ApiNameAlreadyExists),
        "Replicas start in the background: poll `GET .../deployments/{deployment}` until "
        "`status.isReady`. Without `apiName`, one is made from the name (unique in the namespace)."),
@@ -232,7 +236,7 @@ OPERATIONS: list[Op] = [
     Op(DEP, "patch", mg.DeploymentHandler, "updateDeployment", "deployments",
        "Change a live deployment's name, description, API name, profiles or runtime configuration",
        LIVE_DEPLOYMENT, body=m.UpdateLiveDeployment,
-       errors=(*BODY, E.ProfileNotFound, E.PermissionDenied, *DEPLOYMENT_ERRORS,
+       errors=(*BODY, *CONFIG_ERRORS, E.PermissionDenied, *DEPLOYMENT_ERRORS,
                E.ApiNameAlreadyExists),
        description="Absent fields stay as they are. A change of cpu, memory, gpu or threadCount "
                    "rolls the replicas; a change of the replica count only adds or removes some."),
@@ -248,6 +252,19 @@ OPERATIONS: list[Op] = [
     Op(f"{DEP}/api-name", "put", mg.ApiNameHandler, "setDeploymentApiName", "deployments",
        "Change a live deployment's API name", LIVE_DEPLOYMENT, body=m.SetApiName,
        errors=(*BODY, E.PermissionDenied, *DEPLOYMENT_ERRORS, E.ApiNameAlreadyExists)),
+    Op(f"{DEP}/runtime-configuration", "get", mg.RuntimeConfigurationHandler,
+       "getRuntimeConfiguration", "deployments", "A live deployment's runtime configuration",
+       ref(m.RuntimeConfiguration), errors=DEPLOYMENT_ERRORS),
+    Op(f"{DEP}/runtime-configuration", "put", mg.RuntimeConfigurationHandler,
+       "replaceRuntimeConfiguration", "deployments",
+       "Replace a live deployment's runtime configuration", LIVE_DEPLOYMENT,
+       body=m.RuntimeConfiguration,
+       errors=(*BODY, *CONFIG_ERRORS, E.PermissionDenied, *DEPLOYMENT_ERRORS),
+       description="Resources, threadCount, queueSize or env changes re-roll the replicas one "
+                   "at a time with no downtime; a replica-count change adds or removes some."),
+    Op(f"{DEP}/events", "get", mg.EventsHandler, "listDeploymentEvents", "deployments",
+       "A live deployment's events (rollouts, scaling, replica failures), newest first",
+       listing(m.DescribeEvent), errors=DEPLOYMENT_ERRORS, query=(LIMIT_QUERY,)),
     Op(f"{API}/profiles", "get", mg.ProfilesHandler, "listProfiles", "profiles",
        "List the replica and resource profiles", ref(m.DescribeProfiles)),
     Op(f"{API}/tokens", "post", mg.TokensHandler, "createToken", "tokens",
@@ -286,8 +303,8 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.CreateNamespace, m.DescribeNamespace, m.CreateObjective, m.DescribeObjective,
     m.CreateSubmission, m.DescribeSubmission, m.CreateRelease, m.TagRelease, m.DescribeRelease,
     m.CreateLiveDeployment, m.UpdateLiveDeployment, m.DescribeLiveDeployment, m.CreateToken,
-    m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles, DeploymentDeleted,
-    TagEvent,
+    m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
+    m.RuntimeConfiguration, m.DescribeEvent, DeploymentDeleted, TagEvent,
     WhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]
 

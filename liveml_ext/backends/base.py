@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class NoCapacity(Exception):
+    """The backend cannot place a replica now (e.g. no GPU free); the controller retries."""
+
+
 @dataclass
 class ReplicaSpec:
     """Everything a backend needs to run one replica of one release."""
@@ -49,6 +53,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def stop(self, handle: Any, grace: float = 30.0) -> None:
         """Ask the replica to drain and exit; force it after ``grace`` seconds."""
+
+    def gpu_types(self) -> list[str]:
+        """The GPUs replicas may get, one entry per device, by type."""
+        return []
 
     def log_path(self, handle: Any) -> str | None:
         """Where the replica's JSON log lines go, when the backend keeps them in a file."""

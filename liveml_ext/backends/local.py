@@ -5,15 +5,19 @@ import asyncio
 import ctypes
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import psutil
 
-from .base import Backend, Observation, ReplicaSpec
+from ..core.profiles import parse_memory
+from .base import Backend, NoCapacity, Observation, ReplicaSpec
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -31,6 +35,39 @@ class LocalReplica:
     port_file: Path
     log_file: Path
     url: str | None = None
+    memory_limit: int = 0
+    gpus: tuple[int, ...] = ()
+    cores: tuple[int, ...] = ()
+    killed_for: str = ""
+    next_memory_check: float = 0.0
+
+
+def detect_gpus() -> list[str]:
+    """GPU types by device index, from nvidia-smi when it is installed."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and its children, in bytes."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 def last_error(log_file: Path, limit: int = 64 * 1024) -> str:
@@ -53,16 +90,59 @@ def last_error(log_file: Path, limit: int = 64 * 1024) -> str:
     return ""
 
 
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a replica and whatever it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+
+
 class LocalBackend(Backend):
-    """Replicas as ``python -m liveml_runtime serve`` processes, logs in the liveml home."""
+    """Replicas as ``python -m liveml_runtime serve`` processes, logs in the liveml home.
+
+    Resources, as far as the OS allows: each replica is pinned to ``ceil(cpu)`` of the least used
+    cores, is stopped and reported out of memory when its process tree's RSS passes ``memory``,
+    and a GPU replica gets ``CUDA_VISIBLE_DEVICES`` with devices no other replica holds.
+    """
 
     name = "local"
 
-    def __init__(self, home: Path, python: str = sys.executable, host: str = "127.0.0.1") -> None:
+    def __init__(self, home: Path, python: str = sys.executable, host: str = "127.0.0.1",
+                 gpus: list[str] | None = None, memory_check_interval: float = 0.5) -> None:
         self.home = Path(home)
         self.python = python
         self.host = host
         self.replicas: dict[str, LocalReplica] = {}
+        self.gpus = detect_gpus() if gpus is None else list(gpus)
+        self.memory_check_interval = memory_check_interval
+        try:
+            self.cores = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            self.cores = []
+
+    def gpu_types(self) -> list[str]:
+        return list(self.gpus)
+
+    def allocate_gpus(self, count: int, kind: str = "") -> tuple[int, ...]:
+        """Device indexes no running replica holds; NoCapacity when too few are free."""
+        held = {i for r in self.replicas.values() for i in r.gpus}
+        free = [i for i, t in enumerate(self.gpus) if i not in held and (not kind or t == kind)]
+        if len(free) < count:
+            raise NoCapacity(f"no GPU free: {count} wanted, {len(free)} of "
+                             f"{len(self.gpus)} free{f' of type {kind}' if kind else ''}")
+        return tuple(free[:count])
+
+    def allocate_cores(self, cpu: float) -> tuple[int, ...]:
+        """The ``ceil(cpu)`` least used cores (none when the OS cannot pin or it would be all)."""
+        want = max(1, math.ceil(cpu))
+        if not self.cores or want >= len(self.cores):
+            return ()
+        use = {c: 0 for c in self.cores}
+        for r in self.replicas.values():
+            for c in r.cores:
+                use[c] = use.get(c, 0) + 1
+        return tuple(sorted(sorted(self.cores, key=lambda c: (use[c], c))[:want]))
 
     def _dirs(self, spec: ReplicaSpec) -> tuple[Path, Path]:
         key = spec.deployment_rid.rsplit(".", 1)[-1]
@@ -78,28 +158,47 @@ class LocalBackend(Backend):
         port_file.unlink(missing_ok=True)
         log_file = logs / f"{spec.node_id}.log"
         config = spec.runtime_configuration
+        gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
+        cores = self.allocate_cores(float(config.get("cpu", 1)))
         threads = str(max(1, math.ceil(float(config.get("cpu", 1)))))
         env = {**os.environ, **spec.env, "OMP_NUM_THREADS": threads,
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
         cmd = [self.python, "-m", "liveml_runtime", "serve", "--artifact", spec.artifact_uri,
                "--host", self.host, "--port", "0", "--port-file", str(port_file),
                "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
                "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
-               "--thread-count", str(config.get("threadCount", 1))]
+               "--thread-count", str(config.get("threadCount", 1)),
+               "--max-queue", str(config.get("queueSize", 64))]
         with open(log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=run,
                                     start_new_session=True, preexec_fn=_die_with_parent)
-        handle = LocalReplica(spec, proc, port_file, log_file)
+        if cores:
+            try:
+                os.sched_setaffinity(proc.pid, cores)
+            except OSError:
+                cores = ()
+        handle = LocalReplica(spec, proc, port_file, log_file, gpus=gpus, cores=cores,
+                              memory_limit=parse_memory(config.get("memory", "1GiB")))
         self.replicas[spec.node_id] = handle
         return handle
 
     def observe(self, handle: LocalReplica) -> Observation:
         code = handle.proc.poll()
+        now = time.monotonic()
+        if code is None and handle.memory_limit and now >= handle.next_memory_check:
+            handle.next_memory_check = now + self.memory_check_interval
+            rss = tree_rss(handle.proc.pid)
+            if rss > handle.memory_limit:
+                handle.killed_for = (f"out of memory: the replica used {rss / 2**20:.0f} MiB, "
+                                     f"over its {handle.memory_limit / 2**20:.0f} MiB limit; "
+                                     "raise memory or use a larger resource profile")
+                _kill_tree(handle.proc)
+                code = handle.proc.wait()
         if code is not None:
             self.replicas.pop(handle.spec.node_id, None)
-            reason = last_error(handle.log_file) or (
+            reason = handle.killed_for or last_error(handle.log_file) or (
                 f"the replica process exited with code {code}" if code >= 0
                 else f"the replica process was killed by signal {-code}")
             return Observation(alive=False, url=handle.url, exit_reason=reason)
@@ -119,7 +218,7 @@ class LocalBackend(Backend):
             while proc.poll() is None and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             if proc.poll() is None:
-                proc.kill()
+                _kill_tree(proc)
                 proc.wait()
         handle.port_file.unlink(missing_ok=True)
         self.replicas.pop(handle.spec.node_id, None)

@@ -1,9 +1,11 @@
 """The controller: compares desired state (store) with observed replicas (backend) and acts.
 
 One mechanism gives auto-upgrade on a new release, re-roll on a resource edit, scaling, restart
-after a crash and recovery after a control-plane restart. A rolling change starts new replicas,
-waits until each is ready, adds it to the gateway pool, then drains and stops an old one: never
-fewer ready replicas than wanted, and a target that fails to start leaves the old one serving.
+after a crash and recovery after a control-plane restart. A rolling change starts one new replica
+at a time (``max_surge``), waits until it is ready, adds it to the gateway pool, then drains and
+stops an old one: never fewer ready replicas than wanted. A target whose replicas fail to start
+(or that does not finish within ``progress_deadline``) takes no traffic and leaves the old replicas
+serving; the deployment is DEGRADED with the reason until a new target replaces it.
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from typing import Any
 import aiohttp
 
 from ..artifacts import ArtifactStore
-from ..backends.base import Backend, ReplicaSpec
+from ..backends.base import Backend, NoCapacity, ReplicaSpec
 from ..core.registry import Registry
-from ..gateway.pool import Gateway, Member, Pool
-from ..store.db import Deployment, Release, Store, Submission
+from ..gateway.pool import Gateway, Pool
+from ..store.db import Deployment, Event, Release, Store, Submission, now
 
 log = logging.getLogger("liveml.controller")
 
@@ -39,14 +41,22 @@ class Replica:
     reason: str = ""
     health_failures: int = 0
     next_check: float = 0.0
+    ready_at: float = 0.0
 
 
 @dataclass
 class Target:
+    """The (release, generation) the deployment should run, and how rolling it out goes."""
+
     key: tuple[str, int]
-    failures: int = 0
+    version: str = ""
+    started: float = field(default_factory=time.monotonic)
+    failures: int = 0  # replicas of this target that failed before becoming ready
+    crashes: list[float] = field(default_factory=list)  # when ready replicas died
     reason: str = ""
     retry_at: float = 0.0
+    failed: bool = False  # the rollout gave up (too many failures or past the deadline)
+    complete: bool = False
 
 
 @dataclass
@@ -63,6 +73,11 @@ class Runtime:
     served: str | None = None
     desired: tuple[Any, Any, Any] | None = None  # (deployment, release, submission) as last read
     desired_at: float = 0.0
+    want: int | None = None  # replica count chosen by the autoscaler
+    load: float = 0.0  # smoothed requests in flight per unit of capacity
+    above_since: float | None = None
+    below_since: float | None = None
+    pending_reason: str = ""  # why a replica could not be started (e.g. no GPU free)
 
 
 class Controller:
@@ -71,7 +86,9 @@ class Controller:
     def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
                  backend: Backend, gateway: Gateway, *, tick: float = 0.2,
                  startup_timeout: float = 300.0, max_start_failures: int = 3,
-                 drain_timeout: float = 30.0, refresh: float = 5.0) -> None:
+                 drain_timeout: float = 30.0, refresh: float = 5.0,
+                 progress_deadline: float = 600.0, max_surge: int = 1,
+                 crash_window: float = 300.0) -> None:
         self.store = store
         self.registry = registry
         self.artifacts = artifacts
@@ -82,6 +99,9 @@ class Controller:
         self.max_start_failures = max_start_failures
         self.drain_timeout = drain_timeout
         self.refresh = refresh  # re-read desired state at least this often (changes also notify)
+        self.progress_deadline = progress_deadline
+        self.max_surge = max_surge
+        self.crash_window = crash_window
         self.runtimes: dict[str, Runtime] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -114,24 +134,45 @@ class Controller:
 
     def changed(self, rid: str, event: str) -> None:
         """Called by the services after a desired-state change."""
-        if rid in self.runtimes:
-            self.runtimes[rid].desired = None  # read it again on the next pass
+        rt = self.runtimes.get(rid)
+        if rt is not None:
+            rt.desired = None  # read it again on the next pass
         if event == "deleted":
-            rt = self.runtimes.pop(rid, None)
+            self.runtimes.pop(rid, None)
             self.gateway.pools.pop(rid, None)
             if rt:
                 for r in list(rt.replicas):
                     self._retire(rt, r, drain=True)
-        elif event == "disabled":
-            pool = self.gateway.pools.get(rid)
-            if pool:
-                pool.unavailable_reason = "the live deployment is disabled; enable it to query"
-        if event == "created":
             with self.store.session() as s:
-                row = s.get(Deployment, rid)
-                if row:
-                    self._runtime(rid, row.namespace)
+                s.query(Event).filter(Event.deployment_rid == rid).delete()
+        else:
+            if event == "disabled" and rt is not None:
+                # queries get 503 from now on, not from the next pass
+                self.gateway.pools[rid].unavailable_reason = \
+                    "the live deployment is disabled; enable it to query"
+                for r in list(rt.replicas):
+                    self._retire(rt, r, drain=True)
+            if event == "created":
+                with self.store.session() as s:
+                    row = s.get(Deployment, rid)
+                    if row:
+                        self._runtime(rid, row.namespace)
+            messages = {"created": "Deployment created", "updated": "Deployment edited",
+                        "disabled": "Deployment disabled", "enabled": "Deployment enabled",
+                        "tag": "A release tag moved"}
+            self.event(rid, event, messages.get(event, event))
         self._wake.set()
+
+    def event(self, rid: str, kind: str, message: str, **fields: Any) -> None:
+        """Record one event of a deployment (kept in the store, shown by `liveml events`)."""
+        log.info("deployment %s: %s", rid, message)
+        try:
+            with self.store.session() as s:
+                if s.get(Deployment, rid) is not None:
+                    s.add(Event(deployment_rid=rid, at=now(), kind=kind, message=message,
+                                fields=fields))
+        except Exception:  # noqa: BLE001 - an event must never stop the controller
+            log.exception("could not record an event")
 
     def _runtime(self, rid: str, namespace: str) -> Runtime:
         rt = self.runtimes.get(rid)
@@ -149,6 +190,23 @@ class Controller:
                  ("UNHEALTHY" if r.state == FAILED else "UNKNOWN"),
                  "releaseVersion": r.release_version, "url": r.url or "", "reason": r.reason}
                 for r in rt.replicas]
+
+    def observed(self, rid: str) -> dict[str, Any]:
+        """Live status beyond the store: replicas, rollout progress and autoscaling."""
+        rt = self.runtimes.get(rid)
+        if rt is None:
+            return {"replicas": [], "rollout": None, "autoscaling": None}
+        t = rt.target
+        rollout = None
+        if t is not None:
+            updated = sum(1 for r in rt.replicas if r.key == t.key and r.state == READY)
+            rollout = {"releaseVersion": t.version, "generation": t.key[1],
+                       "state": "FAILED" if t.failed else
+                       ("COMPLETE" if t.complete else "PROGRESSING"),
+                       "updatedReplicas": updated, "desiredReplicas": rt.want or 0,
+                       "failures": t.failures, "reason": t.reason}
+        return {"replicas": self.replicas(rid), "rollout": rollout,
+                "autoscaling": {"desiredReplicas": rt.want or 0, "load": round(rt.load, 3)}}
 
     # --- the loop --------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -182,33 +240,53 @@ class Controller:
             return row, release, sub
 
     async def reconcile(self, rt: Runtime) -> None:
-        now = time.monotonic()
-        if rt.desired is None or now - rt.desired_at > self.refresh:
-            rt.desired, rt.desired_at = self._desired(rt.rid), now
+        now_ = time.monotonic()
+        if rt.desired is None or now_ - rt.desired_at > self.refresh:
+            rt.desired, rt.desired_at = self._desired(rt.rid), now_
         row, release, sub = rt.desired
         if row is None:
             return
         pool = self.gateway.pools[rt.rid]
         await self._observe(rt, pool)
-        now = time.monotonic()
-        want = row.runtime_configuration["minReplicas"] if row.enabled else 0
+        now_ = time.monotonic()
+        config = row.runtime_configuration
+        want = self._autoscale(rt, config, pool, now_) if row.enabled else 0
         key = (release.rid, row.generation) if (row.enabled and release) else None
-        if key is None or rt.target is None or rt.target.key != key:
-            rt.target = Target(key) if key else None
+        if key is None:
+            rt.target = None
+        elif rt.target is None or rt.target.key != key:
+            if rt.target is not None:
+                self.event(rt.rid, "rollout", f"Rolling out release {release.version} "
+                           f"(generation {row.generation})", release=release.version)
+            rt.target = Target(key, version=release.version)
+        target = rt.target
 
         live = [r for r in rt.replicas if r.state in (STARTING, READY)]
         current = [r for r in live if r.key == key]
         old = [r for r in live if r.key != key]
         ready_current = [r for r in current if r.state == READY]
-        target = rt.target
-        blocked = target is None or target.failures >= self.max_start_failures or \
-            now < target.retry_at
+        old_ready = sorted([r for r in old if r.state == READY], key=lambda r: r.started)
 
-        # start what is missing for the target
+        if target is not None and not target.failed and not target.complete and old_ready and \
+                now_ - target.started > self.progress_deadline:
+            self._fail_target(rt, target, f"the rollout did not finish within "
+                              f"{self.progress_deadline:.0f}s" +
+                              (f": {target.reason}" if target.reason else ""))
+        blocked = target is None or target.failed or now_ < target.retry_at
+
+        # start what is missing for the target, at most max_surge above the wanted count
+        rt.pending_reason = ""
         if not blocked and release and sub:
-            for _ in range(want - len(current)):
-                await self._start(rt, row, release, sub)
+            room = want + self.max_surge - len(current) - len(old_ready) if old_ready else want
+            for _ in range(max(0, min(want - len(current), room))):
+                if not await self._start(rt, row, release, sub):
+                    break
+        # a failed target's starting replicas take no traffic: stop them
+        if target is not None and target.failed:
+            for r in [r for r in current if r.state == STARTING]:
+                self._retire(rt, r)
         # surplus of the target: not-ready ones first, then the newest ready ones
+        current = [r for r in rt.replicas if r.key == key and r.state in (STARTING, READY)]
         surplus = len(current) - want
         for r in sorted(current, key=lambda r: (r.state == READY, r.started))[:max(0, surplus)]:
             self._retire(rt, r)
@@ -216,29 +294,74 @@ class Controller:
         for r in [r for r in old if r.state != READY]:
             self._retire(rt, r)
         keep_old = max(0, want - len(ready_current)) if key else 0
-        old_ready = sorted([r for r in old if r.state == READY], key=lambda r: r.started)
         for r in old_ready[:max(0, len(old_ready) - keep_old)]:
             self._retire(rt, r)
+        if target is not None and not target.complete and not target.failed and \
+                len(ready_current) >= want and not any(r.key != key for r in rt.replicas):
+            target.complete = True
+            if target.started < now_ - 0.001 and rt.was_active:
+                self.event(rt.rid, "rollout", f"Release {target.version} rolled out to "
+                           f"{len(ready_current)} replica(s)", release=target.version)
 
         self._set_state(rt, row, release, want)
 
+    def _autoscale(self, rt: Runtime, config: dict[str, Any], pool: Pool, now_: float) -> int:
+        """Replicas wanted now: minReplicas, or more under load, up to maxReplicas."""
+        low, high = config["minReplicas"], config["maxReplicas"]
+        want = low if rt.want is None else min(max(rt.want, low), high)
+        if low == high:
+            rt.want = want
+            return want
+        ready = max(1, len(pool.members))
+        capacity = ready * max(1, config.get("threadCount", 1))
+        inflight = sum(m.inflight for m in pool.members)
+        rt.load = 0.7 * rt.load + 0.3 * (inflight / capacity)
+        threshold = config.get("scaleUpLoadThreshold", 0.8)
+        if rt.load > threshold:
+            rt.below_since = None
+            rt.above_since = rt.above_since or now_
+            if want < high and now_ - rt.above_since >= config.get("scaleUpDelay", 10.0):
+                want += 1
+                rt.above_since = None
+                self.event(rt.rid, "scale", f"Scaled up to {want} replicas (load "
+                           f"{rt.load:.2f} > {threshold})", replicas=want, load=rt.load)
+        elif rt.load < threshold / 2:
+            rt.above_since = None
+            rt.below_since = rt.below_since or now_
+            if want > low and now_ - rt.below_since >= config.get("scaleDownDelay", 60.0):
+                want -= 1
+                rt.below_since = None
+                self.event(rt.rid, "scale", f"Scaled down to {want} replicas (load "
+                           f"{rt.load:.2f} < {threshold / 2:.2f})", replicas=want, load=rt.load)
+        else:
+            rt.above_since = rt.below_since = None
+        rt.want = want
+        return want
+
     async def _start(self, rt: Runtime, row: Deployment, release: Release,
-                     sub: Submission) -> None:
+                     sub: Submission) -> bool:
         node_id = f"{row.api_name[:40]}-{uuid.uuid4().hex[:8]}"
+        config = dict(row.runtime_configuration)
         spec = ReplicaSpec(
             node_id=node_id, deployment_rid=rt.rid, namespace=rt.namespace,
             release_rid=release.rid, release_version=release.version,
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
-            runtime_configuration=dict(row.runtime_configuration), generation=row.generation)
-        handle = await self.backend.start(spec)
+            runtime_configuration=config, generation=row.generation,
+            env=dict(config.get("env") or {}))
+        try:
+            handle = await self.backend.start(spec)
+        except NoCapacity as exc:
+            rt.pending_reason = str(exc)
+            return False
         rt.replicas.append(Replica(node_id, (release.rid, row.generation), release.version,
                                    handle))
         log.info("deployment %s: started replica %s of release %s", rt.rid, node_id,
                  release.version)
+        return True
 
     async def _observe(self, rt: Runtime, pool: Pool) -> None:
-        now = time.monotonic()
+        now_ = time.monotonic()
         checks = []
         for r in list(rt.replicas):
             if r.state not in (STARTING, READY):
@@ -246,47 +369,64 @@ class Controller:
             seen = self.backend.observe(r.handle)
             r.url = seen.url or r.url
             if not seen.alive:
-                self._lost(rt, pool, r, seen.exit_reason)
-            elif r.state == STARTING and now - r.started > self.startup_timeout:
-                self._lost(rt, pool, r, f"not ready within {self.startup_timeout:.0f}s")
-            elif r.url and now >= r.next_check:
+                self._lost(rt, r, seen.exit_reason)
+            elif r.state == STARTING and now_ - r.started > self.startup_timeout:
+                self._lost(rt, r, f"not ready within {self.startup_timeout:.0f}s")
+            elif r.url and now_ >= r.next_check:
                 checks.append(r)
         if checks:
             results = await asyncio.gather(*(self._ready(r) for r in checks))
             for r, ok in zip(checks, results):
+                if r.state not in (STARTING, READY) or r not in rt.replicas:
+                    continue
                 if r.state == STARTING and ok:
-                    r.state = READY
+                    r.state, r.ready_at = READY, time.monotonic()
+                    r.next_check = r.ready_at + 2.0
                     pool.add(r.node_id, r.url)
-                    if rt.target and r.key == rt.target.key:
-                        rt.target.failures = 0
-                    log.info("deployment %s: replica %s is ready", rt.rid, r.node_id)
+                    self.event(rt.rid, "replica", f"Replica {r.node_id} is ready "
+                               f"(release {r.release_version})", nodeId=r.node_id)
                 elif r.state == READY:
                     r.health_failures = 0 if ok else r.health_failures + 1
-                    r.next_check = now + 2.0
+                    r.next_check = now_ + 2.0
                     if r.health_failures >= 3:
-                        self._lost(rt, pool, r, "failed 3 health checks in a row")
+                        self._lost(rt, r, "failed 3 health checks in a row")
 
     async def _ready(self, r: Replica) -> bool:
         assert self._http is not None
         try:
             async with self._http.get(f"{r.url}/health/ready") as resp:
                 return resp.status == 200
-        except (TimeoutError, aiohttp.ClientError):
+        except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def _lost(self, rt: Runtime, pool: Pool, r: Replica, reason: str) -> None:
-        """A replica died or stopped answering: out of the pool, stopped, counted."""
+    def _lost(self, rt: Runtime, r: Replica, reason: str) -> None:
+        """A replica died or stopped answering: out of the pool, stopped, counted, backed off."""
         was_ready = r.state == READY
         self._retire(rt, r, drain=False)
         r.state, r.reason = FAILED, reason
         target = rt.target
-        if target and r.key == target.key:
-            if not was_ready:
-                target.failures += 1
-            target.reason = reason
-            target.retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** target.failures)
-        log.warning("deployment %s: replica %s %s: %s", rt.rid, r.node_id,
-                    "crashed" if was_ready else "failed to start", reason)
+        verb = "crashed" if was_ready else "failed to start"
+        self.event(rt.rid, "replica", f"Replica {r.node_id} {verb}: {reason}",
+                   nodeId=r.node_id, reason=reason)
+        if target is None or r.key != target.key:
+            return
+        now_ = time.monotonic()
+        target.reason = f"replica {r.node_id} {verb}: {reason}"
+        if was_ready:
+            target.crashes = [t for t in target.crashes if now_ - t < self.crash_window] + [now_]
+            delay = 0.0 if len(target.crashes) <= 1 else min(60.0, 2.0 ** len(target.crashes))
+        else:
+            target.failures += 1
+            delay = min(60.0, 0.5 * 2 ** target.failures)
+            if target.failures >= self.max_start_failures:
+                self._fail_target(rt, target, f"{target.failures} replicas failed to start; "
+                                  f"last: {reason}")
+        target.retry_at = now_ + delay
+
+    def _fail_target(self, rt: Runtime, target: Target, reason: str) -> None:
+        target.failed, target.reason = True, reason
+        self.event(rt.rid, "rollout", f"Rollout of release {target.version} stopped: {reason}",
+                   release=target.version)
 
     def _retire(self, rt: Runtime, r: Replica, drain: bool = True) -> None:
         """Take a replica out of the pool, let its in-flight requests finish, then stop it."""
@@ -312,35 +452,37 @@ class Controller:
         ready = [r for r in rt.replicas if r.state == READY]
         target = rt.target
         ready_current = [r for r in ready if target and r.key == target.key]
-        failed = target is not None and target.failures >= self.max_start_failures
+        crashing = target is not None and len(target.crashes) > 1 and \
+            time.monotonic() < target.retry_at
+        progress = f"{len(ready_current)}/{want} replicas of release " \
+                   f"{target.version if target else '-'} ready"
         if not row.enabled:
             state, reason = "DISABLED", ""
-            pool.unavailable_reason = "the live deployment is disabled; enable it to query"
         elif release is None:
             state, reason = "FAILED", f"no release is tagged {row.environment}"
-        elif failed:
+        elif target is not None and target.failed:
             state = "DEGRADED" if ready else "FAILED"
-            reason = (f"release {release.version} failed to start "
-                      f"{target.failures} times: {target.reason}")
+            reason = f"release {target.version}: {target.reason}" + \
+                (f"; {len(ready)} replica(s) of the previous version still serve" if ready else "")
+        elif crashing:
+            state = "DEGRADED" if ready else "FAILED"
+            reason = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
+                     f"{target.reason}; backing off before the next restart"
+        elif rt.pending_reason:
+            state = "DEGRADED" if ready else "STARTING"
+            reason = f"{progress}; cannot start more: {rt.pending_reason}"
         elif len(ready_current) >= want and len(ready) == len(ready_current):
             state, reason = "ACTIVE", ""
             rt.was_active = True
         elif ready and len(ready) >= want:
-            state = "ACTIVE"
-            reason = (f"rolling out release {release.version}: {len(ready_current)}/{want} "
-                      "new replicas ready")
-        elif rt.was_active:
-            state = "DEGRADED" if ready else "STARTING"
-            reason = f"{len(ready)}/{want} replicas ready" + (
-                f"; last failure: {target.reason}" if target and target.reason else "")
+            state, reason = "ACTIVE", f"rolling out: {progress}"
         else:
-            state = "STARTING"
-            reason = f"{len(ready)}/{want} replicas ready" + (
-                f"; last failure: {target.reason}" if target and target.reason else "")
-        if state != "DISABLED":
-            pool.unavailable_reason = (reason or "the deployment has no ready replica") + \
-                " (see `liveml status`)"
-        served = None
+            state = "DEGRADED" if (rt.was_active and ready) else "STARTING"
+            reason = progress + (f"; last failure: {target.reason}"
+                                 if target and target.reason else "")
+        pool.unavailable_reason = (
+            "the live deployment is disabled; enable it to query" if state == "DISABLED" else
+            f"the deployment has no ready replica ({state}: {reason}); see `liveml status`")
         if ready_current:
             served = target.key[0] if target else None
         elif ready:
@@ -349,12 +491,12 @@ class Controller:
             served = row.served_release_rid
         if (state, reason, served) != (rt.state, rt.reason, rt.served) or \
                 (state, reason, served) != (row.state, row.reason, row.served_release_rid):
+            if state != rt.state:
+                self.event(rt.rid, "state", f"State {rt.state} -> {state}"
+                           + (f": {reason}" if reason else ""), state=state)
             rt.state, rt.reason, rt.served = state, reason, served
             row.state, row.reason, row.served_release_rid = state, reason, served
             with self.store.session() as s:
                 db = s.get(Deployment, rt.rid)
                 if db is not None:
                     db.state, db.reason, db.served_release_rid = state, reason, served
-
-
-__all__ = ["Controller", "Member"]

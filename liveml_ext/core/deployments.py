@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..store.db import Deployment, Release, Store, Submission, now
+from ..store.db import Deployment, Event, Release, Store, Submission, now
 from . import models as m
 from .errors import AmbiguousName, ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
 from .profiles import ProfileCatalog
@@ -16,12 +16,12 @@ from .registry import Principal, Registry, new_rid
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 #: Runtime fields whose change needs new replicas (a count change only adds or removes some).
-REROLL_FIELDS = ("cpu", "memory", "gpu", "threadCount")
+REROLL_FIELDS = ("cpu", "memory", "gpu", "gpuType", "threadCount", "queueSize", "env")
 
 
 class Observer(Protocol):
     def changed(self, rid: str, event: str) -> None: ...
-    def replicas(self, rid: str) -> list[dict[str, Any]]: ...
+    def observed(self, rid: str) -> dict[str, Any]: ...
 
 
 def slug(name: str) -> str:
@@ -76,13 +76,16 @@ class Deployments:
 
     def describe(self, s: Session, row: Deployment) -> dict[str, Any]:
         target = self.registry.tagged_release(s, row.objective_rid, row.environment)
-        replicas = self.observer.replicas(row.rid)
+        seen = self.observer.observed(row.rid)
+        replicas = seen["replicas"]
         ready = sum(1 for r in replicas if r["state"] == "READY")
-        desired = row.runtime_configuration["minReplicas"] if row.enabled else 0
+        desired = (seen["autoscaling"] or {}).get("desiredReplicas") or \
+            row.runtime_configuration["minReplicas"] if row.enabled else 0
         state = row.state if row.enabled else "DISABLED"
         status = {"state": state, "isReady": bool(row.enabled and ready),
                   "reason": row.reason, "readyReplicas": ready, "desiredReplicas": desired,
-                  "replicas": replicas}
+                  "replicas": replicas, "rollout": seen["rollout"],
+                  "load": (seen["autoscaling"] or {}).get("load", 0.0)}
         return m.DescribeLiveDeployment(
             rid=row.rid, name=row.name, description=row.description, api_name=row.api_name,
             namespace=row.namespace, objective_rid=row.objective_rid,
@@ -157,25 +160,42 @@ class Deployments:
             if req.api_name is not None and req.api_name != row.api_name:
                 self._check_api_name(s, row.namespace, req.api_name, row.rid)
                 row.api_name = req.api_name
-            fields = req.model_fields_set
-            if fields & {"replica_profile", "resource_profile", "runtime_configuration"}:
+            if req.model_fields_set & {"replica_profile", "resource_profile",
+                                       "runtime_configuration"}:
                 replica = req.replica_profile or row.replica_profile
                 resource = req.resource_profile or row.resource_profile
-                old = dict(row.runtime_configuration)
-                # profiles changed: start from them; else keep the current explicit values
-                base = self.profiles.runtime_configuration(replica, resource)
-                if req.replica_profile is None:
-                    base.update(minReplicas=old["minReplicas"], maxReplicas=old["maxReplicas"])
-                if req.resource_profile is None:
-                    base.update({k: old[k] for k in REROLL_FIELDS if k in old})
+                config = dict(row.runtime_configuration)
+                # a newly chosen profile resets its fields; explicit values win over both
+                if req.replica_profile is not None:
+                    rp = self.profiles.replica_profile(replica)
+                    config.update(minReplicas=rp.min_replicas, maxReplicas=rp.max_replicas)
+                if req.resource_profile is not None:
+                    res = self.profiles.resource_profile(resource)
+                    config.update(cpu=res.cpu, memory=res.memory, gpu=res.gpu,
+                                  gpuType=res.gpu_type)
                 overrides = req.runtime_configuration.dump() if req.runtime_configuration else {}
-                base.update({k: v for k, v in overrides.items() if v is not None})
-                config = self.profiles.runtime_configuration(
-                    replica, resource, base)  # re-check the merged values
+                config.update({k: v for k, v in overrides.items() if v is not None})
                 row.replica_profile, row.resource_profile = replica, resource
-                if any(config.get(k) != old.get(k) for k in REROLL_FIELDS):
-                    row.generation += 1
-                row.runtime_configuration = config
+                self._set_config(row, config)
+            row.updated_at = now()
+            rid = row.rid
+        self.observer.changed(rid, "updated")
+        return self.get(rid, who)
+
+    def _set_config(self, row: Deployment, config: dict[str, Any]) -> None:
+        """Check and store a runtime configuration; new replicas only when a replica changes."""
+        config = self.profiles.check(config)
+        old = row.runtime_configuration
+        if any(config.get(k) != old.get(k) for k in REROLL_FIELDS):
+            row.generation += 1
+        row.runtime_configuration = config
+
+    def replace_runtime(self, ref: str, config: m.RuntimeConfiguration,
+                        who: Principal) -> dict[str, Any]:
+        """Replace the whole runtime configuration (the REST ``PUT``)."""
+        with self.store.session() as s:
+            row = self.row(s, ref, who, "manage")
+            self._set_config(row, config.dump())
             row.updated_at = now()
             rid = row.rid
         self.observer.changed(rid, "updated")
@@ -199,6 +219,15 @@ class Deployments:
             s.delete(row)
         self.observer.changed(rid, "deleted")
         return {"rid": rid, "deleted": True}
+
+    def events(self, ref: str, who: Principal, limit: int = 100) -> list[dict[str, Any]]:
+        """The deployment's events, newest first."""
+        with self.store.session() as s:
+            row = self.row(s, ref, who)
+            rows = s.scalars(select(Event).where(Event.deployment_rid == row.rid)
+                             .order_by(Event.id.desc()).limit(limit))
+            return [m.DescribeEvent(at=e.at, kind=e.kind, message=e.message,
+                                    fields=e.fields or {}).dump() for e in rows]
 
     def on_tag(self, objective_rid: str) -> None:
         """A tag moved: every deployment following that objective re-checks its release."""

@@ -122,14 +122,27 @@ class DescribeProfiles(Model):
 
 
 class RuntimeConfiguration(Model):
-    """How many replicas and what each gets; filled from the replica and resource profiles."""
+    """How many replicas and what each gets; filled from the replica and resource profiles.
+
+    ``threadCount`` model calls run at once per replica; up to ``queueSize`` more requests wait,
+    and past that a replica answers 429. Autoscaling moves the replica count between
+    ``minReplicas`` and ``maxReplicas``: up when the load (requests in flight per unit of
+    capacity, ``threadCount`` per replica) stays above ``scaleUpLoadThreshold`` for
+    ``scaleUpDelay`` seconds, down when it stays under half of it for ``scaleDownDelay`` seconds.
+    """
 
     min_replicas: int = Field(2, ge=0, le=64)
     max_replicas: int = Field(2, ge=0, le=64)
     cpu: float = Field(1.0, gt=0)
     memory: str = "1GiB"
     gpu: int = Field(0, ge=0)
-    thread_count: int = Field(1, ge=1, le=64)
+    gpu_type: str = ""
+    thread_count: int = Field(1, ge=1)
+    queue_size: int = Field(64, ge=0, le=100_000)
+    env: dict[str, str] = {}
+    scale_up_load_threshold: float = Field(0.8, gt=0, le=10)
+    scale_up_delay: float = Field(10.0, ge=0)
+    scale_down_delay: float = Field(60.0, ge=0)
 
     @field_validator("memory")
     @classmethod
@@ -137,6 +150,14 @@ class RuntimeConfiguration(Model):
         from .profiles import parse_memory  # profiles imports these models
 
         parse_memory(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
         return value
 
 
@@ -148,7 +169,18 @@ class RuntimeOverrides(Model):
     cpu: float | None = Field(None, gt=0)
     memory: str | None = None
     gpu: int | None = Field(None, ge=0)
-    thread_count: int | None = Field(None, ge=1, le=64)
+    gpu_type: str | None = None
+    thread_count: int | None = Field(None, ge=1)
+    queue_size: int | None = Field(None, ge=0, le=100_000)
+    env: dict[str, str] | None = None
+    scale_up_load_threshold: float | None = Field(None, gt=0, le=10)
+    scale_up_delay: float | None = Field(None, ge=0)
+    scale_down_delay: float | None = Field(None, ge=0)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return value if value is None else RuntimeConfiguration._env(value)
 
 
 class CreateLiveDeployment(Model):
@@ -182,6 +214,16 @@ class ReplicaStatus(Model):
     reason: str = ""
 
 
+class RolloutStatus(Model):
+    release_version: str
+    generation: int
+    state: Literal["PROGRESSING", "COMPLETE", "FAILED"]
+    updated_replicas: int
+    desired_replicas: int
+    failures: int = 0
+    reason: str = ""
+
+
 class DeploymentStatus(Model):
     state: State
     is_ready: bool
@@ -189,6 +231,15 @@ class DeploymentStatus(Model):
     ready_replicas: int = 0
     desired_replicas: int = 0
     replicas: list[ReplicaStatus] = []
+    rollout: RolloutStatus | None = None
+    load: float = 0.0
+
+
+class DescribeEvent(Model):
+    at: dt.datetime
+    kind: str
+    message: str
+    fields: dict[str, Any] = {}
 
 
 class ReleaseRef(Model):

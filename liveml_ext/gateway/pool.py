@@ -91,8 +91,8 @@ class Gateway:
                     deploymentRid=pool.rid) from exc
             finally:
                 member.inflight -= 1
-            if status == 503:
-                continue  # loading or draining: try another replica
+            if status == 503 or (status == 429 and self._pick(pool, tried) is not None):
+                continue  # loading, draining or full: another replica may take it
             member.served += 1
             return status, data
 

@@ -27,6 +27,8 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/deployments/([^/]+)", mg.DeploymentHandler),
     (rf"{API}/deployments/([^/]+)/(disable|enable)", mg.DeploymentActionHandler),
     (rf"{API}/deployments/([^/]+)/api-name", mg.ApiNameHandler),
+    (rf"{API}/deployments/([^/]+)/runtime-configuration", mg.RuntimeConfigurationHandler),
+    (rf"{API}/deployments/([^/]+)/events", mg.EventsHandler),
     (rf"{API}/profiles", mg.ProfilesHandler),
     (rf"{API}/tokens", mg.TokensHandler),
     (rf"{API}/openapi.json", mg.OpenApiHandler),

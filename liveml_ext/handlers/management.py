@@ -119,6 +119,23 @@ class ApiNameHandler(LiveMLHandlerMixin):
                                               self.principal))
 
 
+class RuntimeConfigurationHandler(LiveMLHandlerMixin):
+    """``PUT deployments/{ref}/runtime-configuration``: replace it (re-rolls when needed)."""
+
+    def get(self, ref: str) -> None:
+        self.reply(self.cp.deployments.get(ref, self.principal)["runtimeConfiguration"])
+
+    def put(self, ref: str) -> None:
+        self.reply(self.cp.deployments.replace_runtime(ref, self.parse(m.RuntimeConfiguration),
+                                                       self.principal))
+
+
+class EventsHandler(LiveMLHandlerMixin):
+    def get(self, ref: str) -> None:
+        limit = int(self.get_argument("limit", "100"))  # type: ignore[attr-defined]
+        self.reply({"data": self.cp.deployments.events(ref, self.principal, limit)})
+
+
 class ProfilesHandler(LiveMLHandlerMixin):
     def get(self) -> None:
         self.reply(self.cp.profiles.describe())

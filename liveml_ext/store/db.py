@@ -128,6 +128,18 @@ class Deployment(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=now)
 
 
+class Event(Base):
+    """Something that happened to a deployment: rollouts, scaling, replica failures, states."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_rid: Mapped[str] = mapped_column(String(96), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=now)
+    kind: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column()
+    fields: Mapped[dict] = mapped_column(default=dict)
+
+
 class Token(Base):
     __tablename__ = "tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

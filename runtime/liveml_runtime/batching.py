@@ -49,9 +49,11 @@ class InferenceQueue:
             self.mean_seconds < self.inline_budget
 
     async def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        if len(self.pending) >= self.max_queue:
-            raise TooManyRequests("the replica's queue is full; retry shortly",
-                                  queueLength=len(self.pending))
+        if len(self.pending) >= self.max_queue and self.busy >= self.workers:
+            raise TooManyRequests(
+                f"the replica is at capacity ({self.workers} running, {len(self.pending)} "
+                "waiting); retry shortly or raise threadCount or maxReplicas",
+                queueLength=len(self.pending))
         if self.table is not None:
             key = tuple(sorted((k, repr(v)) for k, v in inputs.items() if k != self.table))
             item = _Item(inputs, key, len(inputs[self.table]))

@@ -46,6 +46,7 @@ class ReplicaConfig:
     deployment_rid: str = ""
     release: str = ""
     thread_count: int = 1
+    max_queue: int = 64
     token: str = ""
 
 
@@ -76,7 +77,8 @@ class Replica:
         logs.step(log, f"Self-test prediction passed in {time.perf_counter() - start:.3f}s",
                   seconds=time.perf_counter() - start)
         self.runner = runner
-        self.queue = InferenceQueue(runner, workers=self.config.thread_count)
+        self.queue = InferenceQueue(runner, workers=self.config.thread_count,
+                                    max_queue=self.config.max_queue)
 
     async def transform(self, body: bytes, v2: bool) -> bytes:
         if self.state != "ready" or self.queue is None or self.runner is None:
