@@ -87,6 +87,39 @@ def cmd_deploy(c: Client, a: argparse.Namespace) -> Any:
     return _wait(c, doc["rid"], a.out) if a.wait else doc
 
 
+def cmd_update(c: Client, a: argparse.Namespace) -> Any:
+    runtime: dict[str, Any] = {}
+    if a.replicas is not None:
+        runtime.update(minReplicas=a.replicas, maxReplicas=a.replicas)
+    for flag, key in (("min_replicas", "minReplicas"), ("max_replicas", "maxReplicas"),
+                      ("cpu", "cpu"), ("memory", "memory"), ("gpu", "gpu"),
+                      ("gpu_type", "gpuType"), ("thread_count", "threadCount"),
+                      ("queue_size", "queueSize")):
+        if getattr(a, flag) is not None:
+            runtime[key] = getattr(a, flag)
+    if a.env or a.unset_env:
+        env = dict(c.deployment(a.deployment)["runtimeConfiguration"].get("env") or {})
+        for item in a.env or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"liveml: --env takes KEY=VALUE, not {item!r}")
+            env[key] = value
+        for key in a.unset_env or []:
+            env.pop(key, None)
+        runtime["env"] = env
+    changes: dict[str, Any] = {}
+    if runtime:
+        changes["runtimeConfiguration"] = runtime
+    if a.replica_profile:
+        changes["replicaProfile"] = a.replica_profile
+    if a.resource_profile:
+        changes["resourceProfile"] = a.resource_profile
+    if not changes:
+        raise SystemExit("liveml: nothing to update; see `liveml update --help`")
+    doc = c.update(a.deployment, **changes)
+    return _wait(c, doc["rid"], a.out) if a.wait else doc
+
+
 def cmd_query(c: Client, a: argparse.Namespace) -> Any:
     text = a.data if a.data is not None else Path(a.file).read_text()
     try:
@@ -109,6 +142,8 @@ COMMANDS: dict[str, Handler] = {
     "wait": lambda c, a: _wait(c, a.deployment, a.out),
     "query": cmd_query,
     "api-name": lambda c, a: c.set_api_name(a.deployment, a.api_name),
+    "update": cmd_update,
+    "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": lambda c, a: c.enable(a.deployment),
     "delete": lambda c, a: c.delete(a.deployment),
@@ -121,8 +156,20 @@ def render(command: str, doc: Any) -> str:
     """Human-readable text for a command's result."""
     if command == "ls":
         return _deployments_text(doc) if doc else "no live deployments (create one: liveml deploy)"
-    if command in ("status", "deploy", "wait", "disable", "enable", "api-name") and "status" in doc:
+    if command in ("status", "deploy", "wait", "disable", "enable", "api-name", "update") and \
+            "status" in doc:
         return _deployment_text(doc)
+    if command == "events":
+        return _rows(doc, [("TIME", lambda e: e["at"][:19]), ("KIND", lambda e: e["kind"]),
+                           ("MESSAGE", lambda e: e["message"])]) if doc else "no events"
+    if command == "profiles":
+        return "replica profiles\n" + _rows(doc["replicaProfiles"], [
+            ("NAME", lambda p: p["name"]), ("MIN", lambda p: p["minReplicas"]),
+            ("MAX", lambda p: p["maxReplicas"]), ("DESCRIPTION", lambda p: p["description"])]) + \
+            "\n\nresource profiles\n" + _rows(doc["resourceProfiles"], [
+                ("NAME", lambda p: p["name"]), ("CPU", lambda p: p["cpu"]),
+                ("MEMORY", lambda p: p["memory"]), ("GPU", lambda p: p["gpu"] or ""),
+                ("GPU TYPE", lambda p: p["gpuType"]), ("DESCRIPTION", lambda p: p["description"])])
     if command == "objective" and isinstance(doc, list):
         return _rows(doc, [("NAME", lambda o: o["name"]), ("NAMESPACE", lambda o: o["namespace"]),
                            ("RID", lambda o: o["rid"])]) if doc else "no objectives"
@@ -154,6 +201,13 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8765)
     sp.add_argument("--home", help="liveml home folder (default $LIVEML_HOME or ~/.liveml)")
+    sp.add_argument("--profiles", help="JSON file of replica and resource profiles "
+                    "(default <home>/profiles.json when present)")
+    sp.add_argument("--max-thread-count", type=int, default=16)
+    sp.add_argument("--progress-deadline", type=float, default=600.0,
+                    help="seconds a rollout may take before it is stopped")
+    sp.add_argument("--startup-timeout", type=float, default=300.0,
+                    help="seconds a replica may take to become ready")
 
     sp = add("objective", "create or list modeling objectives")
     osub = sp.add_subparsers(dest="action", required=True)
@@ -218,6 +272,29 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("deployment")
     sp.add_argument("api_name")
 
+    sp = add("update", "change a deployment's profiles or runtime configuration (re-rolls "
+                       "replicas with no downtime when needed)")
+    sp.add_argument("deployment")
+    count = sp.add_mutually_exclusive_group()
+    count.add_argument("--replicas", type=int, help="a fixed replica count")
+    count.add_argument("--min-replicas", type=int)
+    sp.add_argument("--max-replicas", type=int)
+    sp.add_argument("--replica-profile")
+    sp.add_argument("--resource-profile")
+    sp.add_argument("--cpu", type=float)
+    sp.add_argument("--memory", help="e.g. 512MiB, 2GiB")
+    sp.add_argument("--gpu", type=int)
+    sp.add_argument("--gpu-type")
+    sp.add_argument("--thread-count", type=int)
+    sp.add_argument("--queue-size", type=int)
+    sp.add_argument("--env", action="append", metavar="KEY=VALUE", help="set (repeatable)")
+    sp.add_argument("--unset-env", action="append", metavar="KEY", help="remove (repeatable)")
+    sp.add_argument("--wait", action="store_true", help="show progress until rolled out")
+
+    sp = add("events", "show a deployment's events (rollouts, scaling, failures)")
+    sp.add_argument("deployment")
+    sp.add_argument("--limit", type=int, default=50)
+
     sp = add("token", "create an API token")
     tsub = sp.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create", help="create a token (shown once)")
@@ -237,9 +314,13 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
     if args.command == "server":
         from liveml_runtime.__main__ import run_loop
 
+        from .controlplane import Settings, default_home
         from .server import serve
 
-        run_loop(serve(args.host, args.port, args.home))
+        home = Path(args.home) if args.home else default_home()
+        run_loop(serve(args.host, args.port, settings=Settings(
+            home=home, profiles_file=args.profiles or "", max_thread_count=args.max_thread_count,
+            progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout)))
         return None
     return COMMANDS[args.command](client or Client(), args)
 

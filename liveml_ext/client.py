@@ -164,6 +164,12 @@ class Client:
     def update(self, ref: str, **changes: Any) -> dict[str, Any]:
         return self.api("PATCH", f"deployments/{_q(ref)}", json=changes)
 
+    def replace_runtime(self, ref: str, config: dict[str, Any]) -> dict[str, Any]:
+        return self.api("PUT", f"deployments/{_q(ref)}/runtime-configuration", json=config)
+
+    def events(self, ref: str, limit: int = 100) -> list[dict[str, Any]]:
+        return self.api("GET", f"deployments/{_q(ref)}/events", params={"limit": limit})["data"]
+
     def set_api_name(self, ref: str, api_name: str) -> dict[str, Any]:
         return self.api("PUT", f"deployments/{_q(ref)}/api-name", json={"apiName": api_name})
 
@@ -187,10 +193,14 @@ class Client:
             status = doc["status"]
             target = (doc.get("targetRelease") or {}).get("rid")
             served = (doc.get("release") or {}).get("rid")
+            rollout = status.get("rollout") or {}
+            current = rollout.get("generation", doc.get("generation")) == doc.get("generation")
             if status["state"] == "ACTIVE" and status["isReady"] and not status["reason"] and \
-                    (target is None or target == served):
+                    (target is None or target == served) and current and \
+                    rollout.get("state", "COMPLETE") == "COMPLETE":
                 return doc
-            if status["state"] in ("FAILED", "DISABLED"):
+            if status["state"] in ("FAILED", "DISABLED") or \
+                    (current and rollout.get("state") == "FAILED"):
                 raise LiveMLClientError(409, {
                     "errorName": "DeploymentNotReady",
                     "parameters": {"message": f"the deployment is {status['state']}: "

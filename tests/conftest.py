@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(home: Path, port: int | None = None, timeout: float = 30) -> Server:
+def start_server(home: Path, port: int | None = None, timeout: float = 30,
+                 args: tuple[str, ...] = ()) -> Server:
     port = port or free_port()
     conn = home / "connection.json"
     conn.unlink(missing_ok=True)
@@ -88,7 +90,7 @@ def start_server(home: Path, port: int | None = None, timeout: float = 30) -> Se
     log = open(home / "server.log", "ab")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEML_")}
     proc = subprocess.Popen([sys.executable, "-m", "liveml_ext.cli", "server", "--port", str(port),
-                             "--home", str(home)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             "--home", str(home), *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(home, port, proc)
     deadline = time.monotonic() + timeout
     while not conn.exists():
@@ -163,3 +165,54 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+class QueryLoop(threading.Thread):
+    """Queries one deployment as fast as one client can, recording every answer."""
+
+    def __init__(self, server: Server, rid: str, rows: list | None = None,
+                 field: str = "prediction") -> None:
+        super().__init__(daemon=True)
+        self.url, self.headers = server.infer_url(rid), server.headers()
+        self.body = {"requestData": rows or [ROW], "requestParams": {}}
+        self.field = field
+        self.stop = threading.Event()
+        self.results: list[tuple[int, object]] = []
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                resp = session.post(self.url, json=self.body, headers=self.headers, timeout=30)
+                value = resp.json()["responseData"][0][self.field] if resp.ok else resp.text
+                self.results.append((resp.status_code, value))
+            except requests.RequestException as exc:
+                self.results.append((0, repr(exc)))
+
+    def failures(self) -> list[tuple[int, object]]:
+        return [r for r in self.results if r[0] != 200]
+
+
+class Loops:
+    """Several QueryLoops started together: ``with Loops(...) as loops:``."""
+
+    def __init__(self, server: Server, rid: str, count: int = 2, **kw) -> None:
+        self.loops = [QueryLoop(server, rid, **kw) for _ in range(count)]
+
+    def __enter__(self) -> Loops:
+        for loop in self.loops:
+            loop.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for loop in self.loops:
+            loop.stop.set()
+        for loop in self.loops:
+            loop.join(30)
+
+    @property
+    def results(self) -> list[tuple[int, object]]:
+        return [r for loop in self.loops for r in loop.results]
+
+    def failures(self) -> list[tuple[int, object]]:
+        return [r for loop in self.loops for r in loop.failures()]

@@ -79,3 +79,43 @@ class BrokenAtLoad(ModelAdapter):
 
     def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
         raise RuntimeError("weights are corrupt")
+
+
+class EnvEcho(ModelAdapter):
+    """Echoes an environment variable of its replica; its load() fails when FAIL_AT_LOAD is set."""
+
+    batchable = True
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column("x", float)])],
+                        outputs=[Tabular("output_df")])
+
+    def load(self) -> None:
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("SLOW_LOAD", "0")))
+        if os.environ.get("FAIL_AT_LOAD"):
+            raise RuntimeError("FAIL_AT_LOAD is set: refusing to start")
+
+    def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
+        import os
+
+        return input_df.assign(greeting=os.environ.get("GREETING", ""), pid=os.getpid())
+
+
+class Slow(ModelAdapter):
+    """Takes ``seconds`` per call and is not batchable: for capacity and autoscaling tests."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column("x", float)])],
+                        outputs=[Tabular("output_df")])
+
+    def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
+        import time
+
+        time.sleep(self.seconds)
+        return input_df

@@ -1,37 +1,20 @@
 """Auto-upgrade with zero failed queries under a steady loop, and recovery after a restart."""
 from __future__ import annotations
 
-import threading
 import time
 
 import joblib
 import requests
-from conftest import ROW, deploy_reference, pids_alive, replica_pids, start_server, wait_for
+from conftest import (
+    ROW,
+    QueryLoop,
+    deploy_reference,
+    pids_alive,
+    replica_pids,
+    start_server,
+    wait_for,
+)
 from model_fixtures import Offset, save
-
-
-class QueryLoop(threading.Thread):
-    """Queries one deployment as fast as one client can, recording every answer."""
-
-    def __init__(self, server, rid: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = server.infer_url(rid), server.headers()
-        self.stop = threading.Event()
-        self.results: list[tuple[int, float | None]] = []
-
-    def run(self) -> None:
-        session = requests.Session()
-        body = {"requestData": [ROW], "requestParams": {}}
-        while not self.stop.is_set():
-            try:
-                resp = session.post(self.url, json=body, headers=self.headers, timeout=30)
-                pred = resp.json()["responseData"][0]["prediction"] if resp.ok else None
-                self.results.append((resp.status_code, pred))
-            except requests.RequestException:
-                self.results.append((0, None))
-
-    def failures(self) -> list[tuple[int, float | None]]:
-        return [r for r in self.results if r[0] != 200]
 
 
 def test_auto_upgrade_drops_no_query(server, house_model, tmp_path):

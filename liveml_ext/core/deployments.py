@@ -93,7 +93,8 @@ class Deployments:
             release=self.release_ref(s, row.served_release_rid),
             target_release=self.release_ref(s, target.rid if target else None),
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
-            runtime_configuration=row.runtime_configuration, status=status,
+            runtime_configuration=row.runtime_configuration, generation=row.generation,
+            status=status,
             created_at=row.created_at, created_by=row.created_by,
             updated_at=row.updated_at).dump()
 

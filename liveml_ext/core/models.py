@@ -263,6 +263,7 @@ class DescribeLiveDeployment(Model):
     replica_profile: str
     resource_profile: str
     runtime_configuration: RuntimeConfiguration
+    generation: int = Field(description="Increases with each change that needs new replicas")
     status: DeploymentStatus
     created_at: dt.datetime
     created_by: str

@@ -1,0 +1,338 @@
+"""Runtime configuration, rollouts, self-healing, capacity and autoscaling with real replicas."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from conftest import Loops, start_server, wait_for
+from model_fixtures import EnvEcho, Slow, save
+
+from liveml_ext.backends.base import NoCapacity
+from liveml_ext.backends.local import LocalBackend, LocalReplica
+from liveml_ext.client import LiveMLClientError
+
+X = [{"x": 1.0}]
+
+
+def deploy_model(server, model, tmp_path, name: str, **runtime) -> str:
+    c = server.client
+    path = save(model, tmp_path / f"{name}.pkl")
+    c.create_objective(name)
+    c.submit(name, path, name="m")
+    c.release(name, "m", "1.0", tag="production")
+    doc = c.deploy(name, name=name, runtime=runtime or None)
+    return c.wait(doc["rid"], timeout=120)["rid"]
+
+
+def pids(server, rid: str) -> set[int]:
+    """PIDs of the ready replicas, asked of the model itself (EnvEcho answers its pid)."""
+    seen = set()
+    for _ in range(12):
+        resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
+                             headers=server.headers(), timeout=30)
+        seen.add(resp.json()["responseData"][0]["pid"])
+    return seen
+
+
+def nodes(doc: dict) -> set[str]:
+    return {r["nodeId"] for r in doc["status"]["replicas"] if r["state"] == "READY"}
+
+
+def envelope(err: pytest.ExceptionInfo, status: int, name: str) -> dict:
+    assert err.value.status == status, err.value.envelope
+    assert err.value.name == name, err.value.envelope
+    return err.value.parameters
+
+
+def test_profiles_listed_by_cli_and_rest(server):
+    doc = server.client.profiles()
+    assert {p["name"] for p in doc["replicaProfiles"]} >= {"single", "default"}
+    default = next(p for p in doc["resourceProfiles"] if p["name"] == "default")
+    assert default["cpu"] == 1.0 and default["memory"] == "1GiB"
+    out = subprocess.run([sys.executable, "-m", "liveml_ext.cli", "profiles"], env=server.env(),
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "replica profiles" in out and "high-availability" in out and "512MiB" in out
+
+
+def test_operator_profiles_file(tmp_path, house_model):
+    profiles = {"replicaProfiles": [{"name": "trio", "minReplicas": 3, "maxReplicas": 3}],
+                "resourceProfiles": [{"name": "tiny", "cpu": 0.25, "memory": "300MiB"},
+                                     {"name": "gpu-a100", "cpu": 4, "memory": "8GiB", "gpu": 1,
+                                      "gpuType": "A100"}]}
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(profiles))
+    server = start_server(tmp_path / "home", args=("--profiles", str(path)))
+    try:
+        c = server.client
+        doc = c.profiles()
+        assert [p["name"] for p in doc["replicaProfiles"]] == ["trio"]
+        assert [p["name"] for p in doc["resourceProfiles"]] == ["tiny", "gpu-a100"]
+        c.create_objective("o")
+        c.submit("o", house_model, name="m")
+        c.release("o", "m", "1", tag="production")
+        with pytest.raises(LiveMLClientError) as err:
+            c.deploy("o", name="g", replica_profile="trio", resource_profile="gpu-a100")
+        params = envelope(err, 400, "GpuTypeNotAvailable")
+        assert params["requestedGpuType"] == "A100" and params["availableGpuTypes"] == []
+        with pytest.raises(LiveMLClientError) as err:
+            c.deploy("o", name="g", replica_profile="default")
+        assert envelope(err, 400, "ProfileNotFound")["available"] == ["trio"]
+        doc = c.deploy("o", name="t", replica_profile="trio", resource_profile="tiny")
+        assert doc["runtimeConfiguration"]["minReplicas"] == 3
+        assert doc["runtimeConfiguration"]["memory"] == "300MiB"
+    finally:
+        server.stop()
+
+
+def test_invalid_runtime_configurations_are_refused(server, house_model, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "validate", minReplicas=1, maxReplicas=1)
+    before = c.deployment(rid)
+    cases = [
+        ({"threadCount": 99}, "ThreadCountTooHigh", {"maxThreadCount": 16, "providedThreadCount": 99}),
+        ({"gpu": 2}, "InvalidGpuCount", {"providedGpuCount": 2, "maxGpuCount": 0}),
+        ({"gpu": 1, "gpuType": "H100"}, "GpuTypeNotAvailable",
+         {"requestedGpuType": "H100", "availableGpuTypes": []}),
+        ({"minReplicas": 3, "maxReplicas": 2}, "InvalidArgument", {"field": "minReplicas"}),
+        ({"memory": "lots"}, "InvalidArgument", {"field": "memory"}),
+        ({"cpu": -1}, "InvalidArgument", {"field": "runtimeConfiguration.cpu"}),
+        ({"cpu": "fast"}, "InvalidArgument", {"field": "runtimeConfiguration.cpu"}),
+    ]
+    for runtime, name, expected in cases:
+        with pytest.raises(LiveMLClientError) as err:
+            c.update(rid, runtimeConfiguration=runtime)
+        params = envelope(err, 400, name)
+        assert {k: params.get(k) for k in expected} == expected, (runtime, params)
+    # the whole-configuration PUT checks the same way
+    with pytest.raises(LiveMLClientError) as err:
+        c.replace_runtime(rid, {**before["runtimeConfiguration"], "threadCount": 17})
+    envelope(err, 400, "ThreadCountTooHigh")
+    with pytest.raises(LiveMLClientError) as err:
+        c.replace_runtime(rid, {**before["runtimeConfiguration"], "memory": "-1GiB"})
+    assert envelope(err, 400, "InvalidArgument")["field"] == "memory"
+    # nothing changed, nothing restarted
+    after = c.deployment(rid)
+    assert after["runtimeConfiguration"] == before["runtimeConfiguration"]
+    assert after["generation"] == before["generation"] and nodes(after) == nodes(before)
+    bad = subprocess.run([sys.executable, "-m", "liveml_ext.cli", "update", rid,
+                          "--thread-count", "99"], env=server.env(), capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 1 and "ThreadCountTooHigh" in bad.stderr
+
+
+def test_reroll_under_load_drops_nothing_and_keeps_capacity(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "reroll")
+    first = c.deployment(rid)
+    old_nodes = nodes(first)
+    assert len(old_nodes) == 2
+    ready_seen: list[int] = []
+    with Loops(server, rid, rows=X, field="greeting") as loops:
+        time.sleep(0.5)
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "liveml_ext.cli", "update", rid, "--env", "GREETING=hello",
+             "--thread-count", "2", "--wait"], env=server.env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        while cli.poll() is None:
+            ready_seen.append(c.deployment(rid)["status"]["readyReplicas"])
+            time.sleep(0.05)
+        out, err = cli.communicate()
+        assert cli.returncode == 0, out + err
+        done = [len(loop.results) + 2 for loop in loops.loops]  # +2: answers then in flight
+        time.sleep(0.5)
+    assert loops.failures() == [], loops.failures()[:5]
+    greetings = [value for _, value in loops.results]
+    assert greetings[0] == "" and "hello" in greetings
+    after = [value for loop, mark in zip(loops.loops, done) for _, value in loop.results[mark:]]
+    assert after and set(after) == {"hello"}, "old replicas answered after the roll"
+    assert min(ready_seen) >= 2, f"fewer ready replicas than wanted during the roll: {ready_seen}"
+    doc = c.deployment(rid)
+    assert doc["runtimeConfiguration"]["threadCount"] == 2
+    assert doc["runtimeConfiguration"]["env"] == {"GREETING": "hello"}
+    assert doc["generation"] == first["generation"] + 1
+    assert doc["status"]["rollout"]["state"] == "COMPLETE"
+    assert not (nodes(doc) & old_nodes), "every replica was replaced"
+    events = [e["message"] for e in c.events(rid)]
+    assert any("Rolling out" in m for m in events)
+    # cpu 1.0: each replica is pinned to one core when the machine has more than one
+    if len(os.sched_getaffinity(0)) > 1:
+        assert all(len(os.sched_getaffinity(pid)) == 1 for pid in pids(server, rid))
+
+
+def test_replica_count_change_only_adds_or_removes(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "count")
+    start = nodes(c.deployment(rid))
+
+    doc = c.update(rid, runtimeConfiguration={"minReplicas": 3, "maxReplicas": 3})
+    assert doc["generation"] == c.deployment(rid)["generation"]
+    doc = c.wait(rid, timeout=60)
+    assert len(nodes(doc)) == 3 and start < nodes(doc)
+    doc = c.wait(c.update(rid, runtimeConfiguration={"minReplicas": 1, "maxReplicas": 1})["rid"])
+    wait_for(lambda: len(c.deployment(rid)["status"]["replicas"]) == 1, what="scale down")
+    assert nodes(c.deployment(rid)) < start | nodes(doc)
+
+
+def test_killed_replica_is_replaced_without_a_failed_query(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "heal")
+    before = nodes(c.deployment(rid))
+    with Loops(server, rid, rows=X, field="pid") as loops:
+        time.sleep(0.5)
+        victim = next(iter(pids(server, rid)))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(nodes(c.deployment(rid)) - before) == 1, timeout=60,
+                 what="a replacement replica")
+        time.sleep(0.5)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert victim not in {value for _, value in loops.results[-20:]}
+    doc = c.deployment(rid)
+    assert doc["status"]["state"] == "ACTIVE" and doc["status"]["readyReplicas"] == 2
+    assert any("crashed" in e["message"] for e in c.events(rid))
+
+
+def test_crash_loop_backs_off_and_shows_in_the_state(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "loop", minReplicas=1, maxReplicas=1)
+    for _ in range(2):
+        wait_for(lambda: c.deployment(rid)["status"]["readyReplicas"] == 1, timeout=60,
+                 what="a ready replica")
+        os.kill(next(iter(pids(server, rid))), signal.SIGKILL)
+        wait_for(lambda: c.deployment(rid)["status"]["readyReplicas"] == 0, timeout=30,
+                 what="the crash to be seen")
+    doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] in ("FAILED", "DEGRADED")
+                   and d, timeout=10, what="the crash loop state")
+    assert "crash loop" in doc["status"]["reason"]
+    resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
+                         headers=server.headers(), timeout=30)
+    assert resp.status_code == 503 and "crash loop" in resp.json()["parameters"]["message"]
+    # after the back-off it restarts by itself
+    wait_for(lambda: c.deployment(rid)["status"]["state"] == "ACTIVE", timeout=60,
+             what="the restart after the back-off")
+
+
+def test_failed_rollouts_keep_the_old_replicas_serving(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, EnvEcho(), tmp_path, "failing")
+    old = nodes(c.deployment(rid))
+    with Loops(server, rid, rows=X, field="greeting") as loops:
+        # a model that raises at load
+        c.update(rid, runtimeConfiguration={"env": {"FAIL_AT_LOAD": "1"}})
+        doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and d,
+                       timeout=90, what="DEGRADED")
+        assert "FAIL_AT_LOAD is set" in doc["status"]["reason"]
+        assert doc["status"]["rollout"]["state"] == "FAILED"
+        assert nodes(doc) == old and doc["status"]["isReady"]
+        # out of memory
+        c.update(rid, runtimeConfiguration={"env": {}, "memory": "60MiB"})
+        doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and
+                       "out of memory" in d["status"]["reason"] and d, timeout=90, what="OOM")
+        assert nodes(doc) == old
+        with pytest.raises(LiveMLClientError) as err:
+            c.wait(rid, timeout=5)
+        assert err.value.name == "DeploymentNotReady"
+        # a good configuration recovers
+        doc = c.update(rid, runtimeConfiguration={"memory": "1GiB", "env": {"GREETING": "ok"}})
+        doc = c.wait(rid, timeout=90)
+        time.sleep(0.3)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert doc["status"]["state"] == "ACTIVE" and not (nodes(doc) & old)
+    assert loops.results[-1][1] == "ok"
+    events = " | ".join(e["message"] for e in c.events(rid, limit=200))
+    assert "Rollout of release 1.0 stopped" in events and "out of memory" in events
+
+
+def test_rollout_stops_at_its_deadline(tmp_path):
+    server = start_server(tmp_path / "home", args=("--progress-deadline", "3"))
+    try:
+        c = server.client
+        rid = deploy_model(server, EnvEcho(), tmp_path, "deadline", minReplicas=1, maxReplicas=1)
+        old = nodes(c.deployment(rid))
+        c.update(rid, runtimeConfiguration={"env": {"SLOW_LOAD": "60"}})
+        doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and d,
+                       timeout=30, what="the deadline")
+        assert "did not finish within 3s" in doc["status"]["reason"]
+        assert nodes(doc) == old and len(doc["status"]["replicas"]) == 1  # the slow one stopped
+        resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
+                             headers=server.headers(), timeout=30)
+        assert resp.status_code == 200
+    finally:
+        server.stop()
+
+
+def test_thread_count_caps_concurrency_then_429(server, tmp_path):
+    rid = deploy_model(server, Slow(0.5), tmp_path, "capacity", minReplicas=1, maxReplicas=1,
+                       threadCount=1, queueSize=1)
+    answers: list[requests.Response] = []
+
+    def one() -> None:
+        answers.append(requests.post(server.infer_url(rid),
+                                     json={"requestData": X, "requestParams": {}},
+                                     headers=server.headers(), timeout=30))
+
+    threads = [threading.Thread(target=one) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) >= 2 and 429 in codes, codes
+    refused = next(a for a in answers if a.status_code == 429).json()
+    assert refused["errorName"] == "TooManyRequests" and "threadCount" in \
+        refused["parameters"]["message"]
+
+
+def test_autoscaling_follows_load(server, tmp_path):
+    c = server.client
+    rid = deploy_model(server, Slow(0.2), tmp_path, "autoscale", minReplicas=1, maxReplicas=2,
+                       threadCount=1, queueSize=64, scaleUpLoadThreshold=0.5, scaleUpDelay=0.5,
+                       scaleDownDelay=1.0)
+    assert c.deployment(rid)["status"]["desiredReplicas"] == 1
+    with Loops(server, rid, count=4, rows=X, field="x") as loops:
+        wait_for(lambda: c.deployment(rid)["status"]["readyReplicas"] == 2, timeout=60,
+                 what="a scale-up")
+    assert loops.failures() == []
+    wait_for(lambda: c.deployment(rid)["status"]["desiredReplicas"] == 1, timeout=60,
+             what="a scale-down")
+    messages = [e["message"] for e in c.events(rid)]
+    assert any(m.startswith("Scaled up to 2") for m in messages)
+    assert any(m.startswith("Scaled down to 1") for m in messages)
+
+
+def test_gpu_allocation_never_overlaps():
+    backend = LocalBackend("/tmp/unused-liveml-home", gpus=["T4", "T4", "A100"])
+
+    def hold(node: str, gpus: tuple[int, ...]) -> None:
+        backend.replicas[node] = LocalReplica(spec=None, proc=None, port_file=None,  # type: ignore[arg-type]
+                                              log_file=None, gpus=gpus)
+
+    first = backend.allocate_gpus(1, "T4")
+    hold("a", first)
+    second = backend.allocate_gpus(1, "T4")
+    assert first != second
+    hold("b", second)
+    with pytest.raises(NoCapacity, match="no GPU free"):
+        backend.allocate_gpus(1, "T4")
+    assert backend.allocate_gpus(1) == (2,)
+    assert backend.allocate_gpus(0) == ()
+    del backend.replicas["a"]
+    assert backend.allocate_gpus(1, "T4") == first
+
+
+def test_cores_go_to_the_least_used():
+    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[])
+    backend.cores = [0, 1, 2, 3]
+    for node, cores in (("a", (0, 1)), ("b", (1,))):
+        backend.replicas[node] = LocalReplica(spec=None, proc=None, port_file=None,  # type: ignore[arg-type]
+                                              log_file=None, cores=cores)
+    assert backend.allocate_cores(1.0) == (2,)
+    assert backend.allocate_cores(1.5) == (2, 3)
+    assert backend.allocate_cores(3.0) == (0, 2, 3)
+    assert backend.allocate_cores(8) == ()  # all cores: no pinning
