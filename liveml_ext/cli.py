@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -120,6 +121,49 @@ def cmd_update(c: Client, a: argparse.Namespace) -> Any:
     return _wait(c, doc["rid"], a.out) if a.wait else doc
 
 
+def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
+    columns = [x.strip() for x in a.columns.split(",")] if a.columns else None
+    window = {"since": a.since, "start": a.start, "end": a.end}
+    if a.download:
+        size = c.download_logs(a.deployment, a.download, a.query or "", columns=columns, **window)
+        return {"file": a.download, "bytes": size}
+    page = c.logs(a.deployment, a.query or "", columns=columns, limit=a.limit, **window)
+    if not a.follow:
+        return page
+    # follow: print what is there (oldest first), then what arrives, until Ctrl-C
+    rows = list(reversed(page["data"]))
+    seen = {json.dumps(r, sort_keys=True) for r in rows}
+    for row in rows:
+        print(json.dumps(row) if a.json else _log_line(row), flush=True)
+    last = rows[-1]["time"] if rows and "time" in rows[-1] else None
+    while True:
+        time.sleep(1.0)
+        fresh = c.logs(a.deployment, a.query or "", columns=columns, limit=1000,
+                       start=last or a.start, since=None if last else a.since)["data"]
+        for row in reversed(fresh):
+            key = json.dumps(row, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            print(json.dumps(row) if a.json else _log_line(row), flush=True)
+            last = row.get("time", last)
+
+
+def _log_line(row: dict[str, Any]) -> str:
+    return "  ".join(str(v) for v in row.values())
+
+
+def cmd_metrics(c: Client, a: argparse.Namespace) -> Any:
+    rows = c.metrics(a.deployment, a.kind, a.since, a.start, a.end, a.node)
+    if a.plot:
+        from .observability.plots import plot_metrics
+
+        fig = plot_metrics(rows, title=f"{a.deployment}: {a.kind or 'all'} metrics")
+        fig.savefig(a.plot, dpi=100)
+        print(f"wrote {a.plot} ({len(rows)} samples)", file=sys.stderr)
+    return rows
+
+
 def cmd_query(c: Client, a: argparse.Namespace) -> Any:
     text = a.data if a.data is not None else Path(a.file).read_text()
     try:
@@ -143,6 +187,8 @@ COMMANDS: dict[str, Handler] = {
     "query": cmd_query,
     "api-name": lambda c, a: c.set_api_name(a.deployment, a.api_name),
     "update": cmd_update,
+    "logs": cmd_logs,
+    "metrics": cmd_metrics,
     "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": lambda c, a: c.enable(a.deployment),
@@ -159,6 +205,21 @@ def render(command: str, doc: Any) -> str:
     if command in ("status", "deploy", "wait", "disable", "enable", "api-name", "update") and \
             "status" in doc:
         return _deployment_text(doc)
+    if command == "logs":
+        if "file" in doc:
+            return f"wrote {doc['bytes']} bytes to {doc['file']}"
+        lines = [_log_line(r) for r in reversed(doc["data"])]
+        more = "\n(more: narrow the window or raise --limit)" if doc.get("nextPageToken") else ""
+        return ("\n".join(lines) if lines else "no log records in this window") + more
+    if command == "metrics":
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in doc:
+            latest[(row["nodeId"], row["name"])] = row
+        return _rows(sorted(latest.values(), key=lambda r: (r["kind"], r["nodeId"], r["name"])), [
+            ("KIND", lambda r: r["kind"]), ("NODE", lambda r: r["nodeId"]),
+            ("METRIC", lambda r: r["name"]), ("LATEST", lambda r: f"{r['value']:.4g}"),
+            ("UNIT", lambda r: r["unit"]), ("AT", lambda r: r["time"][11:19])]) \
+            if doc else "no samples in this window"
     if command == "events":
         return _rows(doc, [("TIME", lambda e: e["at"][:19]), ("KIND", lambda e: e["kind"]),
                            ("MESSAGE", lambda e: e["message"])]) if doc else "no events"
@@ -208,6 +269,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                     help="seconds a rollout may take before it is stopped")
     sp.add_argument("--startup-timeout", type=float, default=300.0,
                     help="seconds a replica may take to become ready")
+    sp.add_argument("--log-retention-days", type=float, default=7.0)
+    sp.add_argument("--metrics-interval", type=float, default=5.0,
+                    help="seconds between metric samples")
 
     sp = add("objective", "create or list modeling objectives")
     osub = sp.add_subparsers(dest="action", required=True)
@@ -295,6 +359,26 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("deployment")
     sp.add_argument("--limit", type=int, default=50)
 
+    sp = add("logs", "search a deployment's service logs (newest first)")
+    sp.add_argument("deployment")
+    sp.add_argument("--query", "-q", help='e.g. tags.node_id:NODE AND level:ERROR, "free text"')
+    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
+    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
+    sp.add_argument("--end", help="ISO time")
+    sp.add_argument("--columns", help="comma-separated, e.g. time,level,node_id,message")
+    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--download", metavar="FILE", help="write every matching record to FILE")
+    sp.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+
+    sp = add("metrics", "show a deployment's host, container and request metrics")
+    sp.add_argument("deployment")
+    sp.add_argument("--kind", choices=["host", "container", "requests"])
+    sp.add_argument("--since", help="a window back from now: 15m, 1h (default)")
+    sp.add_argument("--start")
+    sp.add_argument("--end")
+    sp.add_argument("--node", help="only this replica (node id)")
+    sp.add_argument("--plot", metavar="FILE.png", help="draw them with matplotlib")
+
     sp = add("token", "create an API token")
     tsub = sp.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create", help="create a token (shown once)")
@@ -320,7 +404,8 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         home = Path(args.home) if args.home else default_home()
         run_loop(serve(args.host, args.port, settings=Settings(
             home=home, profiles_file=args.profiles or "", max_thread_count=args.max_thread_count,
-            progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout)))
+            progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout,
+            log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval)))
         return None
     return COMMANDS[args.command](client or Client(), args)
 

@@ -54,6 +54,10 @@ def discover() -> tuple[str, str]:
         "`liveml server` in a terminal, or run JupyterLab with liveml installed, then retry")
 
 
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _q(ref: str) -> str:
     return quote(ref, safe="")
 
@@ -169,6 +173,37 @@ class Client:
 
     def events(self, ref: str, limit: int = 100) -> list[dict[str, Any]]:
         return self.api("GET", f"deployments/{_q(ref)}/events", params={"limit": limit})["data"]
+
+    def logs(self, ref: str, query: str = "", since: str | None = None, start: str | None = None,
+             end: str | None = None, columns: list[str] | None = None, limit: int = 100,
+             page_token: str | None = None) -> dict[str, Any]:
+        """One page of log records, newest first: ``{"data": [...], "nextPageToken": ...}``."""
+        params = _params(query=query or None, since=since, start=start, end=end,
+                         columns=",".join(columns) if columns else None, limit=limit,
+                         pageToken=page_token)
+        return self.api("GET", f"deployments/{_q(ref)}/logs", params=params)
+
+    def download_logs(self, ref: str, path: str | Path, query: str = "",
+                      since: str | None = None, start: str | None = None,
+                      end: str | None = None, columns: list[str] | None = None) -> int:
+        """Write every matching record to a text file; returns the bytes written."""
+        params = _params(query=query or None, since=since, start=start, end=end,
+                         columns=",".join(columns) if columns else None)
+        resp = self.http.get(f"{self.url}liveml/api/deployments/{_q(ref)}/logs/download",
+                             params=params, stream=True, timeout=self.timeout)
+        if resp.status_code >= 400:
+            raise LiveMLClientError(resp.status_code, resp.json())
+        written = 0
+        with open(path, "wb") as fh:
+            for chunk in resp.iter_content(1 << 16):
+                written += fh.write(chunk)
+        return written
+
+    def metrics(self, ref: str, kind: str | None = None, since: str | None = None,
+                start: str | None = None, end: str | None = None,
+                node: str | None = None) -> list[dict[str, Any]]:
+        params = _params(kind=kind, since=since, start=start, end=end, node=node)
+        return self.api("GET", f"deployments/{_q(ref)}/metrics", params=params)["data"]
 
     def set_api_name(self, ref: str, api_name: str) -> dict[str, Any]:
         return self.api("PUT", f"deployments/{_q(ref)}/api-name", json={"apiName": api_name})

@@ -6,7 +6,9 @@ Plain Python on asyncio: the standalone server and the Jupyter extension both bu
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import logging
 import os
 import secrets
 import sys
@@ -27,6 +29,9 @@ from .core.errors import InvalidArgument, InvalidModelArtifact
 from .core.profiles import ProfileCatalog
 from .core.registry import Principal, Registry
 from .gateway.pool import Gateway
+from .observability.logstore import LogStore
+from .observability.metrics import MetricsStore, RequestStats, Sampler
+from .observability.shipper import LogShipper
 from .store.db import Store
 
 
@@ -49,6 +54,10 @@ class Settings:
     progress_deadline: float = 600.0
     profiles_file: str = ""
     max_thread_count: int = 16
+    log_retention_days: float = 7.0
+    metrics_retention_days: float = 7.0
+    metrics_interval: float = 5.0
+    log_flush_interval: float = 0.5
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
@@ -75,8 +84,17 @@ class ControlPlane:
         self.profiles = profiles or (ProfileCatalog.from_file(profiles_file, **limits)
                                      if profiles_file else ProfileCatalog(**limits))
         self.registry = Registry(self.store)
+        self.logs = LogStore(s.home / "logs.db",
+                             retention=dt.timedelta(days=s.log_retention_days))
+        (s.home / "logs").mkdir(exist_ok=True)
+        self.shipper = LogShipper(self.logs, s.home / "logs" / "offsets.json")
+        self.metrics = MetricsStore(s.home / "metrics.db",
+                                    retention=dt.timedelta(days=s.metrics_retention_days))
+        self.request_stats = RequestStats()
+        self.sampler = Sampler(self.metrics, self.request_stats)
+        self._tasks: list[asyncio.Task] = []
         self.controller = Controller(self.store, self.registry, self.artifacts, self.backend,
-                                     self.gateway, tick=s.tick,
+                                     self.gateway, shipper=self.shipper, tick=s.tick,
                                      startup_timeout=s.startup_timeout,
                                      drain_timeout=s.drain_timeout,
                                      progress_deadline=s.progress_deadline)
@@ -88,11 +106,43 @@ class ControlPlane:
     async def start(self) -> None:
         os.environ.update(self.backend_env)  # replicas inherit the gateway's shared secret
         await self.controller.start()
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        self._tasks = [loop.create_task(self._every(s.log_flush_interval, self.shipper.flush)),
+                       loop.create_task(self._every(s.metrics_interval, self.sample_metrics)),
+                       loop.create_task(self._every(3600.0, self.sweep))]
+
+    async def _every(self, seconds: float, work: Any) -> None:
+        """Run blocking ``work`` on a worker thread every ``seconds`` (observability chores)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, work)
+            except Exception:  # noqa: BLE001 - a chore must never stop the control plane
+                logging.getLogger("liveml").exception("background task failed")
+            await asyncio.sleep(seconds)
+
+    def sample_metrics(self) -> None:
+        replicas = [(rid, r.node_id, self.backend.pid(r.handle))
+                    for rid, rt in list(self.controller.runtimes.items())
+                    for r in list(rt.replicas)]
+        inflight = {(rid, m.node_id): m.inflight for rid, pool in list(self.gateway.pools.items())
+                    for m in list(pool.members)}
+        self.metrics.append(self.sampler.rows(replicas, inflight))
+
+    def sweep(self) -> None:
+        self.logs.sweep()
+        self.metrics.sweep()
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         await self.controller.stop()
         await self.backend.shutdown()
         await self.gateway.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
+        self.logs.close()
+        self.metrics.close()
         self.store.close()
 
     # --- connection file -------------------------------------------------------------------

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import liveml_ext.core.errors as core_errors
 import liveml_ext.gateway.pool as gateway_pool
+import liveml_ext.observability.logquery as logquery
+import liveml_ext.observability.logstore as logstore
 import liveml_runtime.errors as runtime_errors
 from liveml_ext.core import models as m
 from liveml_ext.core.errors import LiveMLError
@@ -39,8 +41,11 @@ REF = "#/components/schemas/{model}"
 METHODS = ("get", "post", "put", "patch", "delete")
 E = core_errors
 InferenceTimeout = gateway_pool.InferenceTimeout
+InvalidLogQuery = logquery.InvalidLogQuery
+InvalidLogColumn = logstore.InvalidLogColumn
 #: Modules whose error classes make the envelope's ``errorCode`` vocabulary.
-ERROR_MODULES: tuple[ModuleType, ...] = (runtime_errors, core_errors, gateway_pool)
+ERROR_MODULES: tuple[ModuleType, ...] = (runtime_errors, core_errors, gateway_pool, logquery,
+                                         logstore)
 INVALID_INPUT_KINDS = ["requiredValueMissing", "typeMismatch", "unknownInputName",
                        "invalidTabularFormat"]
 
@@ -138,6 +143,7 @@ class Op:
     errors: tuple[type[LiveMLError], ...] = ()
     description: str = ""
     query: tuple[dict[str, Any], ...] = ()
+    media: str = "application/json"
 
 
 def ref(model: type) -> dict[str, Any]:
@@ -158,6 +164,18 @@ LIVE_DEPLOYMENT = ref(m.DescribeLiveDeployment)
 TAG_ERRORS = (E.PermissionDenied, E.ObjectiveNotFound, E.ReleaseNotFound)
 DEPLOYMENT_ERRORS = (E.LiveDeploymentNotFound, E.AmbiguousName)
 CONFIG_ERRORS = (E.ProfileNotFound, E.ThreadCountTooHigh, E.InvalidGpuCount, E.GpuTypeNotAvailable)
+WINDOW_QUERY = tuple(
+    {"name": name, "in": "query", "required": False, "description": text,
+     "schema": {"type": "string"}}
+    for name, text in (("since", "A window back from now, e.g. 15m, 1h (default), 7d."),
+                       ("start", "ISO 8601 start time (instead of since)."),
+                       ("end", "ISO 8601 end time (default now).")))
+LOG_QUERY = {"name": "query", "in": "query", "required": False,
+             "description": 'e.g. `tags.node_id:NODE AND level:ERROR`, `"free text"`.',
+             "schema": {"type": "string"}}
+COLUMNS_QUERY = {"name": "columns", "in": "query", "required": False,
+                 "description": "Comma-separated columns, e.g. time,level,node_id,message.",
+                 "schema": {"type": "string"}}
 LIMIT_QUERY = {"name": "limit", "in": "query", "required": False,
                "description": "At most this many, newest first.",
                "schema": {"type": "integer", "default": 100}}
@@ -265,6 +283,33 @@ OPERATIONS: list[Op] = [
     Op(f"{DEP}/events", "get", mg.EventsHandler, "listDeploymentEvents", "deployments",
        "A live deployment's events (rollouts, scaling, replica failures), newest first",
        listing(m.DescribeEvent), errors=DEPLOYMENT_ERRORS, query=(LIMIT_QUERY,)),
+    Op(f"{DEP}/logs", "get", mg.LogsHandler, "searchDeploymentLogs", "observability",
+       "Search a live deployment's service logs, newest first", ref(m.LogPage),
+       errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument, InvalidLogQuery, InvalidLogColumn),
+       query=(*WINDOW_QUERY, LOG_QUERY, COLUMNS_QUERY,
+              {**LIMIT_QUERY, "schema": {"type": "integer", "default": 100, "minimum": 1,
+                                         "maximum": 10000}},
+              {"name": "pageToken", "in": "query", "required": False,
+               "description": "nextPageToken of the previous page.", "schema": {"type": "string"}}),
+       description="Query language: `field:value` on any field (dotted tags such as "
+                   "`tags.node_id:NODE`; `value*` for a prefix), quoted free text, AND/OR/NOT, "
+                   "parentheses. Records are kept 7 days by default."),
+    Op(f"{DEP}/logs/download", "get", mg.LogsDownloadHandler, "downloadDeploymentLogs",
+       "observability", "Every matching log record as a text file (tab-separated columns)",
+       {"type": "string"}, media="text/plain",
+       errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument, InvalidLogQuery, InvalidLogColumn),
+       query=(*WINDOW_QUERY, LOG_QUERY, COLUMNS_QUERY)),
+    Op(f"{DEP}/metrics", "get", mg.MetricsHandler, "getDeploymentMetrics", "observability",
+       "Host, container and request metrics of a live deployment, oldest first",
+       listing(m.MetricSample), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
+       query=(*WINDOW_QUERY,
+              {"name": "kind", "in": "query", "required": False, "description": "One kind.",
+               "schema": {"type": "string", "enum": ["host", "container", "requests"]}},
+              {"name": "node", "in": "query", "required": False,
+               "description": "Only this replica (node id).", "schema": {"type": "string"}})),
+    Op(f"{API}/metrics", "get", mg.PrometheusHandler, "prometheusMetrics", "observability",
+       "Inference counters and latency histograms in Prometheus text format",
+       {"type": "string"}, media="text/plain", errors=(E.PermissionDenied,)),
     Op(f"{API}/profiles", "get", mg.ProfilesHandler, "listProfiles", "profiles",
        "List the replica and resource profiles", ref(m.DescribeProfiles)),
     Op(f"{API}/tokens", "post", mg.TokensHandler, "createToken", "tokens",
@@ -304,7 +349,8 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.CreateSubmission, m.DescribeSubmission, m.CreateRelease, m.TagRelease, m.DescribeRelease,
     m.CreateLiveDeployment, m.UpdateLiveDeployment, m.DescribeLiveDeployment, m.CreateToken,
     m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
-    m.RuntimeConfiguration, m.DescribeEvent, DeploymentDeleted, TagEvent,
+    m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.MetricSample, DeploymentDeleted,
+    TagEvent,
     WhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]
 
@@ -400,7 +446,7 @@ def operation(op: Op) -> dict[str, Any]:
         "summary": op.summary,
         "responses": {
             str(op.status): {"description": "Created" if op.status == 201 else "OK",
-                             "content": {"application/json": {"schema": op.response}}},
+                             "content": {op.media: {"schema": op.response}}},
             **error_responses(op),
         },
     }

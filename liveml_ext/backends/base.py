@@ -28,6 +28,7 @@ class ReplicaSpec:
     runtime_configuration: dict[str, Any]
     generation: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    requirements: dict[str, str] = field(default_factory=dict)  # what the model was saved with
 
 
 @dataclass
@@ -57,6 +58,10 @@ class Backend(abc.ABC):
     def gpu_types(self) -> list[str]:
         """The GPUs replicas may get, one entry per device, by type."""
         return []
+
+    def pid(self, handle: Any) -> int | None:
+        """The replica's process id when it runs on this host (for container metrics)."""
+        return None
 
     def log_path(self, handle: Any) -> str | None:
         """Where the replica's JSON log lines go, when the backend keeps them in a file."""

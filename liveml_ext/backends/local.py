@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import math
 import os
 import shutil
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import psutil
 
 from ..core.profiles import parse_memory
+from ..observability.metrics import tree_usage
 from .base import Backend, NoCapacity, Observation, ReplicaSpec
 
 
@@ -52,22 +53,6 @@ def detect_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
-
-
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and its children, in bytes."""
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def last_error(log_file: Path, limit: int = 64 * 1024) -> str:
@@ -157,6 +142,8 @@ class LocalBackend(Backend):
         port_file = run / f"{spec.node_id}.port"
         port_file.unlink(missing_ok=True)
         log_file = logs / f"{spec.node_id}.log"
+        requirements = run / f"{spec.node_id}.requirements.json"
+        requirements.write_text(json.dumps(spec.requirements))
         config = spec.runtime_configuration
         gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
         cores = self.allocate_cores(float(config.get("cpu", 1)))
@@ -169,7 +156,8 @@ class LocalBackend(Backend):
                "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
                "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
                "--thread-count", str(config.get("threadCount", 1)),
-               "--max-queue", str(config.get("queueSize", 64))]
+               "--max-queue", str(config.get("queueSize", 64)),
+               "--requirements", str(requirements)]
         with open(log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=run,
@@ -189,7 +177,7 @@ class LocalBackend(Backend):
         now = time.monotonic()
         if code is None and handle.memory_limit and now >= handle.next_memory_check:
             handle.next_memory_check = now + self.memory_check_interval
-            rss = tree_rss(handle.proc.pid)
+            rss = tree_usage(handle.proc.pid)[0]
             if rss > handle.memory_limit:
                 handle.killed_for = (f"out of memory: the replica used {rss / 2**20:.0f} MiB, "
                                      f"over its {handle.memory_limit / 2**20:.0f} MiB limit; "
@@ -222,6 +210,9 @@ class LocalBackend(Backend):
                 proc.wait()
         handle.port_file.unlink(missing_ok=True)
         self.replicas.pop(handle.spec.node_id, None)
+
+    def pid(self, handle: LocalReplica) -> int | None:
+        return handle.proc.pid if handle.proc.poll() is None else None
 
     def log_path(self, handle: LocalReplica) -> str:
         return str(handle.log_file)

@@ -84,7 +84,7 @@ class Controller:
     """The reconcile loop. ``changed(rid, event)`` asks for a prompt pass over one deployment."""
 
     def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
-                 backend: Backend, gateway: Gateway, *, tick: float = 0.2,
+                 backend: Backend, gateway: Gateway, *, shipper: Any = None, tick: float = 0.2,
                  startup_timeout: float = 300.0, max_start_failures: int = 3,
                  drain_timeout: float = 30.0, refresh: float = 5.0,
                  progress_deadline: float = 600.0, max_surge: int = 1,
@@ -94,6 +94,7 @@ class Controller:
         self.artifacts = artifacts
         self.backend = backend
         self.gateway = gateway
+        self.shipper = shipper  # log records of replicas and of this controller
         self.tick = tick
         self.startup_timeout = startup_timeout
         self.max_start_failures = max_start_failures
@@ -163,9 +164,12 @@ class Controller:
             self.event(rid, event, messages.get(event, event))
         self._wake.set()
 
-    def event(self, rid: str, kind: str, message: str, **fields: Any) -> None:
-        """Record one event of a deployment (kept in the store, shown by `liveml events`)."""
+    def event(self, rid: str, kind: str, message: str, level: str = "INFO",
+              **fields: Any) -> None:
+        """Record one event of a deployment: in the store (`liveml events`) and its logs."""
         log.info("deployment %s: %s", rid, message)
+        if self.shipper is not None:
+            self.shipper.emit(rid, message, level=level, event=kind, **fields)
         try:
             with self.store.session() as s:
                 if s.get(Deployment, rid) is not None:
@@ -348,7 +352,7 @@ class Controller:
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
-            env=dict(config.get("env") or {}))
+            env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}))
         try:
             handle = await self.backend.start(spec)
         except NoCapacity as exc:
@@ -356,6 +360,10 @@ class Controller:
             return False
         rt.replicas.append(Replica(node_id, (release.rid, row.generation), release.version,
                                    handle))
+        path = self.backend.log_path(handle)
+        if path and self.shipper is not None:
+            self.shipper.watch(path, {"node_id": node_id, "deployment_rid": rt.rid,
+                                      "release": release.version})
         log.info("deployment %s: started replica %s of release %s", rt.rid, node_id,
                  release.version)
         return True
@@ -406,7 +414,7 @@ class Controller:
         r.state, r.reason = FAILED, reason
         target = rt.target
         verb = "crashed" if was_ready else "failed to start"
-        self.event(rt.rid, "replica", f"Replica {r.node_id} {verb}: {reason}",
+        self.event(rt.rid, "replica", f"Replica {r.node_id} {verb}: {reason}", level="ERROR",
                    nodeId=r.node_id, reason=reason)
         if target is None or r.key != target.key:
             return
@@ -426,7 +434,7 @@ class Controller:
     def _fail_target(self, rt: Runtime, target: Target, reason: str) -> None:
         target.failed, target.reason = True, reason
         self.event(rt.rid, "rollout", f"Rollout of release {target.version} stopped: {reason}",
-                   release=target.version)
+                   level="WARNING", release=target.version)
 
     def _retire(self, rt: Runtime, r: Replica, drain: bool = True) -> None:
         """Take a replica out of the pool, let its in-flight requests finish, then stop it."""
@@ -442,6 +450,9 @@ class Controller:
             await self.backend.stop(r.handle, grace=self.drain_timeout)
             if r.url:
                 self.gateway.client.forget(r.url)
+            path = self.backend.log_path(r.handle)
+            if path and self.shipper is not None:
+                self.shipper.finish(path)
 
         task = asyncio.get_running_loop().create_task(stop())
         self._stopping.add(task)

@@ -283,3 +283,18 @@ class DescribeToken(Model):
     description: str
     created_at: dt.datetime
     token: str | None = None
+
+
+class LogPage(Model):
+    data: list[dict[str, Any]] = Field(description="Records with the chosen columns, newest first")
+    next_page_token: str | None = None
+
+
+class MetricSample(Model):
+    time: dt.datetime
+    node_id: str = Field(description="A replica's node id, the host name, or * for the whole deployment")
+    kind: Literal["host", "container", "requests"]
+    name: str
+    value: float
+    unit: str
+    resolution_seconds: int = Field(description="0 for a raw sample, 60 for a one-minute average")

@@ -68,8 +68,11 @@ class Gateway:
         ordered = members[start:] + members[:start]
         return min(ordered, key=lambda m: m.inflight)
 
-    async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes]:
-        """Send one inference request to a ready replica of ``pool``; retry where it is safe."""
+    async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes, str]:
+        """Send one request to a ready replica of ``pool``; retry where it is safe.
+
+        Returns (status, body, node id of the replica that answered).
+        """
         path = "/v2/transform" if v2 else "/v1/transform"
         tried: set[str] = set()
         while True:
@@ -94,7 +97,7 @@ class Gateway:
             if status == 503 or (status == 429 and self._pick(pool, tried) is not None):
                 continue  # loading, draining or full: another replica may take it
             member.served += 1
-            return status, data
+            return status, data, member.node_id
 
     async def drain(self, member: Member, timeout: float = 30.0) -> None:
         """Wait until a member removed from its pool has no request in flight."""

@@ -5,9 +5,10 @@ rights on the deployment's namespace, and is forwarded as bytes to a ready repli
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ..core.errors import RequestEntityTooLarge
+from ..core.errors import LiveMLError, RequestEntityTooLarge
 from .base import LiveMLHandlerMixin
 
 
@@ -41,5 +42,13 @@ class InferenceHandler(LiveMLHandlerMixin):
         pool = self.cp.gateway.pool(rid)
         self.principal.require(pool.namespace, "query")
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        status, data = await self.cp.gateway.forward(pool, body, v2=bool(v2))
+        started = time.perf_counter()
+        node, status = "gateway", 500
+        try:
+            status, data, node = await self.cp.gateway.forward(pool, body, v2=bool(v2))
+        except LiveMLError as err:
+            status = err.status
+            raise
+        finally:
+            self.cp.request_stats.observe(rid, node, status, time.perf_counter() - started)
         self.reply(data, status)

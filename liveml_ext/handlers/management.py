@@ -1,11 +1,17 @@
 """Management REST API under ``<base>/liveml/api/`` (described by liveml_ext/openapi.json)."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core import models as m
+from ..core.errors import InvalidArgument
+from ..core.timewindow import window
+from ..observability.metrics import KINDS
 from .base import LiveMLHandlerMixin
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -134,6 +140,79 @@ class EventsHandler(LiveMLHandlerMixin):
     def get(self, ref: str) -> None:
         limit = int(self.get_argument("limit", "100"))  # type: ignore[attr-defined]
         self.reply({"data": self.cp.deployments.events(ref, self.principal, limit)})
+
+
+def _window(handler: LiveMLHandlerMixin) -> tuple[Any, Any]:
+    arg = handler.get_argument  # type: ignore[attr-defined]
+    return window(arg("since", None), arg("start", None), arg("end", None))
+
+
+def _log_args(handler: LiveMLHandlerMixin, ref: str) -> dict[str, Any]:
+    """The deployment (checked for access) and the search arguments of a logs request."""
+    arg = handler.get_argument  # type: ignore[attr-defined]
+    rid = handler.cp.deployments.get(ref, handler.principal)["rid"]
+    start, end = _window(handler)
+    columns = [c.strip() for c in arg("columns", "").split(",") if c.strip()] or None
+    return {"deployment_rid": rid, "query": arg("query", ""), "start": start, "end": end,
+            "columns": columns}
+
+
+class LogsHandler(LiveMLHandlerMixin):
+    """``GET deployments/{ref}/logs?query=&since=|start=&end=&columns=&limit=&pageToken=``."""
+
+    async def get(self, ref: str) -> None:
+        args = _log_args(self, ref)
+        limit = int(self.get_argument("limit", "100"))  # type: ignore[attr-defined]
+        if not 1 <= limit <= 10_000:
+            raise InvalidArgument("limit must be between 1 and 10000", field="limit")
+        token = self.get_argument("pageToken", None)  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        page = await loop.run_in_executor(
+            None, lambda: self.cp.logs.search(limit=limit, page_token=token, **args))
+        self.reply(page)
+
+
+class LogsDownloadHandler(LiveMLHandlerMixin):
+    """``GET deployments/{ref}/logs/download?...``: every matching record as a text file."""
+
+    async def get(self, ref: str) -> None:
+        args = _log_args(self, ref)
+        lines = self.cp.logs.export(**args)  # raises on a bad query before anything is sent
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, next, lines, None)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")  # type: ignore[attr-defined]
+        self.set_header("Content-Disposition",  # type: ignore[attr-defined]
+                        f'attachment; filename="{ref.rsplit(".", 1)[-1]}-logs.txt"')
+        chunk: str | None = first
+        while chunk is not None:
+            self.write(chunk)  # type: ignore[attr-defined]
+            await self.flush()  # type: ignore[attr-defined]
+            chunk = await loop.run_in_executor(None, next, lines, None)
+        self.finish()  # type: ignore[attr-defined]
+
+
+class MetricsHandler(LiveMLHandlerMixin):
+    """``GET deployments/{ref}/metrics?kind=&since=|start=&end=&node=``."""
+
+    async def get(self, ref: str) -> None:
+        rid = self.cp.deployments.get(ref, self.principal)["rid"]
+        kind = self.get_argument("kind", None)  # type: ignore[attr-defined]
+        if kind is not None and kind not in KINDS:
+            raise InvalidArgument(f"kind must be one of {list(KINDS)}", field="kind", value=kind)
+        start, end = _window(self)
+        node = self.get_argument("node", None)  # type: ignore[attr-defined]
+        rows = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.cp.metrics.query(rid, start, end, kind, node))
+        self.reply({"data": rows})
+
+
+class PrometheusHandler(LiveMLHandlerMixin):
+    """``GET metrics``: request counters and latency histograms in Prometheus text format."""
+
+    def get(self) -> None:
+        self.principal.require(self.principal.namespace or "default", "query")
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # type: ignore[attr-defined]
+        self.finish(generate_latest(self.cp.request_stats.registry))  # type: ignore[attr-defined]
 
 
 class ProfilesHandler(LiveMLHandlerMixin):

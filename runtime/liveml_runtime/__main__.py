@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--deployment-rid", default="")
     serve.add_argument("--release", default="")
     serve.add_argument("--thread-count", type=int, default=1)
+    serve.add_argument("--requirements", help="JSON file: {package: version} the model was saved with")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests that may wait beyond --thread-count; more get 429")
     inspect = sub.add_parser("inspect", help="print a model artifact's API and requirements")
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ReplicaConfig(artifact=args.artifact, model_uuid=args.model_uuid,
                            node_id=args.node_id, deployment_rid=args.deployment_rid,
                            release=args.release, thread_count=args.thread_count,
-                           max_queue=args.max_queue,
+                           max_queue=args.max_queue, requirements=args.requirements or "",
                            token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
     return run_loop(run(config, args.host, args.port, args.port_file))
 

@@ -13,6 +13,8 @@ finishes what is in flight and exits. It exits by itself when its parent goes aw
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import json
 import logging
 import os
 import signal
@@ -47,6 +49,7 @@ class ReplicaConfig:
     release: str = ""
     thread_count: int = 1
     max_queue: int = 64
+    requirements: str = ""  # a JSON file of {package: version} the model was saved with
     token: str = ""
 
 
@@ -61,8 +64,35 @@ class Replica:
         self.queue: InferenceQueue | None = None
         self.inflight = 0
 
+    def check_environment(self) -> None:
+        """Log the packages the release needs against what this replica has installed."""
+        if not self.config.requirements:
+            return
+        try:
+            with open(self.config.requirements) as fh:
+                needed = json.load(fh)
+        except (OSError, ValueError) as exc:
+            log.warning("Cannot read the release's requirements: %s", exc)
+            return
+        mismatches = []
+        for package, version in sorted(needed.items()):
+            try:
+                installed = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                installed = None
+            if installed != version:
+                mismatches.append(package)
+                log.warning("Environment: %s %s is required but %s", package, version,
+                            f"{installed} is installed" if installed else "it is not installed",
+                            extra={"fields": {"package": package, "required": version,
+                                              "installed": installed}})
+        logs.step(log, f"Environment checked: {len(needed) - len(mismatches)} of {len(needed)} "
+                  "required packages match", python=sys.version.split()[0],
+                  required=needed, mismatches=mismatches)
+
     def load(self) -> None:
-        """Load the artifact and run the self-test (on a worker thread)."""
+        """Check the environment, load the artifact and run the self-test (on a worker thread)."""
+        self.check_environment()
         path = self.config.artifact
         size = os.path.getsize(path)
         logs.step(log, f"Loading model artifact ({size} bytes)", artifact=path, bytes=size)

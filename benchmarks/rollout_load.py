@@ -1,0 +1,711 @@
+"""Rolling-change benchmark for a liveml live deployment under open-loop load, run by hand.
+
+It trains the reference house-price model, starts a private control plane on 127.0.0.1 in a
+temporary liveml home, deploys the model with 2 replicas and sends single-row v1 queries at a fixed
+rate on a fixed timetable (query i is due at start + i/rate, whether or not earlier ones have been
+answered; latency counts from the due time, so queueing is included). Meanwhile it:
+
+1. measures a steady phase,
+2. changes the runtime configuration (``env``), which needs new replicas, and measures until the
+   rollout is complete ("re-roll"),
+3. measures a steady phase,
+4. SIGKILLs one replica process and measures until the deployment has 2 ready replicas again
+   ("replica kill"),
+5. measures a steady phase.
+
+Each phase is reported with its queries, failed queries (not HTTP 200, or no answer), p50/p99/max
+latency and the cores used by each group of processes, next to the targets (no failed query in any
+phase; re-roll p99 at most 2x the first steady p99). It optionally writes JSON (``--out``) and
+tears everything down (deployment, server, temporary home), checking that no replica is left.
+Usage: ``python benchmarks/rollout_load.py [--rate 200] [--steady 8] [--out results.json]``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from query_load import (  # noqa: E402 - the sibling benchmark's helpers
+    BODY,
+    HOST,
+    OBJECTIVE,
+    REPO,
+    ROW,
+    SUBMISSION,
+    VERSION,
+    ControlPlaneProcess,
+    load_reference,
+    log,
+    percentile,
+    replica_timeline,
+    source_state,
+    wait_gone,
+)
+
+DEPLOYMENT = "rollout"
+ROLL_CHANGE: dict[str, Any] = {"env": {"ROLL": "1"}}
+TARGET_REROLL_P99_FACTOR = 2.0
+PHASES = ("steady before", "re-roll", "steady after", "replica kill", "steady after kill")
+GROUPS = ("load generator", "control plane", "replicas", "other processes")
+
+
+def default_reference() -> Path:
+    shared = REPO.parent / "shared" / "reference" / "house_model.py"
+    return shared if shared.is_file() else REPO / "notebooks" / "house_model.py"
+
+
+def library_path() -> str:
+    """Where the liveml package under test is imported from (PYTHONPATH can point elsewhere)."""
+    spec = importlib.util.find_spec("liveml_ext")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "?"
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+@dataclass
+class CpuSnapshot:
+    """CPU seconds used so far by each group, and the machine's busy time."""
+
+    at: float
+    load_generator: float
+    control_plane: float
+    replicas: float
+    busy: float
+    stall: float  # /proc/pressure/cpu "some" total: seconds in which a task waited for a CPU
+
+
+def cpu_pressure() -> float:
+    """Seconds so far in which some runnable task waited for a CPU (Linux PSI; NaN without)."""
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            some = fh.readline().split()
+    except OSError:
+        return float("nan")
+    return float(dict(kv.split("=") for kv in some[1:])["total"]) / 1e6
+
+
+def cpu_snapshot(cp: ControlPlaneProcess) -> CpuSnapshot:
+    """Replicas come and go: live children plus the children the control plane has reaped."""
+    me = psutil.Process().cpu_times()
+    live = 0.0
+    with contextlib.suppress(psutil.Error):
+        for child in cp.process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                t = child.cpu_times()
+                live += t.user + t.system
+    server = cp.process().cpu_times()
+    machine = psutil.cpu_times()
+    return CpuSnapshot(at=time.perf_counter(), load_generator=me.user + me.system,
+                       control_plane=server.user + server.system,
+                       replicas=live + server.children_user + server.children_system,
+                       busy=sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+                       stall=cpu_pressure())
+
+
+def cores_between(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float]:
+    elapsed = max(1e-9, b.at - a.at)
+    used = {"load generator": b.load_generator - a.load_generator,
+            "control plane": b.control_plane - a.control_plane,
+            "replicas": max(0.0, b.replicas - a.replicas)}
+    used["other processes"] = max(0.0, (b.busy - a.busy) - sum(used.values()))
+    return {k: round(v / elapsed, 3) for k, v in used.items()}
+
+
+def pressure_between(a: CpuSnapshot, b: CpuSnapshot) -> float:
+    return round((b.stall - a.stall) / max(1e-9, b.at - a.at), 3)
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """Every process's command (shortened) and CPU seconds so far."""
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["cmdline", "name", "cpu_times"]):
+        t = proc.info.get("cpu_times")
+        if t is None:
+            continue
+        cmd = " ".join(proc.info.get("cmdline") or []) or str(proc.info.get("name") or "?")
+        out[proc.pid] = (cmd[:100], float(t.user + t.system))
+    return out
+
+
+def top_others(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+               ours: set[int], seconds: float, n: int = 5) -> list[dict[str, Any]]:
+    """The busiest processes outside the benchmark over the window (cores used)."""
+    rows = []
+    for pid, (cmd, cpu) in after.items():
+        if pid in ours:
+            continue
+        used = cpu - before[pid][1] if pid in before else cpu
+        if used > 0.01:
+            rows.append({"pid": pid, "command": cmd, "cores": round(used / max(seconds, 1e-9), 3)})
+    return sorted(rows, key=lambda r: -r["cores"])[:n]
+
+
+# --- open-loop load ---------------------------------------------------------------------------
+class OpenLoop:
+    """Queries on a fixed timetable, each sent when due without waiting for earlier answers."""
+
+    def __init__(self, url: str, headers: dict[str, str], rate: float, timeout: float,
+                 connections: int) -> None:
+        self.url = url
+        self.headers = headers
+        self.rate = rate
+        self.timeout = timeout
+        self.connections = connections
+        self.body = orjson.dumps(BODY)
+        self.start = 0.0
+        self.stop_at = float("inf")
+        #: one per query: (due time after start s, latency from the due time s, status, send lag s)
+        self.records: list[tuple[float, float, int, float]] = []
+        self.errors: Counter[str] = Counter()
+        self.samples: list[str] = []
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stop_at = time.perf_counter()
+
+    async def _one(self, session: aiohttp.ClientSession, due: float) -> None:
+        clock = time.perf_counter
+        lag = clock() - due
+        try:
+            async with session.post(self.url, data=self.body, headers=self.headers) as resp:
+                data = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            status, data = 0, f"{type(exc).__name__}: {exc}".encode()
+        latency = clock() - due
+        if status != 200:
+            kind = f"HTTP {status}" if status else data.decode(errors="replace").split(":")[0]
+            self.errors[kind] += 1
+            if len(self.samples) < 8:
+                self.samples.append(f"+{due - self.start:.3f}s {kind}: "
+                                    f"{data[:200].decode(errors='replace')}")
+        self.records.append((due - self.start, latency, status, lag))
+
+    async def run(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=60)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        pending: set[asyncio.Task[None]] = set()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                         skip_auto_headers=("User-Agent",)) as session:
+            self.start = time.perf_counter() + 0.05
+            self.started.set()
+            i = 0
+            while True:
+                due = self.start + i / self.rate
+                if due >= self.stop_at:
+                    break
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue  # stop() may have been called meanwhile
+                task = asyncio.create_task(self._one(session, due))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                i += 1
+            if pending:
+                await asyncio.wait(pending)
+
+
+# --- results ----------------------------------------------------------------------------------
+@dataclass
+class Phase:
+    name: str
+    start_s: float  # after the start of the load
+    duration_s: float
+    queries: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    max_due_s: float  # when the slowest query was due, seconds into the phase
+    send_lag_max_ms: float  # how late the load generator itself sent a query
+    failures: dict[str, int] = field(default_factory=dict)
+    #: cores used over the phase by each group of processes (the machine has os.cpu_count())
+    cores: dict[str, float] = field(default_factory=dict)
+    #: share of the phase in which some runnable task waited for a CPU (Linux PSI)
+    cpu_pressure: float = float("nan")
+    #: the cores each replica process may run on when the phase began (node: cores)
+    replica_cores: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    started_at: str
+    machine: dict[str, Any]
+    source: dict[str, Any]
+    options: dict[str, Any]
+    deploy_s: float | None = None
+    load_started_at: float | None = None  # Unix time of the load start (t = 0 of the phases)
+    phases: list[Phase] = field(default_factory=list)
+    roll_s: float | None = None
+    recovery_s: float | None = None
+    roll_ready_replicas_min: int | None = None
+    recovery_ready_replicas_min: int | None = None
+    victim: dict[str, Any] = field(default_factory=dict)
+    final_replica_cores: dict[str, str] = field(default_factory=dict)  # when the load stopped
+    failure_samples: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    replica_steps: list[dict[str, Any]] = field(default_factory=list)
+    other_processes: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: every query: [due s after the load start, latency ms from the due time, status (0: no
+    #: answer), send lag ms], in the order answered
+    samples: list[list[float]] = field(default_factory=list)
+
+
+def summarize(name: str, records: list[tuple[float, float, int, float]], start: float,
+              end: float, cores: dict[str, float], pressure: float) -> Phase:
+    """The queries due in [start, end) seconds after the load start."""
+    mine = [r for r in records if start <= r[0] < end]
+    ok = [r[1] * 1000.0 for r in mine if r[2] == 200]
+    failures = Counter(f"HTTP {r[2]}" if r[2] else "no answer" for r in mine if r[2] != 200)
+    slowest = max(mine, key=lambda r: r[1], default=None)
+    return Phase(name=name, start_s=round(start, 3), duration_s=round(end - start, 3),
+                 queries=len(mine), failed=sum(failures.values()),
+                 p50_ms=percentile(ok, 50), p99_ms=percentile(ok, 99),
+                 max_ms=max(ok) if ok else float("nan"),
+                 max_due_s=round(slowest[0] - start, 3) if slowest else float("nan"),
+                 send_lag_max_ms=max((r[3] * 1000.0 for r in mine), default=float("nan")),
+                 failures=dict(failures), cores=cores, cpu_pressure=pressure)
+
+
+# --- the scenario ----------------------------------------------------------------------------
+def ready_nodes(doc: dict[str, Any]) -> set[str]:
+    return {r["nodeId"] for r in doc["status"]["replicas"] if r["state"] == "READY"}
+
+
+def node_of(proc: psutil.Process) -> str:
+    cmd = proc.cmdline()
+    return cmd[cmd.index("--node-id") + 1] if "--node-id" in cmd else ""
+
+
+def replica_processes(cp: ControlPlaneProcess) -> list[psutil.Process]:
+    """The control plane's ``liveml_runtime serve`` children that belong to this temporary home."""
+    out = []
+    for proc in cp.replicas():
+        with contextlib.suppress(psutil.Error):
+            if any(str(cp.home) in arg for arg in proc.cmdline()):
+                out.append(proc)
+    return out
+
+
+def replica_cores(cp: ControlPlaneProcess) -> dict[str, str]:
+    """The cores each replica process is pinned to (its CPU affinity), by node."""
+    out = {}
+    for proc in replica_processes(cp):
+        with contextlib.suppress(psutil.Error, AttributeError):
+            out[node_of(proc)] = ",".join(map(str, sorted(proc.cpu_affinity())))
+    return dict(sorted(out.items()))
+
+
+async def poll(client: Any, rid: str, done: Callable[[dict[str, Any]], bool], timeout: float,
+               interval: float) -> tuple[dict[str, Any], bool, int]:
+    """Poll the deployment until ``done``; the last document, whether it got there, min ready."""
+    deadline = time.perf_counter() + timeout
+    least = 1 << 30
+    while True:
+        doc = await asyncio.to_thread(client.deployment, rid)
+        least = min(least, int(doc["status"]["readyReplicas"]))
+        if done(doc):
+            return doc, True, least
+        if time.perf_counter() > deadline:
+            return doc, False, least
+        await asyncio.sleep(interval)
+
+
+class Scenario:
+    def __init__(self, args: argparse.Namespace, report: Report, cp: ControlPlaneProcess,
+                 client: Any, rid: str) -> None:
+        self.args = args
+        self.report = report
+        self.cp = cp
+        self.client = client
+        self.rid = rid
+        self.load = OpenLoop(f"{cp.url}foundry-ml-live/api/inference/transform/{rid}",
+                             {"Authorization": f"Bearer {cp.token}",
+                              "Content-Type": "application/json"},
+                             args.rate, args.timeout, args.connections)
+        self.marks: list[tuple[str, float]] = []  # (phase, perf_counter at its start)
+        self.cpu: list[CpuSnapshot] = []
+        self.affinity: list[dict[str, str]] = []
+
+    def mark(self, phase: str) -> None:
+        log(f"phase: {phase}")
+        self.marks.append((phase, time.perf_counter()))
+        self.cpu.append(cpu_snapshot(self.cp))
+        self.affinity.append(replica_cores(self.cp))
+
+    async def run(self) -> float:
+        """The phases under load; returns the wall-clock time of the load start."""
+        args, client, rid = self.args, self.client, self.rid
+        runner = asyncio.create_task(self.load.run())
+        await self.load.started.wait()
+        wall0 = time.time() + (self.load.start - time.perf_counter())
+        try:
+            log(f"open-loop load at {args.rate:g} queries/s; warm-up {args.warmup:g}s")
+            await asyncio.sleep(args.warmup)
+
+            self.mark("steady before")
+            await asyncio.sleep(args.steady)
+
+            self.mark("re-roll")
+            t0 = time.perf_counter()
+            doc = await asyncio.to_thread(client.update, rid, runtimeConfiguration=ROLL_CHANGE)
+            generation = doc["generation"]
+
+            def rolled(d: dict[str, Any]) -> bool:
+                rollout = d["status"].get("rollout") or {}
+                return rollout.get("state") == "COMPLETE" and \
+                    rollout.get("generation") == generation and d["status"]["state"] == "ACTIVE"
+
+            doc, ok, least = await poll(client, rid, rolled, args.phase_timeout, args.poll)
+            self.report.roll_s = time.perf_counter() - t0
+            self.report.roll_ready_replicas_min = least
+            if not ok:
+                self.report.notes.append(f"the rollout was not complete after {args.phase_timeout:g}s: "
+                                         f"{doc['status']}")
+            log(f"  rollout complete after {self.report.roll_s:.2f}s (ready replicas >= {least})")
+
+            self.mark("steady after")
+            await asyncio.sleep(args.steady)
+
+            before = ready_nodes(await asyncio.to_thread(client.deployment, rid))
+            procs = {node_of(p): p for p in replica_processes(self.cp)}
+            victim_node = next((n for n in sorted(procs) if n in before), "")
+            if not victim_node:
+                raise RuntimeError(f"no replica process found for the ready nodes {sorted(before)}; "
+                                   f"processes: {sorted(procs)}")
+            victim = procs[victim_node]
+            self.report.victim = {"pid": victim.pid, "nodeId": victim_node}
+            self.mark("replica kill")
+            t0 = time.perf_counter()
+            os.kill(victim.pid, signal.SIGKILL)
+
+            def healed(d: dict[str, Any]) -> bool:
+                nodes = ready_nodes(d)
+                return d["status"]["readyReplicas"] == args.replicas and bool(nodes - before) and \
+                    victim_node not in nodes and d["status"]["state"] == "ACTIVE"
+
+            doc, ok, least = await poll(client, rid, healed, args.phase_timeout, args.poll)
+            self.report.recovery_s = time.perf_counter() - t0
+            self.report.recovery_ready_replicas_min = least
+            self.report.victim["replacement"] = sorted(ready_nodes(doc) - before)
+            if not ok:
+                self.report.notes.append(f"no replacement replica after {args.phase_timeout:g}s: "
+                                         f"{doc['status']}")
+            log(f"  {args.replicas} ready replicas again after {self.report.recovery_s:.2f}s")
+
+            self.mark("steady after kill")
+            await asyncio.sleep(args.steady)
+        finally:
+            self.mark("end")
+            self.load.stop()
+            await runner
+        return wall0
+
+    def phases(self) -> list[Phase]:
+        out = []
+        for i, (name, at) in enumerate(self.marks[:-1]):
+            end = self.marks[i + 1][1]
+            a, b = self.cpu[i], self.cpu[i + 1]
+            phase = summarize(name, self.load.records, at - self.load.start, end - self.load.start,
+                              cores_between(a, b), pressure_between(a, b))
+            phase.replica_cores = self.affinity[i]
+            out.append(phase)
+        return out
+
+
+def events_since(client: Any, rid: str, wall0: float) -> list[dict[str, Any]]:
+    """The deployment's events after the load start, in seconds after it."""
+    out = []
+    for e in client.events(rid, limit=200):
+        at = dt.datetime.fromisoformat(e["at"])
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)
+        t = at.timestamp() - wall0
+        if t >= 0:
+            out.append({"t_s": round(t, 3), "kind": e["kind"], "message": e["message"]})
+    return sorted(out, key=lambda e: e["t_s"])
+
+
+# --- report ----------------------------------------------------------------------------------
+def evaluate(report: Report) -> None:
+    targets: list[dict[str, Any]] = []
+    by_name = {p.name: p for p in report.phases}
+    for p in report.phases:
+        targets.append({"target": f"{p.name}: no failed query", "measured": f"{p.failed} of {p.queries}",
+                        "pass": p.failed == 0 and p.queries > 0})
+    before, roll = by_name.get("steady before"), by_name.get("re-roll")
+    if before and roll:
+        limit = TARGET_REROLL_P99_FACTOR * before.p99_ms
+        targets.append({"target": f"re-roll p99 ≤ {TARGET_REROLL_P99_FACTOR:g} × steady-before p99",
+                        "measured": f"{_f(roll.p99_ms)} ms vs {_f(limit)} ms "
+                                    f"({_f(roll.p99_ms / before.p99_ms)}×)",
+                        "pass": roll.p99_ms <= limit})
+    missing = [name for name in PHASES if name not in by_name]
+    if missing:
+        targets.append({"target": "all phases run", "measured": f"missing: {', '.join(missing)}",
+                        "pass": False})
+    report.targets = targets
+
+
+def markdown(report: Report) -> str:
+    m, src, o = report.machine, report.source, report.options
+    changed = src["uncommitted_library_changes"]
+    out = [f"## liveml rolling change under load — {report.started_at}", "",
+           f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load average "
+           f"before the run {m['loadavg_before']}. Source: {src['commit']}"
+           + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+           + f"; liveml imported from {src['library']}.",
+           "Options: " + ", ".join(f"{k}={v}" for k, v in o.items()), "",
+           f"Deploy → ACTIVE with {o['replicas']} replicas: {_f(report.deploy_s)} s. "
+           f"Open-loop load: {o['rate']:g} single-row v1 queries/s on a fixed timetable; latency "
+           "counts from each query's due time. Percentiles are over the answered (HTTP 200) "
+           "queries; a failed query is any other status or no answer.", "",
+           "### Phases", "",
+           "| phase | length s | queries | failed | p50 ms | p99 ms | max ms | slowest due at s "
+           "| send lag max ms | cores: load gen / control plane / replicas / other | CPU pressure "
+           "| replica cores at start |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    for p in report.phases:
+        cores = " / ".join(_f(p.cores.get(g)) for g in GROUPS)
+        out.append(f"| {p.name} | {_f(p.duration_s)} | {p.queries} | {p.failed} | {_f(p.p50_ms)} | "
+                   f"{_f(p.p99_ms)} | {_f(p.max_ms)} | {_f(p.max_due_s)} | {_f(p.send_lag_max_ms)} | "
+                   f"{cores} | {_f(p.cpu_pressure)} | {' / '.join(p.replica_cores.values()) or '-'} |")
+    out += ["", "Slowest due at: when the slowest query of the phase was due, in seconds after the "
+            "phase began. Send lag: how late the load generator itself sent a query (its own "
+            "share of the latency). CPU pressure: share of the phase in which some runnable task "
+            "waited for a CPU (Linux /proc/pressure/cpu). Replica cores: the CPU affinity of each "
+            "replica process when the phase began (the local backend pins a replica with cpu 1 to "
+            "one core); when the load stopped: "
+            f"{' / '.join(report.final_replica_cores.values()) or '-'}."]
+    out += ["", f"Re-roll (`runtimeConfiguration={json.dumps(ROLL_CHANGE)}`) until the rollout of the "
+            f"new generation is COMPLETE: **{_f(report.roll_s)} s**; fewest ready replicas seen while "
+            f"polling: {report.roll_ready_replicas_min}.",
+            f"Replica kill (SIGKILL of pid {report.victim.get('pid')}, node "
+            f"{report.victim.get('nodeId')}) until {o['replicas']} replicas are READY again with a "
+            f"new node ({', '.join(report.victim.get('replacement', [])) or '-'}): "
+            f"**{_f(report.recovery_s)} s**; fewest ready replicas seen while polling: "
+            f"{report.recovery_ready_replicas_min}.", "",
+            "### Targets", "", "| target | measured | result |", "|---|---|---|"]
+    for t in report.targets:
+        out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'MISS'} |")
+    failing = [p for p in report.phases if p.failed]
+    if failing:
+        out += ["", "Failed queries: " + "; ".join(f"{p.name}: {p.failures}" for p in failing)]
+        out += [f"- {s}" for s in report.failure_samples]
+    if report.events:
+        out += ["", "### Control plane events (seconds after the load start)", "",
+                "| t s | kind | message |", "|---:|---|---|"]
+        out += [f"| {e['t_s']:.2f} | {e['kind']} | {e['message']} |" for e in report.events]
+    if report.replica_steps:
+        steps = [k for k in report.replica_steps[0] if k != "replica"]
+        out += ["", "Replica startup steps, seconds after the load start (replica logs; the first "
+                "two replicas started before it):", "",
+                "| replica | " + " | ".join(steps) + " |", "|---" + "|---:" * len(steps) + "|"]
+        for r in report.replica_steps:
+            out.append(f"| {r['replica']} | " + " | ".join(_f(r.get(s)) for s in steps) + " |")
+    if report.other_processes:
+        out += ["", "Busiest other processes over the load (cores): " + "; ".join(
+            f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in report.other_processes)]
+    if report.notes:
+        out += ["", "Notes:"] + [f"- {n}" for n in report.notes]
+    return "\n".join(out)
+
+
+def to_json(report: Report) -> str:
+    """The report as indented JSON, with one line per query sample."""
+    doc = asdict(report)
+    samples = doc.pop("samples")
+    head = json.dumps(doc, indent=2, default=str)
+    rows = ",\n    ".join(json.dumps(s) for s in samples)
+    return f'{head[:-2]},\n  "samples": [\n    {rows}\n  ]\n}}\n'
+
+
+# --- main ------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--reference", type=Path, default=default_reference(),
+                   help="the reference model script (defines train())")
+    p.add_argument("--rate", type=float, default=200.0, help="queries per second (open loop)")
+    p.add_argument("--steady", type=float, default=8.0, help="seconds of each steady phase")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--connections", type=int, default=256, help="most connections the load opens")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds before a query counts as "
+                   "failed (no answer)")
+    p.add_argument("--phase-timeout", type=float, default=120.0,
+                   help="most seconds to wait for the rollout, or for the replacement replica")
+    p.add_argument("--poll", type=float, default=0.05, help="seconds between status polls")
+    p.add_argument("--out", type=Path, help="also write the results as JSON here")
+    p.add_argument("--keep-home", action="store_true",
+                   help="keep the temporary folder (liveml home, server and replica logs)")
+    args = p.parse_args(argv)
+    if args.rate <= 0 or args.steady <= 0 or args.warmup < 0 or args.replicas < 2 or \
+            args.connections < 1 or args.timeout <= 0 or args.poll <= 0:
+        p.error("--rate, --steady, --timeout and --poll must be > 0, --warmup >= 0, "
+                "--replicas >= 2 and --connections >= 1")
+    return args
+
+
+def leftover_replicas(tmp: Path) -> list[int]:
+    """Any ``liveml_runtime serve`` process on the machine that uses the temporary folder."""
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "liveml_runtime" in cmd and "serve" in cmd and any(str(tmp) in a for a in cmd):
+            with contextlib.suppress(psutil.Error):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(proc.pid)
+    return left
+
+
+def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
+    import joblib
+
+    log(f"training the reference model ({args.reference})")
+    model_path = tmp / "house_model.joblib"
+    joblib.dump(load_reference(args.reference).train(), model_path)
+
+    home = tmp / "home"
+    cp = ControlPlaneProcess(home, tmp / "server.log")
+    client: Any = None
+    rid: str | None = None
+    try:
+        log(f"starting the control plane on {HOST}:{cp.port} (home {home})")
+        cp.start()
+        from liveml_ext.client import Client
+
+        client = Client(cp.url, cp.token)
+        client.create_objective(OBJECTIVE, description="rollout_load benchmark")
+        client.submit(OBJECTIVE, model_path, name=SUBMISSION)
+        client.release(OBJECTIVE, SUBMISSION, VERSION, tag="production")
+        log(f"deploying with {args.replicas} replicas")
+        t0 = time.perf_counter()
+        rid = client.deploy(OBJECTIVE, name=DEPLOYMENT, replicas=args.replicas)["rid"]
+        client.wait(rid, timeout=120, interval=0.05)
+        report.deploy_s = time.perf_counter() - t0
+        log(f"ACTIVE after {report.deploy_s:.2f}s")
+        answer = client.query(rid, [ROW])
+        report.notes.append(f"sample answer: {json.dumps(answer)[:200]}")
+
+        scenario = Scenario(args, report, cp, client, rid)
+        # The model's libraries (sklearn, pandas) make this process's heap large: move it out of
+        # the collector's reach so that a full collection cannot stall the load by ~100 ms.
+        gc.collect()
+        gc.freeze()
+        others_before, t_others = process_cpu(), time.perf_counter()
+        wall0: float | None = None
+        try:
+            wall0 = asyncio.run(scenario.run())
+        finally:
+            ours = {os.getpid(), cp.process().pid}
+            with contextlib.suppress(psutil.Error):
+                ours |= {p.pid for p in cp.process().children(recursive=True)}
+            report.other_processes = top_others(others_before, process_cpu(), ours,
+                                                time.perf_counter() - t_others)
+            report.phases = scenario.phases()
+            report.final_replica_cores = scenario.affinity[-1] if scenario.affinity else {}
+            report.failure_samples = scenario.load.samples
+            report.samples = [[round(r[0], 4), round(r[1] * 1000.0, 3), r[2],
+                               round(r[3] * 1000.0, 3)] for r in scenario.load.records]
+        if wall0 is not None:
+            report.load_started_at = round(wall0, 3)
+            report.events = events_since(client, rid, wall0)
+            report.replica_steps = replica_timeline(home, wall0)
+    finally:
+        if client is not None and rid is not None:
+            try:
+                client.delete(rid)
+                left = wait_gone(cp)
+                if left:
+                    report.notes.append(f"replica processes {left} still ran 15 s after the "
+                                        "deployment was deleted")
+            except Exception as exc:  # noqa: BLE001 - teardown goes on
+                log(f"could not delete the deployment: {exc}")
+        rc = cp.stop()
+        if rc not in (None, 0):
+            report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.reference.is_file():
+        raise SystemExit(f"rollout_load: no reference model script at {args.reference} "
+                         "(give --reference PATH)")
+    report = Report(
+        started_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        machine={"cpus": os.cpu_count(), "python": platform.python_version(),
+                 "platform": platform.platform(),
+                 "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+        source={**source_state(), "library": library_path()},
+        options={"rate": args.rate, "steady": args.steady, "warmup": args.warmup,
+                 "replicas": args.replicas, "connections": args.connections,
+                 "timeout": args.timeout, "phase_timeout": args.phase_timeout, "poll": args.poll})
+
+    tmp = Path(tempfile.mkdtemp(prefix="liveml-rollout-"))
+    code = 0
+    try:
+        run(args, report, tmp)
+    except KeyboardInterrupt:
+        log("interrupted")
+        report.notes.append("interrupted")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - reported after the teardown
+        log(f"benchmark failed: {type(exc).__name__}: {exc}")
+        server_log = tmp / "server.log"
+        if server_log.exists():
+            tail = server_log.read_text(errors="replace").splitlines()[-40:]
+            log("control plane log (tail):\n" + "\n".join(tail))
+        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        left = leftover_replicas(tmp)
+        if left:
+            report.notes.append(f"replica processes left after the teardown: {left} (killed now)")
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        else:
+            report.notes.append("teardown: no replica process left")
+        if args.keep_home:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    evaluate(report)
+    print(markdown(report), flush=True)
+    if args.out:
+        args.out.write_text(to_json(report))
+        log(f"wrote {args.out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

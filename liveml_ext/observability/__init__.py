@@ -1,0 +1,1 @@
+"""Observability for live deployments: log search and storage, metrics, plots."""
