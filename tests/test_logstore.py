@@ -33,7 +33,7 @@ def rec(seconds: float, message: str, node: str = "n1", level: str = "INFO",
 
 
 RECORDS = [
-    rec(0, "Replica listening on 127.0.0.1:43757", fields={"port": 43757}),
+    rec(0, "Replica listening on 127.0.0.1:43757", fields={"port": 43757, "ok": True}),
     rec(1, "Self-test prediction passed", fields={"seconds": 0.4}),
     rec(2, "Replica ready", node="n2", fields={"seconds": 2.5}),
     rec(3, "predicting house prices for 3 rows", logger="model-logger", node="n2", zone="eu"),
@@ -93,6 +93,8 @@ def test_field_values_quotes_and_prefix(store: LogStore) -> None:
     assert messages(store, "logger:liveml.gate*") == ["slow request", "request failed"]
     assert messages(store, 'logger:"liveml.*"') == []  # a '*' inside quotes is literal
     assert messages(store, "fields.port:43757") == ["Replica listening on 127.0.0.1:43757"]
+    assert messages(store, "fields.ok:true") == ["Replica listening on 127.0.0.1:43757"]
+    assert messages(store, "fields.ok:false") == messages(store, "fields.port:4375") == []
     assert messages(store, "tags.zone:eu") == ["predicting house prices for 3 rows"]
     assert messages(store, "release:2.0") == messages(store, "tags.release:2.0") == ["Replica ready"]
     assert messages(store, "traceback:*") == ["request failed"]
@@ -337,3 +339,19 @@ def test_compiled_sql_binds_every_value() -> None:
     assert "a'b" not in sql and "DROP" not in sql and "zzq" not in sql
     assert params.count("a'b") == 1 and sql.count("?") == len(params)
     assert parse("") is None and parse("   ") is None
+
+
+@pytest.mark.parametrize("fts", [True, False])
+def test_every_kind_of_term_runs(store: LogStore, fts: bool) -> None:
+    store.fts = fts
+    queries = ["fields.seconds>=0.4 tags.zone:* -traceback:*", 'fields.x:"a b"* OR release<2',
+               "time>=2026-11-26T10:00:03Z level<=info", 'deployment_rid:ri.* message:"prices"*',
+               "NOT (logger:liveml.* OR fields.ok:true) ready", "x OR level>debug",
+               "(a OR b) (c OR d) -e", "node_id>n2 OR logger<=m", "fields.port<43758 fields.port>43756"]
+    for query in queries:
+        sql, params = compile_query(query, fts=fts)
+        assert sql.count("?") == len(params), query
+        store.search(RID, query)
+        store.search(RID, query, start=T0)
+    assert messages(store, "fields.port<43758 fields.port>43756") == ["Replica listening on 127.0.0.1:43757"]
+    assert messages(store, "time>=2026-11-26T10:00:05Z") == ["Replica ready", "slow request"]

@@ -10,8 +10,10 @@ Grammar (``NOT`` binds tighter than ``AND``, ``AND`` tighter than ``OR``; adjace
     term    := FIELD (":" | ">" | ">=" | "<" | "<=") VALUE | WORD | "quoted phrase"
 
 * ``level:error``, ``logger:"model-logger"``, ``tags.node_id:n1``, ``fields.port:43757``: a field's
-  value. ``level`` matches case-insensitively, other fields exactly. A trailing ``*`` outside quotes
-  is a prefix match (``logger:liveml.*``); ``field:*`` means the field is present.
+  value (see :func:`resolve_field` for the names). ``level`` matches case-insensitively, other
+  fields exactly; a JSON number or boolean also matches its text (``fields.ok:true``). A trailing
+  ``*`` outside quotes is a prefix match (``logger:liveml.*``); ``field:*`` means the field is
+  present.
 * ``fields.seconds>1.5``, ``level>=warning`` (by severity), ``time>=2026-11-26T10:00:00Z``:
   comparisons.
 * ``ready``, ``"self-test"``, ``read*``: full text on the message (whole words, case-insensitive,
@@ -46,10 +48,9 @@ TAG_COLUMNS = {"tags.node_id": "node_id", "tags.release": "release",
 JSON_NAMES = ("traceback", "fields")
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "CRITICAL": 50,
           "FATAL": 50}
-_COMPARISONS = (">", ">=", "<", "<=")
 _WORD_PUNCTUATION = frozenset("_.-*/@+#%&,'$?!~")
 FIELD_HINT = ("level, logger, message, node_id, release, deployment_rid, traceback, fields, "
-               "or a dotted path such as tags.<key> or fields.<name>")
+              "or a dotted path such as tags.<key> or fields.<name>")
 
 
 # --- syntax tree --------------------------------------------------------------------------------
@@ -97,7 +98,13 @@ def valid_field_name(name: str) -> bool:
 
 
 def resolve_field(name: str) -> FieldRef | None:
-    """The column or JSON path behind a field name; None if the name means nothing."""
+    """The column or JSON path behind a field name; None if the name means nothing.
+
+    The stored columns by name (``tags.node_id``, ``tags.release``, ``tags.deployment_rid`` too),
+    ``traceback`` and ``fields``, and any dotted path whose first segment starts with a letter or
+    ``_`` (``tags.zone``, ``fields.port``, ``fields.a.b``: object keys, no array indexes) in the
+    record's JSON. Anything else (``node``, ``127.0.0.1``, ``level.x``) is unknown.
+    """
     if not valid_field_name(name):
         return None
     if name in COLUMNS:

@@ -154,7 +154,10 @@ class _Plan:
     rid: str
     columns: list[_Column]
     empty: bool = False
-    where: str = ""
+    dep: int = 0
+    low: float | None = None
+    high: float | None = None
+    where: str = ""  # after the deployment and the window
     params: list[Any] = field(default_factory=list)
 
     def values(self, row: tuple[Any, ...]) -> list[Any]:
@@ -219,7 +222,11 @@ class LogStore:
 
     # --- writing ------------------------------------------------------------------------------
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Insert a batch of records in one transaction; returns how many."""
+        """Insert a batch of records (dicts shaped like a replica's JSON log line) in one transaction.
+
+        ``time`` may be ISO 8601 (naive = UTC), a datetime or epoch seconds; a missing or unreadable
+        time becomes now. Returns how many records were stored.
+        """
         rows: list[tuple[Any, ...]] = []
         for record in records:
             tags = record.get("tags")
@@ -347,19 +354,16 @@ class LogStore:
         if found is None:
             plan.empty = True
             return plan
-        conds, params = ["dep = ?"], [found[0]]
-        if low is not None:
-            conds.append("time >= ?")
-            params.append(low)
-        if high is not None:
-            conds.append("time <= ?")
-            params.append(high)
+        plan.dep, plan.low, plan.high = found[0], low, high
+        conds: list[str] = []
+        params: list[Any] = []
         if self.fts and low is not None and logquery.has_fulltext(node):
             # bound the FTS lookups by the ids in the window: cheap to find, and it keeps a common
             # word from producing every matching id of the whole store
+            window, wparams = self._window(plan, None)
             n, first, last = db.execute(
                 f"SELECT count(*), min(id), max(id) FROM (SELECT id FROM {LOG_TABLE} WHERE "
-                f"{' AND '.join(conds)} LIMIT ?)", (*params, RANGE_SCAN_CAP + 1)).fetchone()
+                f"{window} LIMIT ?)", (*wparams, RANGE_SCAN_CAP + 1)).fetchone()
             if n == 0:
                 plan.empty = True
                 return plan
@@ -375,16 +379,33 @@ class LogStore:
         plan.where, plan.params = " AND ".join(conds), params
         return plan
 
+    @staticmethod
+    def _window(plan: _Plan, after: tuple[float, int] | None) -> tuple[str, list[Any]]:
+        """The deployment, the time window and the page token, as one range on the indexes."""
+        conds, params = ["dep = ?"], [plan.dep]
+        high = plan.high
+        if after is not None:
+            high = after[0] if high is None else min(high, after[0])
+        if plan.low is not None:
+            conds.append("time >= ?")
+            params.append(plan.low)
+        if high is not None:
+            # one upper bound: two (end and token) make SQLite pick (dep, time) over (dep, node_id, time)
+            conds.append("time <= ?")
+            params.append(high)
+        if after is not None:
+            conds.append("(time < ? OR (time = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        return " AND ".join(conds), params
+
     def _fetch(self, plan: _Plan, after: tuple[float, int] | None, limit: int) -> list[tuple[Any, ...]]:
         if plan.empty:
             return []
         select = "".join(f", {c.sql}" for c in plan.columns)
-        params = [p for c in plan.columns for p in c.params] + plan.params
-        keyset = ""
-        if after is not None:
-            keyset = " AND (time, id) < (?, ?)"
-            params += list(after)
-        sql = (f"SELECT time, id{select} FROM {LOG_TABLE} WHERE {plan.where}{keyset} "
+        window, wparams = self._window(plan, after)
+        where = f"{window} AND {plan.where}" if plan.where else window
+        params = [p for c in plan.columns for p in c.params] + wparams + plan.params
+        sql = (f"SELECT time, id{select} FROM {LOG_TABLE} WHERE {where} "
                "ORDER BY time DESC, id DESC LIMIT ?")
         return self._reader().execute(sql, [*params, limit]).fetchall()
 

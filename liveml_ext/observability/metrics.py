@@ -114,7 +114,8 @@ class MetricsStore:
         with self._lock:
             rows = self.db.execute(sql + " ORDER BY ts", params).fetchall()
         return [{"time": dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(), "nodeId": n,
-                 "kind": k, "name": name, "value": v, "unit": UNITS.get(name, ""),
+                 "kind": k, "name": name, "value": v,
+                 "unit": UNITS.get(name, "requests" if name.startswith("status_") else ""),
                  "resolutionSeconds": res} for ts, n, k, name, v, res in rows]
 
     def sweep(self, now: dt.datetime | None = None) -> int:

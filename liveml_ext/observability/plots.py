@@ -37,7 +37,8 @@ def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] |
         factor, unit = SCALE.get(unit, (1.0, unit))
         for node, points in sorted(series[name].items()):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, [y * factor for y in ys], label=node, linewidth=1.4)
+            ax.plot(xs, [y * factor for y in ys], linewidth=1.4,
+                    label="all replicas" if node == "*" else node)
         ax.set_ylabel(f"{name}\n({unit})" if unit else name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
