@@ -525,14 +525,14 @@ def markdown(report: Report) -> str:
         out += [f"| {e['t_s']:.2f} | {e['kind']} | {e['message']} |" for e in report.events]
     if report.replica_steps:
         steps = [k for k in report.replica_steps[0] if k != "replica"]
-        out += ["", "Replica startup steps, seconds after the load start (replica logs; the first "
-                "two replicas started before it):", "",
+        out += ["", "Replica startup steps, seconds after the load start, from the replica log "
+                "files still on disk (negative: before the load):", "",
                 "| replica | " + " | ".join(steps) + " |", "|---" + "|---:" * len(steps) + "|"]
         for r in report.replica_steps:
             out.append(f"| {r['replica']} | " + " | ".join(_f(r.get(s)) for s in steps) + " |")
-    if report.other_processes:
-        out += ["", "Busiest other processes over the load (cores): " + "; ".join(
-            f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in report.other_processes)]
+    busy = [p for p in report.other_processes if p["cores"] >= 0.01]
+    out += ["", "Busiest other processes over the load (cores): " + ("; ".join(
+        f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in busy) or "none above 0.01")]
     if report.notes:
         out += ["", "Notes:"] + [f"- {n}" for n in report.notes]
     return "\n".join(out)
