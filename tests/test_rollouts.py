@@ -336,3 +336,23 @@ def test_cores_go_to_the_least_used():
     assert backend.allocate_cores(1.5) == (2, 3)
     assert backend.allocate_cores(3.0) == (0, 2, 3)
     assert backend.allocate_cores(8) == ()  # all cores: no pinning
+
+
+def test_a_rolled_out_target_spreads_over_the_cores():
+    """Mid-roll: an old replica on core 1 is going away; the new ones take cores 0 and 1."""
+    from liveml_ext.backends.base import ReplicaSpec
+
+    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[])
+    backend.cores = [0, 1]
+
+    def spec(release: str, generation: int) -> ReplicaSpec:
+        return ReplicaSpec(node_id="n", deployment_rid="d", namespace="default",
+                           release_rid=release, release_version="1", model_uuid="u",
+                           artifact_uri="a", runtime_configuration={}, generation=generation)
+
+    backend.replicas["old"] = LocalReplica(spec=spec("r1", 1), proc=None, port_file=None,  # type: ignore[arg-type]
+                                           log_file=None, cores=(1,))
+    backend.replicas["new"] = LocalReplica(spec=spec("r1", 2), proc=None, port_file=None,  # type: ignore[arg-type]
+                                           log_file=None, cores=(0,))
+    new = spec("r1", 2)
+    assert backend.allocate_cores(1.0, (new.deployment_rid, new.release_rid, new.generation)) == (1,)

@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -75,6 +77,11 @@ def last_error(log_file: Path, limit: int = 64 * 1024) -> str:
     return ""
 
 
+def _group(spec: ReplicaSpec) -> tuple[str, str, int]:
+    """Replicas that serve together: one deployment's release and generation."""
+    return (spec.deployment_rid, spec.release_rid, spec.generation)
+
+
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a replica and whatever it started (its own process group)."""
     try:
@@ -100,6 +107,7 @@ class LocalBackend(Backend):
         self.host = host
         self.replicas: dict[str, LocalReplica] = {}
         self.gpus = detect_gpus() if gpus is None else list(gpus)
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="liveml-spawn")
         self.memory_check_interval = memory_check_interval
         try:
             self.cores = sorted(os.sched_getaffinity(0))
@@ -118,16 +126,20 @@ class LocalBackend(Backend):
                              f"{len(self.gpus)} free{f' of type {kind}' if kind else ''}")
         return tuple(free[:count])
 
-    def allocate_cores(self, cpu: float) -> tuple[int, ...]:
-        """The ``ceil(cpu)`` least used cores (none when the OS cannot pin or it would be all)."""
+    def allocate_cores(self, cpu: float, group: tuple[Any, ...] = ()) -> tuple[int, ...]:
+        """The ``ceil(cpu)`` cores least used by replicas of the same ``group`` (a deployment's
+        target), then least used overall (none when the OS cannot pin, or it would be all)."""
         want = max(1, math.ceil(cpu))
         if not self.cores or want >= len(self.cores):
             return ()
         use = {c: 0 for c in self.cores}
+        mine = {c: 0 for c in self.cores}
         for r in self.replicas.values():
+            same = r.spec is not None and group and _group(r.spec) == group
             for c in r.cores:
                 use[c] = use.get(c, 0) + 1
-        return tuple(sorted(sorted(self.cores, key=lambda c: (use[c], c))[:want]))
+                mine[c] = mine.get(c, 0) + (1 if same else 0)
+        return tuple(sorted(sorted(self.cores, key=lambda c: (mine[c], use[c], c))[:want]))
 
     def _dirs(self, spec: ReplicaSpec) -> tuple[Path, Path]:
         key = spec.deployment_rid.rsplit(".", 1)[-1]
@@ -146,7 +158,7 @@ class LocalBackend(Backend):
         requirements.write_text(json.dumps(spec.requirements))
         config = spec.runtime_configuration
         gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
-        cores = self.allocate_cores(float(config.get("cpu", 1)))
+        cores = self.allocate_cores(float(config.get("cpu", 1)), _group(spec))
         threads = str(max(1, math.ceil(float(config.get("cpu", 1)))))
         env = {**os.environ, **spec.env, "OMP_NUM_THREADS": threads,
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
@@ -158,10 +170,15 @@ class LocalBackend(Backend):
                "--thread-count", str(config.get("threadCount", 1)),
                "--max-queue", str(config.get("queueSize", 64)),
                "--requirements", str(requirements)]
-        with open(log_file, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=run,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+        def spawn() -> subprocess.Popen:
+            with open(log_file, "ab") as out:
+                return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, cwd=run,
+                                        start_new_session=True, preexec_fn=_die_with_parent)
+
+        # fork on one long-lived thread: the event loop does not wait for it, and the parent-
+        # death signal (tied to the forking thread) fires only when the control plane ends
+        proc = await asyncio.get_running_loop().run_in_executor(self._spawner, spawn)
         if cores:
             try:
                 os.sched_setaffinity(proc.pid, cores)
@@ -219,3 +236,4 @@ class LocalBackend(Backend):
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(h, grace=10) for h in list(self.replicas.values())))
+        self._spawner.shutdown(wait=False)

@@ -13,6 +13,7 @@ finishes what is in flight and exits. It exits by itself when its parent goes aw
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import json
 import logging
@@ -222,6 +223,10 @@ async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | No
         watcher.cancel()
         await runner.cleanup()
         return 3
+    # the model's imports leave a large heap: collect it now and keep it out of later full
+    # collections, which would otherwise stall the first seconds of serving
+    gc.collect()
+    gc.freeze()
     replica.state = "ready"
     logs.step(log, "Replica ready", state="ready")
     await stop.wait()
