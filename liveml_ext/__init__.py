@@ -17,3 +17,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .extension import LiveMLExtension
 
     return [{"module": "liveml_ext", "app": LiveMLExtension}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext liveml_ext``: the ``%liveml`` and ``%%liveml`` magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

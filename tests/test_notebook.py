@@ -1,0 +1,85 @@
+"""The notebook: magics in a real IPython shell, the Python API, and the example notebooks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from conftest import REPO, ROW, reference_module
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from nbclient import NotebookClient
+
+import liveml_ext.notebook as lm
+
+
+@pytest.fixture
+def shell(server, monkeypatch):
+    monkeypatch.setenv("LIVEML_URL", server.url)
+    monkeypatch.setenv("LIVEML_TOKEN", server.token)
+    lm._client = None
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "liveml_ext")
+    ip.run_line_magic("reload_ext", "liveml_ext")  # loading twice is harmless
+    yield ip
+    lm._client = None
+
+
+def test_magics_and_python_api(shell):
+    ip = shell
+    sub = lm.submit("nb-houses", reference_module().train(), name="ridge")  # from memory
+    assert sub["api"]["inputs"][0]["columns"][0]["name"] == "house-location"
+    ip.run_line_magic("liveml", "release nb-houses ridge --version 1.0 --tag staging")
+    ip.run_line_magic("liveml", "promote nb-houses 1.0")
+    releases = ip.run_line_magic("liveml", "releases nb-houses")
+    assert isinstance(releases, pd.DataFrame) and releases.loc[0, "tag"] == "PRODUCTION"
+    dep = ip.run_line_magic("liveml", "deploy nb-houses --name NB --replicas 1 --wait")
+    assert isinstance(dep, lm.Deployment) and "ACTIVE" in dep._repr_html_()
+    listing = ip.run_line_magic("liveml", "ls")
+    assert "nb" in set(listing["apiName"])
+
+    out = dep.transform(pd.DataFrame([ROW, ROW]))
+    assert list(out.columns)[-1] == "prediction" and len(out) == 2
+    assert dep.transform_v2(input_df=pd.DataFrame([ROW]))["output_df"].shape == (1, 4)
+
+    result = ip.run_cell_magic("liveml", "query nb -o answer", json.dumps([ROW]))
+    assert isinstance(result, pd.DataFrame) and ip.user_ns["answer"] is result
+    csv = "house-location,bedrooms,bathrooms\nAustin,2,1\nChicago,1,1\n"
+    assert len(ip.run_cell_magic("liveml", "query nb", csv)) == 2
+    v2 = ip.run_cell_magic("liveml", "query nb --v2", json.dumps({"input_df": [ROW]}))
+    assert isinstance(v2, pd.DataFrame) and "prediction" in v2
+
+    with capture_output() as captured:
+        assert ip.run_cell_magic("liveml", "query nb", json.dumps([{**ROW, "bedrooms": "x"}])) is None
+    html = "".join(o.data.get("text/html", "") for o in captured.outputs)
+    assert "InferenceInvalidInput" in html and "typeMismatch" in html and "bedrooms" in html
+    with capture_output() as captured:
+        assert ip.run_line_magic("liveml", "status nowhere") is None
+    assert "LiveDeploymentNotFound" in "".join(o.data.get("text/html", "")
+                                                for o in captured.outputs)
+    with capture_output() as captured:
+        assert ip.run_line_magic("liveml", "deploy") is None  # a usage error, not a crash
+    assert "required" in captured.stderr
+
+    logs = dep.logs('"Replica ready"')
+    assert isinstance(logs, pd.DataFrame) and len(logs) == 1
+    dep.delete()
+
+
+def test_quickstart_notebook_runs_top_to_bottom(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("LIVEML_HOME", str(server.home))
+    monkeypatch.delenv("LIVEML_URL", raising=False)
+    monkeypatch.delenv("LIVEML_TOKEN", raising=False)
+    path = REPO / "notebooks" / "quickstart.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    html = [o.data.get("text/html", "") for o in outputs if "data" in o]
+    assert any("prediction" in h and "<table" in h for h in html), "no DataFrame of predictions"
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no metrics plot"
+    Path(tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
