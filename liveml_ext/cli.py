@@ -388,6 +388,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     tc.add_argument("--json", action="store_true")
 
     add("profiles", "list replica and resource profiles")
+    add("panel", "(notebook only) deployments, details and a create form as widgets")
+    add("releases-panel", "(notebook only) an objective's releases as widgets").add_argument(
+        "objective")
     return p
 
 
@@ -395,6 +398,8 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
     """Parse and run one command; return its result (raises on errors)."""
     args = build_parser().parse_args(argv)
     args.out = out or sys.stderr
+    if args.command in ("panel", "releases-panel"):
+        raise SystemExit(f"liveml: {args.command} runs in a notebook: %liveml {args.command}")
     if args.command == "server":
         from liveml_runtime.__main__ import run_loop
 

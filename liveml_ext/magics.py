@@ -76,6 +76,14 @@ class LiveMLMagics(Magics):
         args = parse(cli.build_parser(prog="%liveml"), argv)
         if args is None:
             return None
+        if args.command == "panel":
+            from .widgets import Panel
+
+            return Panel(notebook.connect())
+        if args.command == "releases-panel":
+            from .widgets import ReleasesView
+
+            return ReleasesView(args.objective, notebook.connect()).widget
         if args.command == "server":
             print("run `liveml server` in a terminal (or use JupyterLab with liveml installed): "
                   "a notebook cell should not host the control plane")

@@ -83,3 +83,87 @@ def test_quickstart_notebook_runs_top_to_bottom(server, monkeypatch, tmp_path):
     assert any("prediction" in h and "<table" in h for h in html), "no DataFrame of predictions"
     assert any("image/png" in o.get("data", {}) for o in outputs), "no metrics plot"
     Path(tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
+
+
+def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
+    from liveml_ext.widgets import Panel, ReleasesView
+
+    c = server.client
+    c.create_objective("widgets")
+    c.submit("widgets", house_model, name="m")
+    c.release("widgets", "m", "1.0", tag="staging")
+    panel = Panel(c, background=False)
+    panel.new.click()
+    form = panel.form
+    form.objective.value = "widgets"
+    form.create.click()
+    assert "name needs" in form.message.value  # validated before anything is sent
+    form.name.value = "Widget houses"
+    form.environment.value = "Production"
+    form.create.click()
+    assert "no release tagged Production" in form.message.value
+
+    releases = ReleasesView("widgets", c, background=False)
+    releases.release_pick.value = "1.0"
+    releases.promote_button.click()
+    assert c.releases("widgets")[0]["tag"] == "STAGING"  # not before the confirmation
+    releases.confirm.click()
+    assert c.releases("widgets")[0]["tag"] == "PRODUCTION"
+    assert "PRODUCTION" in releases.table.value
+
+    form.replica_profile.value = "single"
+    form.background = True  # as in a notebook: the kernel is not blocked while it starts
+    form.create.click()
+    form.join()
+    assert "ACTIVE" in form.message.value, form.message.value
+    rid = form.rid
+    assert rid in [value for _, value in panel.pick.options]
+    panel.pick.value = rid
+    view = panel.view
+
+    view.cells["house-location"].value = "Austin"
+    view.cells["bedrooms"].value = "2"
+    view.cells["bathrooms"].value = "1"
+    view.add_row.click()
+    view.cells["house-location"].value = "Chicago"
+    view.add_row.click()
+    view.send.click()
+    assert list(view.last["house-location"]) == ["Austin", "Chicago"]
+    assert view.last["prediction"].gt(0).all()
+    view.show_curl()
+    assert rid in view.curl_text.value and "Authorization: Bearer" in view.curl_text.value
+    view.cells["bedrooms"].value = "two"
+    view.send.click()
+    assert "InferenceInvalidInput" in view.query_message.value and "bedrooms" in \
+        view.query_message.value
+
+    view.api_name.value = "widget-houses-2"
+    view.save_api_name.click()
+    assert c.deployment(rid)["apiName"] == "widget-houses-2"
+    view.api_name.value = "Not Valid!"
+    view.save_api_name.click()
+    assert "InvalidArgument" in view.message.value
+    view.threads.value = 2
+    view.save_config.click()
+    assert c.deployment(rid)["runtimeConfiguration"]["threadCount"] == 2
+
+    view.search_text.value = '"Replica ready"'
+    view.search.click()
+    assert "record(s)" in view.logs_message.value and len(view.last_logs) >= 1
+    view.download_logs(str(tmp_path / "logs.txt"))
+    assert (tmp_path / "logs.txt").read_text().startswith("time")
+    view.plot.click()
+    assert view.last_plot._repr_png_()[:4] == b"\x89PNG"
+
+    view.disable.click()
+    assert c.deployment(rid)["enabled"]  # asks first
+    view.confirm.click()
+    assert not c.deployment(rid)["enabled"]
+    view.enable.click()
+    assert c.deployment(rid)["enabled"]
+    view.delete.click()
+    view.confirm.click()
+    with pytest.raises(Exception, match="LiveDeploymentNotFound"):
+        c.deployment(rid)
+    panel.refresh()
+    assert rid not in [value for _, value in panel.pick.options]

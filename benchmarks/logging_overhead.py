@@ -1,0 +1,591 @@
+"""Logging-overhead benchmark for liveml live deployments, run by hand.
+
+It trains the reference house-price model and starts a private control plane on 127.0.0.1 in a
+temporary liveml home. There it deploys two variants with 2 replicas each and the same runtime
+configuration:
+
+* (a) ``plain``: the fitted reference pipeline (liveml wraps it in its ``EstimatorAdapter``),
+* (b) ``logged``: the same fitted pipeline in a ``ModelAdapter`` subclass of this module with the
+  same API, whose ``predict`` logs one ``model-logger`` INFO record per call. The replica writes
+  the record to its log file and the control plane ships it into its log store in the background.
+
+Then it loads the two in turn (a, b, a, b, ...; ``--rounds`` each) with closed-loop single-row v1
+queries from ``--concurrency`` clients through the gateway (the load helpers of
+``query_load.py``), and reports requests/s and p50/p99 per variant (median over the rounds) and
+the throughput overhead of (b) against the target "logging adds under 5% to query throughput".
+Last, it checks that the model's log records reached the log store: the rows named in the
+``predicting N rows`` records must add up to the requests the gateway answered with 200 for (b)
+plus the replicas' self-tests. It prints a Markdown report, optionally writes JSON (``--out``)
+and tears everything down. Usage: ``python benchmarks/logging_overhead.py [--rounds 4]``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import gc
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import psutil
+
+from liveml_ext import Column, ModelAdapter, ModelApi, Tabular
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from query_load import (  # noqa: E402 - the sibling benchmarks' helpers
+    HOST,
+    ROW,
+    VERSION,
+    ControlPlaneProcess,
+    LoadResult,
+    load_reference,
+    load_test,
+    log,
+    source_state,
+    wait_gone,
+)
+from rollout_load import (  # noqa: E402
+    _f,
+    default_reference,
+    leftover_replicas,
+    library_path,
+    node_of,
+    process_cpu,
+    top_others,
+)
+
+TARGET_OVERHEAD_PCT = 5.0
+MODEL_LOGGER = "model-logger"
+MESSAGE = re.compile(r"^predicting (\d+) rows$")
+#: The reference pipeline's input columns, typed as liveml types them for the plain pipeline.
+COLUMNS = [("house-location", "string"), ("bedrooms", "double"), ("bathrooms", "double")]
+FEATURES = [name for name, _ in COLUMNS]
+VARIANTS = {"a": "plain", "b": "logged"}
+LABELS = {"a": "(a) plain pipeline", "b": "(b) adapter logging once per predict call"}
+GROUPS = ("load generator", "control plane", "replicas", "other variant's replicas", "other processes")
+
+
+# --- the logging model ----------------------------------------------------------------------
+class LoggedHouseModel(ModelAdapter):
+    """The fitted reference pipeline, logging one record per ``predict`` call.
+
+    Its API equals the one liveml gives the plain pipeline: one tabular input ``input_df`` with
+    the three typed columns and one tabular output ``output_df`` (the input rows plus
+    ``prediction``). Row-aligned, so the replica may batch concurrent requests into one call.
+    """
+
+    batchable = True
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column(n, t) for n, t in COLUMNS])],
+                        outputs=[Tabular("output_df", [])])
+
+    def predict(self, input_df: Any) -> Any:
+        logging.getLogger("model-logger").info("predicting %d rows", len(input_df))
+        features = input_df if list(input_df.columns) == FEATURES else input_df[FEATURES]
+        out = input_df.copy(deep=False)
+        out["prediction"] = self.pipeline.predict(features)
+        return out
+
+    def example_inputs(self) -> dict[str, Any]:
+        return {"input_df": [{"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5}]}
+
+
+def save_logged_model(pipeline: Any, path: Path) -> Path:
+    """Pickle the adapter with this module by value, so that a replica needs no benchmark file."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with open(path, "wb") as fh:
+        cloudpickle.dump(LoggedHouseModel(pipeline), fh)
+    return path
+
+
+def check_models(pipeline: Any, logged_path: Path) -> None:
+    """The saved adapter loads as liveml loads it, with the plain API and the same predictions."""
+    import pandas as pd
+
+    from liveml_runtime.adapter import EstimatorAdapter, ModelRunner, load_model
+
+    plain, logged = ModelRunner(EstimatorAdapter(pipeline)), ModelRunner(load_model(str(logged_path)))
+    if plain.api.to_dict() != logged.api.to_dict():
+        raise RuntimeError(f"the logged adapter's API differs from the plain one:\n"
+                           f"{plain.api.to_dict()}\n{logged.api.to_dict()}")
+    if plain.batchable != logged.batchable:
+        raise RuntimeError("the two variants differ in batchable")
+    frames = {"input_df": pd.DataFrame([ROW, {**ROW, "bedrooms": 5}])}
+    a, b = plain.infer(frames)["output_df"], logged.infer(frames)["output_df"]
+    if not a.equals(b):
+        raise RuntimeError(f"the two variants predict differently:\n{a}\n{b}")
+
+
+# --- results ----------------------------------------------------------------------------------
+@dataclass
+class Round:
+    variant: str
+    index: int
+    result: LoadResult
+
+
+@dataclass
+class Summary:
+    variant: str
+    rounds: int
+    requests: int
+    errors: int
+    rps: float  # medians over the rounds from here on
+    p50_ms: float
+    p99_ms: float
+    rps_spread_pct: float  # (max - min) / median of the rounds' req/s
+    cpu_ms_per_req: dict[str, float] = field(default_factory=dict)
+    cores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    started_at: str
+    machine: dict[str, Any]
+    source: dict[str, Any]
+    options: dict[str, Any]
+    deploy_s: dict[str, float] = field(default_factory=dict)
+    runtime_configuration: dict[str, Any] = field(default_factory=dict)
+    replica_cores: dict[str, dict[str, str]] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    overhead_pct: float | None = None  # (a - b) / a of the median req/s
+    paired_overhead_pct: list[float] = field(default_factory=list)  # the same, round by round
+    #: the log records' check: counts at the gateway, in the store, and the shipping lag
+    logs: dict[str, Any] = field(default_factory=dict)
+    other_processes: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --- counting ---------------------------------------------------------------------------------
+def model_records(fetch: Callable[[str | None], dict[str, Any]]) -> tuple[int, int, int]:
+    """(model-logger records, rows they name, records not of the ``predicting N rows`` form),
+    paging through ``fetch(page_token)`` until there is no next page."""
+    records = rows = odd = 0
+    token = None
+    while True:
+        page = fetch(token)
+        for r in page["data"]:
+            records += 1
+            found = MESSAGE.match(str(r.get("message", "")))
+            if found:
+                rows += int(found.group(1))
+            else:
+                odd += 1
+        token = page.get("nextPageToken")
+        if not token:
+            return records, rows, odd
+
+
+def rest_model_records(client: Any, rid: str) -> tuple[int, int, int]:
+    """The model's records as the REST log search returns them (paged, 10,000 a page)."""
+    return model_records(lambda token: client.logs(rid, f'logger:"{MODEL_LOGGER}"', since="1h",
+                                                   columns=["message"], limit=10_000,
+                                                   page_token=token))
+
+
+def gateway_counts(client: Any) -> dict[str, dict[str, float]]:
+    """Inference requests the gateway answered, by deployment RID and status code (Prometheus)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = client.http.get(f"{client.url}liveml/api/metrics", timeout=30)
+    resp.raise_for_status()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(resp.text):
+        if family.name != "liveml_inference_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                codes = out.setdefault(sample.labels["deployment"], {})
+                code = sample.labels["code"]
+                codes[code] = codes.get(code, 0.0) + sample.value
+    return out
+
+
+def store_counts(home: Path, rids: dict[str, str]) -> dict[str, dict[str, int]]:
+    """After the control plane stopped: each deployment's records in its log store file."""
+    from liveml_ext.observability.logstore import LogStore
+
+    out = {}
+    with LogStore(home / "logs.db") as store:
+        for key, rid in rids.items():
+            records, rows, odd = model_records(
+                lambda token, rid=rid: store.search(rid, f'logger:"{MODEL_LOGGER}"',
+                                                    columns=["message"], limit=10_000,
+                                                    page_token=token))
+            self_tests, _, _ = model_records(
+                lambda token, rid=rid: store.search(rid, '"Self-test prediction passed"',
+                                                    columns=["message"], limit=10_000,
+                                                    page_token=token))
+            out[key] = {"all_records": store.count(rid), "model_records": records,
+                        "model_rows": rows, "odd_model_records": odd, "self_tests": self_tests}
+    return out
+
+
+# --- the measurement --------------------------------------------------------------------------
+def variant_replicas(cp: ControlPlaneProcess, client: Any, rid: str) -> list[psutil.Process]:
+    nodes = {r["nodeId"] for r in client.deployment(rid)["status"]["replicas"]}
+    out = []
+    for proc in cp.replicas():
+        with contextlib.suppress(psutil.Error):
+            if node_of(proc) in nodes:
+                out.append(proc)
+    return out
+
+
+def affinity(procs: list[psutil.Process]) -> dict[str, str]:
+    out = {}
+    for proc in procs:
+        with contextlib.suppress(psutil.Error, AttributeError):
+            out[node_of(proc)] = ",".join(map(str, sorted(proc.cpu_affinity())))
+    return dict(sorted(out.items()))
+
+
+def summarize(variant: str, rounds: list[Round]) -> Summary:
+    mine = [r.result for r in rounds if r.variant == variant]
+    rps = [r.rps for r in mine]
+    med = statistics.median(rps)
+    return Summary(
+        variant=variant, rounds=len(mine), requests=sum(r.ok for r in mine),
+        errors=sum(r.errors for r in mine), rps=med,
+        p50_ms=statistics.median(r.p50_ms for r in mine),
+        p99_ms=statistics.median(r.p99_ms for r in mine),
+        rps_spread_pct=100.0 * (max(rps) - min(rps)) / med if med else float("nan"),
+        cpu_ms_per_req={g: statistics.median(r.cpu_ms_per_req.get(g, 0.0) for r in mine)
+                        for g in GROUPS},
+        cores={g: statistics.median(r.cores.get(g, 0.0) for r in mine) for g in GROUPS})
+
+
+def measure(args: argparse.Namespace, report: Report, cp: ControlPlaneProcess, client: Any,
+            rids: dict[str, str]) -> float:
+    """The alternating rounds; returns the perf_counter time when the load ended."""
+    procs = {k: variant_replicas(cp, client, rid) for k, rid in rids.items()}
+    for k, rid in rids.items():
+        if len(procs[k]) != args.replicas:
+            raise RuntimeError(f"found {len(procs[k])} replica processes of {VARIANTS[k]} ({rid}), "
+                               f"expected {args.replicas}")
+        report.replica_cores[VARIANTS[k]] = affinity(procs[k])
+    headers = {"Authorization": f"Bearer {cp.token}", "Content-Type": "application/json"}
+    for i in range(1, args.rounds + 1):
+        for k in VARIANTS:
+            other = next(o for o in VARIANTS if o != k)
+            groups = {"control plane": [cp.process()], "replicas": procs[k],
+                      "other variant's replicas": procs[other]}
+            url = f"{cp.url}foundry-ml-live/api/inference/transform/{rids[k]}"
+            log(f"round {i}/{args.rounds}, {LABELS[k]}: {args.concurrency} clients, "
+                f"{args.warmup:g}s warm-up + {args.duration:g}s")
+            result = asyncio.run(load_test(VARIANTS[k], url, headers, args.concurrency,
+                                           args.duration, args.warmup, groups))
+            report.rounds.append(Round(VARIANTS[k], i, result))
+            log(f"  {result.rps:.1f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                f"{result.errors} errors, other processes {result.cores['other processes']:.2f} cores")
+    return time.perf_counter()
+
+
+def check_shipping(args: argparse.Namespace, report: Report, client: Any, rids: dict[str, str],
+                   load_end: float) -> None:
+    """Right after the load: the gateway's counts, then the REST search until it has every row."""
+    counts = gateway_counts(client)
+    for k, rid in rids.items():
+        report.logs[f"gateway_{VARIANTS[k]}"] = {code: int(n) for code, n in
+                                                 sorted(counts.get(rid, {}).items())}
+    served = report.logs["gateway_logged"].get("200", 0)
+    want = served + args.replicas  # each replica's self-test calls predict once, on one row
+    records = rows = odd = 0
+    deadline = time.perf_counter() + args.ship_timeout
+    while True:
+        records, rows, odd = rest_model_records(client, rids["b"])
+        if rows >= want or time.perf_counter() > deadline:
+            break
+        time.sleep(0.25)
+    lag = time.perf_counter() - load_end
+    report.logs["rest"] = {"model_records": records, "model_rows": rows, "odd_model_records": odd,
+                           "expected_rows": want, "seconds_after_load": round(lag, 2),
+                           "complete": rows >= want}
+    log(f"REST search: {records} model records naming {rows} rows ({want} expected), "
+        f"{lag:.2f}s after the load")
+
+
+# --- report ----------------------------------------------------------------------------------
+def evaluate(report: Report) -> None:
+    by = {s.variant: s for s in report.summaries}
+    a, b = by.get("plain"), by.get("logged")
+    targets: list[dict[str, Any]] = []
+    if a and b:
+        report.overhead_pct = 100.0 * (a.rps - b.rps) / a.rps
+        plain = [r.result.rps for r in report.rounds if r.variant == "plain"]
+        logged = [r.result.rps for r in report.rounds if r.variant == "logged"]
+        report.paired_overhead_pct = [round(100.0 * (x - y) / x, 2) for x, y in zip(plain, logged)]
+        targets.append({
+            "target": f"logging adds < {TARGET_OVERHEAD_PCT:g}% to query throughput",
+            "measured": f"{_f(report.overhead_pct)}% ({_f(b.rps, 1)} vs {_f(a.rps, 1)} req/s, "
+                        f"medians of {b.rounds} and {a.rounds} rounds)",
+            "pass": report.overhead_pct < TARGET_OVERHEAD_PCT and a.errors == 0 and b.errors == 0})
+        targets.append({"target": "no failed query", "measured": f"{a.errors} (a), {b.errors} (b)",
+                        "pass": a.errors == 0 and b.errors == 0})
+    store = report.logs.get("store", {}).get("logged")
+    served = report.logs.get("gateway_logged", {}).get("200")
+    if store is not None and served is not None:
+        want = served + store["self_tests"]
+        targets.append({
+            "target": "every model log record reaches the log store",
+            "measured": f"{store['model_rows']} rows in {store['model_records']} records vs "
+                        f"{want} expected ({served} answered + {store['self_tests']} self-tests)",
+            "pass": store["model_rows"] == want and store["odd_model_records"] == 0})
+    report.targets = targets
+
+
+def markdown(report: Report) -> str:
+    m, src, o = report.machine, report.source, report.options
+    changed = src["uncommitted_library_changes"]
+    out = [f"## liveml logging overhead — {report.started_at}", "",
+           f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load average "
+           f"before the run {m['loadavg_before']}. Source: {src['commit']}"
+           + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+           + f"; liveml imported from {src['library']}.",
+           "Options: " + ", ".join(f"{k}={v}" for k, v in o.items()), "",
+           f"Two deployments on one control plane, {o['replicas']} replicas each, runtime "
+           f"configuration {json.dumps(report.runtime_configuration.get('plain'))} for both; deploy "
+           f"→ ACTIVE {_f(report.deploy_s.get('plain'))} s (a) and {_f(report.deploy_s.get('logged'))} "
+           f"s (b). Replica cores: (a) {report.replica_cores.get('plain')}, (b) "
+           f"{report.replica_cores.get('logged')}. Closed loop: {o['concurrency']} clients send "
+           "single-row v1 queries through the gateway, the variants take turns "
+           f"(a, b, a, b, …), each round {o['warmup']:g} s warm-up + {o['duration']:g} s measured.",
+           "", "### Targets", "", "| target | measured | result |", "|---|---|---|"]
+    for t in report.targets:
+        out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'MISS'} |")
+
+    out += ["", "### Per variant (medians over the rounds)", "",
+            "| variant | rounds | requests | errors | req/s | p50 ms | p99 ms | req/s spread "
+            "| CPU ms/req | cores used |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for s in report.summaries:
+        key = next(k for k, v in VARIANTS.items() if v == s.variant)
+        out.append(f"| {LABELS[key]} | {s.rounds} | {s.requests} | {s.errors} | {_f(s.rps, 1)} | "
+                   f"{_f(s.p50_ms)} | {_f(s.p99_ms)} | {_f(s.rps_spread_pct, 1)}% | "
+                   + " / ".join(_f(s.cpu_ms_per_req.get(g)) for g in GROUPS) + " | "
+                   + " / ".join(_f(s.cores.get(g)) for g in GROUPS) + " |")
+    if report.overhead_pct is not None:
+        out += ["", f"Throughput overhead of (b) against (a): **{_f(report.overhead_pct)}%** of the "
+                "median req/s; round by round (a_i − b_i) / a_i: "
+                + ", ".join(f"{x:.2f}%" for x in report.paired_overhead_pct)
+                + ". The req/s spread ((max − min) / median over a variant's rounds) shows the "
+                "run's own noise: an overhead well inside it is not measurable at this length."]
+    out += ["", "CPU per request and cores used over each measured window: load generator / "
+            "control plane (gateway and log shipper) / the measured variant's replicas / the "
+            "other (idle) variant's replicas / other processes on the machine.", "",
+            "### Rounds", "",
+            "| round | variant | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms "
+            "| CPU ms/req | cores used |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in report.rounds:
+        x = r.result
+        out.append(f"| {r.index} | {r.variant} | {x.ok} | {x.errors} | {_f(x.rps, 1)} | {_f(x.p50_ms)} | "
+                   f"{_f(x.p90_ms)} | {_f(x.p99_ms)} | {_f(x.max_ms)} | "
+                   + " / ".join(_f(x.cpu_ms_per_req.get(g)) for g in GROUPS) + " | "
+                   + " / ".join(_f(x.cores.get(g)) for g in GROUPS) + " |")
+    errors = [r for r in report.rounds if r.result.errors]
+    if errors:
+        out += ["", "Errors:"] + [f"- round {r.index} {r.variant}: {r.result.error_kinds}; e.g. "
+                                  f"{r.result.error_samples[:2]}" for r in errors]
+
+    lg = report.logs
+    out += ["", "### Model log records in the log store", ""]
+    rest, store = lg.get("rest"), lg.get("store", {})
+    gw_a, gw_b = lg.get("gateway_plain", {}), lg.get("gateway_logged", {})
+    if gw_b:
+        out.append(f"Queries the gateway answered, by status (warm-ups and the sample query "
+                   f"included): (a) {gw_a}, (b) {gw_b}.")
+    if rest:
+        out.append(f"REST search (`logger:\"{MODEL_LOGGER}\"`, paged by 10,000) "
+                   f"{rest['seconds_after_load']:.2f} s after the load ended: {rest['model_records']} "
+                   f"records naming {rest['model_rows']} rows, of {rest['expected_rows']} expected "
+                   f"({'complete' if rest['complete'] else 'INCOMPLETE'}).")
+    if store:
+        out += ["", "After the deployments were deleted and the control plane stopped, read from "
+                "`logs.db` (`LogStore.count(rid)` and a paged search):", "",
+                "| deployment | all records | model records | rows named in them | "
+                "self-tests | requests answered 200 | rows expected | missing rows |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key, name in VARIANTS.items():
+            s = store.get(name)
+            if s is None:
+                continue
+            answered = int(lg.get(f"gateway_{name}", {}).get("200", 0))
+            want = answered + s["self_tests"] if name == "logged" else 0
+            out.append(f"| {LABELS[key]} | {s['all_records']} | {s['model_records']} | "
+                       f"{s['model_rows']} | {s['self_tests']} | {answered} | {want} | "
+                       f"{want - s['model_rows']} |")
+        out += ["", "The replica batches concurrent requests into one `predict` call, so (b) has "
+                "fewer records than requests; the rows each record names add up to the requests."]
+    busy = [p for p in report.other_processes if p["cores"] >= 0.01]
+    out += ["", "Busiest other processes over the load (cores): " + ("; ".join(
+        f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in busy) or "none above 0.01")]
+    if report.notes:
+        out += ["", "Notes:"] + [f"- {n}" for n in report.notes]
+    return "\n".join(out)
+
+
+# --- main ------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--reference", type=Path, default=default_reference(),
+                   help="the reference model script (defines train())")
+    p.add_argument("--rounds", type=int, default=4, help="measured rounds of each variant")
+    p.add_argument("--duration", type=float, default=8.0, help="measured seconds of each round")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each round")
+    p.add_argument("--concurrency", type=int, default=16, help="closed-loop clients")
+    p.add_argument("--replicas", type=int, default=2, help="replicas of each variant")
+    p.add_argument("--ship-timeout", type=float, default=30.0,
+                   help="most seconds to wait after the load for the REST search to have every row")
+    p.add_argument("--out", type=Path, help="also write the results as JSON here")
+    p.add_argument("--keep-home", action="store_true",
+                   help="keep the temporary folder (liveml home, logs.db, server log)")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or \
+            args.replicas < 1 or args.ship_timeout < 0:
+        p.error("--rounds, --concurrency and --replicas must be >= 1, --duration > 0, "
+                "--warmup and --ship-timeout >= 0")
+    return args
+
+
+def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
+    import joblib
+
+    log(f"training the reference model ({args.reference})")
+    pipeline = load_reference(args.reference).train()
+    paths = {"a": tmp / "house_model.joblib", "b": tmp / "house_model_logged.pkl"}
+    joblib.dump(pipeline, paths["a"])
+    save_logged_model(pipeline, paths["b"])
+    check_models(pipeline, paths["b"])
+
+    home = tmp / "home"
+    cp = ControlPlaneProcess(home, tmp / "server.log")
+    client: Any = None
+    rids: dict[str, str] = {}
+    try:
+        log(f"starting the control plane on {HOST}:{cp.port} (home {home})")
+        cp.start()
+        from liveml_ext.client import Client
+
+        client = Client(cp.url, cp.token)
+        for k, name in VARIANTS.items():
+            objective = f"house-{name}"
+            client.create_objective(objective, description="logging_overhead benchmark")
+            client.submit(objective, paths[k], name=f"house-{name}-v1")
+            client.release(objective, f"house-{name}-v1", VERSION, tag="production")
+            log(f"deploying {LABELS[k]} with {args.replicas} replicas")
+            t0 = time.perf_counter()
+            rids[k] = client.deploy(objective, name=name, replicas=args.replicas)["rid"]
+            client.wait(rids[k], timeout=120, interval=0.05)
+            report.deploy_s[name] = round(time.perf_counter() - t0, 3)
+            report.runtime_configuration[name] = client.deployment(rids[k])["runtimeConfiguration"]
+        if report.runtime_configuration["plain"] != report.runtime_configuration["logged"]:
+            raise RuntimeError(f"the runtime configurations differ: {report.runtime_configuration}")
+        answers = {k: client.query(rid, [ROW]) for k, rid in rids.items()}
+        report.notes.append("sample answers: " + "; ".join(
+            f"({k}) {json.dumps(a)[:160]}" for k, a in answers.items()))
+
+        # keep a full collection of this process's large heap from stalling the load generator
+        gc.collect()
+        gc.freeze()
+        others_before, t_others = process_cpu(), time.perf_counter()
+        load_end = measure(args, report, cp, client, rids)
+        ours = {os.getpid(), cp.process().pid}
+        with contextlib.suppress(psutil.Error):
+            ours |= {p.pid for p in cp.process().children(recursive=True)}
+        report.other_processes = top_others(others_before, process_cpu(), ours,
+                                            time.perf_counter() - t_others)
+        check_shipping(args, report, client, rids, load_end)
+    finally:
+        for rid in rids.values():
+            try:
+                client.delete(rid)
+            except Exception as exc:  # noqa: BLE001 - teardown goes on
+                log(f"could not delete the deployment {rid}: {exc}")
+        if rids:
+            left = wait_gone(cp)
+            if left:
+                report.notes.append(f"replica processes {left} still ran 15 s after the "
+                                    "deployments were deleted")
+        rc = cp.stop()
+        if rc not in (None, 0):
+            report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+    log("counting the records in the log store")
+    report.logs["store"] = store_counts(home, {VARIANTS[k]: rid for k, rid in rids.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.reference.is_file():
+        raise SystemExit(f"logging_overhead: no reference model script at {args.reference} "
+                         "(give --reference PATH)")
+    report = Report(
+        started_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        machine={"cpus": os.cpu_count(), "python": platform.python_version(),
+                 "platform": platform.platform(),
+                 "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+        source={**source_state(), "library": library_path()},
+        options={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+                 "concurrency": args.concurrency, "replicas": args.replicas})
+    tmp = Path(tempfile.mkdtemp(prefix="liveml-logbench-"))
+    code = 0
+    try:
+        run(args, report, tmp)
+    except KeyboardInterrupt:
+        log("interrupted")
+        report.notes.append("interrupted")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - reported after the teardown
+        log(f"benchmark failed: {type(exc).__name__}: {exc}")
+        server_log = tmp / "server.log"
+        if server_log.exists():
+            tail = server_log.read_text(errors="replace").splitlines()[-40:]
+            log("control plane log (tail):\n" + "\n".join(tail))
+        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        left = leftover_replicas(tmp)
+        if left:
+            report.notes.append(f"replica processes left after the teardown: {left} (killed now)")
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        else:
+            report.notes.append("teardown: no replica process left")
+        if args.keep_home:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report.summaries = [summarize(v, report.rounds) for v in VARIANTS.values()
+                        if any(r.variant == v for r in report.rounds)]
+    evaluate(report)
+    print(markdown(report), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+        log(f"wrote {args.out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
