@@ -167,3 +167,22 @@ def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
         c.deployment(rid)
     panel.refresh()
     assert rid not in [value for _, value in panel.pick.options]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("multi_io_adapter", ["InferenceInvalidInput", "discount", "final"]),
+    ("operations", ["Rolling out", "ops-prices", "DISABLED", "small"]),
+])
+def test_example_notebooks_run(server, monkeypatch, name, expected):
+    monkeypatch.setenv("LIVEML_HOME", str(server.home))
+    monkeypatch.delenv("LIVEML_URL", raising=False)
+    monkeypatch.delenv("LIVEML_TOKEN", raising=False)
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps([o.get("data", {}) for o in outputs] + [o.get("text", "") for o in outputs])
+    for needle in expected:
+        assert needle in text, needle
