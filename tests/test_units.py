@@ -157,3 +157,34 @@ def test_layering_runtime_and_core_import_no_jupyter_or_tornado():
             "bad = [m for m in sys.modules if m.startswith('tornado.web') or m.startswith('jupyter')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_replica_fetches_an_artifact_by_url_and_reads_inline_requirements(tmp_path, monkeypatch):
+    import fsspec
+
+    from liveml_runtime.server import Replica, ReplicaConfig
+
+    with fsspec.open("memory://models/m.bin", "wb") as fh:
+        fh.write(b"model bytes")
+    path = Replica.fetch("memory://models/m.bin")
+    assert open(path, "rb").read() == b"model bytes" and path != "memory://models/m.bin"
+    assert Replica.fetch(str(tmp_path / "x")) == str(tmp_path / "x")
+    assert Replica.fetch(f"file://{tmp_path}/x") == f"{tmp_path}/x"
+    monkeypatch.setenv("LIVEML_REQUIREMENTS", '{"numpy": "0.0.1", "surely-not-installed": "1"}')
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("liveml.replica")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        Replica(ReplicaConfig(artifact="unused")).check_environment()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    warnings = [r.getMessage() for r in records if r.levelname == "WARNING"]
+    assert any("numpy 0.0.1 is required" in m for m in warnings)
+    assert any("surely-not-installed 1 is required but it is not installed" in m for m in warnings)
+    assert any("0 of 2 required packages match" in r.getMessage() for r in records)

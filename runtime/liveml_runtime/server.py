@@ -67,11 +67,15 @@ class Replica:
 
     def check_environment(self) -> None:
         """Log the packages the release needs against what this replica has installed."""
-        if not self.config.requirements:
+        source = self.config.requirements or os.environ.get("LIVEML_REQUIREMENTS", "")
+        if not source:
             return
         try:
-            with open(self.config.requirements) as fh:
-                needed = json.load(fh)
+            if source.lstrip().startswith("{"):
+                needed = json.loads(source)  # given inline (a pod's environment)
+            else:
+                with open(source) as fh:
+                    needed = json.load(fh)
         except (OSError, ValueError) as exc:
             log.warning("Cannot read the release's requirements: %s", exc)
             return
@@ -91,10 +95,30 @@ class Replica:
                   "required packages match", python=sys.version.split()[0],
                   required=needed, mismatches=mismatches)
 
+    @staticmethod
+    def fetch(artifact: str) -> str:
+        """A local path for the artifact: the path itself, or a download of an fsspec URL."""
+        if "://" not in artifact or artifact.startswith("file://"):
+            return artifact.removeprefix("file://")
+        import tempfile
+
+        import fsspec
+
+        start = time.perf_counter()
+        fd, target = tempfile.mkstemp(prefix="liveml-artifact-")
+        os.close(fd)
+        with fsspec.open(artifact, "rb") as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        size = os.path.getsize(target)
+        logs.step(log, f"Downloaded the model artifact ({size} bytes) in "
+                  f"{time.perf_counter() - start:.3f}s", url=artifact, bytes=size)
+        return target
+
     def load(self) -> None:
         """Check the environment, load the artifact and run the self-test (on a worker thread)."""
         self.check_environment()
-        path = self.config.artifact
+        path = self.fetch(self.config.artifact)
         size = os.path.getsize(path)
         logs.step(log, f"Loading model artifact ({size} bytes)", artifact=path, bytes=size)
         start = time.perf_counter()
