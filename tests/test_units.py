@@ -178,7 +178,8 @@ def test_replica_fetches_an_artifact_by_url_and_reads_inline_requirements(tmp_pa
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("liveml.replica")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)
     try:
         Replica(ReplicaConfig(artifact="unused")).check_environment()
     finally:
