@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from conftest import REPO, ROW, reference_module
+from conftest import REPO, ROW, reference_module, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
@@ -63,7 +63,8 @@ def test_magics_and_python_api(shell):
         assert ip.run_line_magic("liveml", "deploy") is None  # a usage error, not a crash
     assert "required" in captured.stderr
 
-    logs = dep.logs('"Replica ready"')
+    logs = wait_for(lambda: len(frame := dep.logs('"Replica ready"')) and frame,
+                    what="the replica's log records to be shipped")
     assert isinstance(logs, pd.DataFrame) and len(logs) == 1
     dep.delete()
 
@@ -148,6 +149,7 @@ def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
     assert c.deployment(rid)["runtimeConfiguration"]["threadCount"] == 2
 
     view.search_text.value = '"Replica ready"'
+    wait_for(lambda: c.logs(rid, '"Replica ready"')["data"], what="shipped log records")
     view.search.click()
     assert "record(s)" in view.logs_message.value and len(view.last_logs) >= 1
     view.download_logs(str(tmp_path / "logs.txt"))
