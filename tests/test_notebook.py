@@ -63,8 +63,9 @@ def test_magics_and_python_api(shell):
         assert ip.run_line_magic("liveml", "deploy") is None  # a usage error, not a crash
     assert "required" in captured.stderr
 
-    logs = wait_for(lambda: len(frame := dep.logs('"Replica ready"')) and frame,
-                    what="the replica's log records to be shipped")
+    wait_for(lambda: len(dep.logs('"Replica ready"')) > 0,
+             what="the replica's log records to be shipped")
+    logs = dep.logs('"Replica ready"')
     assert isinstance(logs, pd.DataFrame) and len(logs) == 1
     dep.delete()
 
