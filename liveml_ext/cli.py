@@ -51,23 +51,9 @@ def _deployments_text(items: list[dict[str, Any]]) -> str:
 
 
 def _wait(client: Client, ref: str, out: TextIO) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+    from .progress import wait_with_progress
 
-    bar = tqdm(total=1, desc="starting", unit="replica", file=out, leave=True)
-
-    def progress(doc: dict[str, Any]) -> None:
-        st = doc["status"]
-        bar.total = max(1, st["desiredReplicas"])
-        bar.n = min(bar.total, sum(1 for r in st["replicas"] if r["state"] == "READY" and
-                                   r["releaseVersion"] == (doc.get("targetRelease") or {})
-                                   .get("version")))
-        bar.set_description(st["state"].lower())
-        bar.refresh()
-
-    try:
-        return client.wait(ref, progress=progress)
-    finally:
-        bar.close()
+    return wait_with_progress(client, ref, file=out)
 
 
 def cmd_objective(c: Client, a: argparse.Namespace) -> Any:

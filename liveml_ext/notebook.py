@@ -123,24 +123,10 @@ class Deployment:
         return self.describe()["status"]
 
     def wait(self, timeout: float = 300.0) -> dict[str, Any]:
-        """Wait until ready, with a progress bar through the replicas starting."""
-        from tqdm.auto import tqdm
+        """Wait until ready, with a progress bar through the replicas' startup steps."""
+        from .progress import wait_with_progress
 
-        bar = tqdm(total=1, desc="starting", unit="replica")
-
-        def progress(doc: dict[str, Any]) -> None:
-            st = doc["status"]
-            version = (doc.get("targetRelease") or {}).get("version")
-            bar.total = max(1, st["desiredReplicas"])
-            bar.n = min(bar.total, sum(1 for r in st["replicas"]
-                                       if r["state"] == "READY" and r["releaseVersion"] == version))
-            bar.set_description(st["state"].lower())
-            bar.refresh()
-
-        try:
-            return self.client.wait(self.rid, timeout=timeout, progress=progress)
-        finally:
-            bar.close()
+        return wait_with_progress(self.client, self.rid, timeout=timeout)
 
     def transform(self, frame: pd.DataFrame | list[dict[str, Any]],
                   params: dict[str, Any] | None = None) -> pd.DataFrame:
