@@ -250,6 +250,11 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--home", help="liveml home folder (default $LIVEML_HOME or ~/.liveml)")
     sp.add_argument("--profiles", help="JSON file of replica and resource profiles "
                     "(default <home>/profiles.json when present)")
+    sp.add_argument("--database-url", default="",
+                    help="SQLAlchemy URL, e.g. postgresql://user@host/liveml (default SQLite in home)")
+    sp.add_argument("--artifact-url", default="",
+                    help="fsspec URL of the artifact store, e.g. s3://bucket/liveml (default "
+                         "<home>/artifacts)")
     sp.add_argument("--max-thread-count", type=int, default=16)
     sp.add_argument("--progress-deadline", type=float, default=600.0,
                     help="seconds a rollout may take before it is stopped")
@@ -395,6 +400,7 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         home = Path(args.home) if args.home else default_home()
         run_loop(serve(args.host, args.port, settings=Settings(
             home=home, profiles_file=args.profiles or "", max_thread_count=args.max_thread_count,
+            database_url=args.database_url, artifact_url=args.artifact_url,
             progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout,
             log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval)))
         return None
