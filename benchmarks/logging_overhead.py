@@ -9,10 +9,13 @@ configuration:
   same API, whose ``predict`` logs one ``model-logger`` INFO record per call. The replica writes
   the record to its log file and the control plane ships it into its log store in the background.
 
-Then it loads the two in turn (a, b, a, b, ...; ``--rounds`` each) with closed-loop single-row v1
-queries from ``--concurrency`` clients through the gateway (the load helpers of
-``query_load.py``), and reports requests/s and p50/p99 per variant (median over the rounds) and
-the throughput overhead of (b) against the target "logging adds under 5% to query throughput".
+Then it loads the two in turn with closed-loop single-row v1 queries from ``--concurrency``
+clients through the gateway (the load helpers of ``query_load.py``), ``--rounds`` rounds of each,
+in the order a b, b a, a b, ... (``--order abba``: a drift over the run favours neither) or
+a b, a b, ... (``--order abab``). It reports requests/s and p50/p99 per variant (median over the
+rounds) and the throughput overhead of (b) against the target "logging adds under 5% to query
+throughput", next to an estimate from the CPU cost of writing and shipping one record. ``--aa``
+deploys the plain pipeline as (b) as well: a control run that shows the noise floor.
 Last, it checks that the model's log records reached the log store: the rows named in the
 ``predicting N rows`` records must add up to the requests the gateway answered with 200 for (b)
 plus the replicas' self-tests. It prints a Markdown report, optionally writes JSON (``--out``)
@@ -77,6 +80,8 @@ COLUMNS = [("house-location", "string"), ("bedrooms", "double"), ("bathrooms", "
 FEATURES = [name for name, _ in COLUMNS]
 VARIANTS = {"a": "plain", "b": "logged"}
 LABELS = {"a": "(a) plain pipeline", "b": "(b) adapter logging once per predict call"}
+AA_LABEL = "(b) plain pipeline again (A/A control)"
+DISTURBED_CORES = 0.1  # a round in which other processes used more is marked as disturbed
 GROUPS = ("load generator", "control plane", "replicas", "other variant's replicas", "other processes")
 
 
@@ -242,7 +247,56 @@ def store_counts(home: Path, rids: dict[str, str]) -> dict[str, dict[str, int]]:
     return out
 
 
+def record_costs(workdir: Path, calls: int, batch: int) -> dict[str, float]:
+    """CPU microseconds per model record: written as a replica writes it, then shipped.
+
+    The writing side is the replica's: ``JsonFormatter`` and a stream handler on an unbuffered
+    file, as a replica's stdout. The shipping side is the control plane's: ``LogShipper.flush``
+    into a ``LogStore``, every ``batch`` records (what one flush finds during the load).
+    """
+    import io
+
+    from liveml_ext.observability.logstore import LogStore
+    from liveml_ext.observability.shipper import LogShipper
+    from liveml_runtime.logs import JsonFormatter
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "replica.log"
+    tags = {"node_id": "cost-node", "deployment_rid": "ri.liveml-bench.cost", "release": VERSION}
+    stream = io.TextIOWrapper(open(path, "ab", buffering=0), write_through=True)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(tags))
+    logger = logging.getLogger("liveml-bench-cost")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    store = LogStore(workdir / "logs.db")
+    shipper = LogShipper(store, workdir / "offsets.json")
+    shipper.watch(str(path), tags)
+    clock = time.process_time  # CPU time of this process
+    write = ship = 0.0
+    shipped = 0
+    try:
+        for _ in range(max(1, calls // batch)):
+            t0 = clock()
+            for _ in range(batch):
+                logger.info("predicting %d rows", 3)
+            t1 = clock()
+            shipped += shipper.flush()
+            write, ship = write + t1 - t0, ship + clock() - t1
+    finally:
+        handler.close()
+        store.close()
+    n = max(1, shipped)
+    return {"records": shipped, "batch": batch, "write_us": round(1e6 * write / n, 2),
+            "ship_us": round(1e6 * ship / n, 2)}
+
+
 # --- the measurement --------------------------------------------------------------------------
+def label(key: str, aa: bool) -> str:
+    return AA_LABEL if aa and key == "b" else LABELS[key]
+
+
 def variant_replicas(cp: ControlPlaneProcess, client: Any, rid: str) -> list[psutil.Process]:
     nodes = {r["nodeId"] for r in client.deployment(rid)["status"]["replicas"]}
     out = []
@@ -259,6 +313,11 @@ def affinity(procs: list[psutil.Process]) -> dict[str, str]:
         with contextlib.suppress(psutil.Error, AttributeError):
             out[node_of(proc)] = ",".join(map(str, sorted(proc.cpu_affinity())))
     return dict(sorted(out.items()))
+
+
+def round_order(order: str, index: int) -> tuple[str, str]:
+    """The variants of round ``index`` (1-based) in the order they are loaded."""
+    return ("b", "a") if order == "abba" and index % 2 == 0 else ("a", "b")
 
 
 def summarize(variant: str, rounds: list[Round]) -> Summary:
@@ -287,12 +346,12 @@ def measure(args: argparse.Namespace, report: Report, cp: ControlPlaneProcess, c
         report.replica_cores[VARIANTS[k]] = affinity(procs[k])
     headers = {"Authorization": f"Bearer {cp.token}", "Content-Type": "application/json"}
     for i in range(1, args.rounds + 1):
-        for k in VARIANTS:
+        for k in round_order(args.order, i):
             other = next(o for o in VARIANTS if o != k)
             groups = {"control plane": [cp.process()], "replicas": procs[k],
                       "other variant's replicas": procs[other]}
             url = f"{cp.url}foundry-ml-live/api/inference/transform/{rids[k]}"
-            log(f"round {i}/{args.rounds}, {LABELS[k]}: {args.concurrency} clients, "
+            log(f"round {i}/{args.rounds}, {label(k, args.aa)}: {args.concurrency} clients, "
                 f"{args.warmup:g}s warm-up + {args.duration:g}s")
             result = asyncio.run(load_test(VARIANTS[k], url, headers, args.concurrency,
                                            args.duration, args.warmup, groups))
@@ -309,6 +368,8 @@ def check_shipping(args: argparse.Namespace, report: Report, client: Any, rids: 
     for k, rid in rids.items():
         report.logs[f"gateway_{VARIANTS[k]}"] = {code: int(n) for code, n in
                                                  sorted(counts.get(rid, {}).items())}
+    if args.aa:
+        return
     served = report.logs["gateway_logged"].get("200", 0)
     want = served + args.replicas  # each replica's self-test calls predict once, on one row
     records = rows = odd = 0
@@ -327,25 +388,52 @@ def check_shipping(args: argparse.Namespace, report: Report, client: Any, rids: 
 
 
 # --- report ----------------------------------------------------------------------------------
+def disturbed(r: Round) -> bool:
+    return r.result.cores.get("other processes", 0.0) > DISTURBED_CORES
+
+
+def cpu_per_request(s: Summary) -> float:
+    """Milliseconds of CPU per request of the benchmark's own processes (other processes left out)."""
+    return sum(v for g, v in s.cpu_ms_per_req.items() if g != "other processes")
+
+
 def evaluate(report: Report) -> None:
     by = {s.variant: s for s in report.summaries}
     a, b = by.get("plain"), by.get("logged")
+    aa = bool(report.options.get("aa"))
     targets: list[dict[str, Any]] = []
     if a and b:
         report.overhead_pct = 100.0 * (a.rps - b.rps) / a.rps
-        plain = [r.result.rps for r in report.rounds if r.variant == "plain"]
-        logged = [r.result.rps for r in report.rounds if r.variant == "logged"]
-        report.paired_overhead_pct = [round(100.0 * (x - y) / x, 2) for x, y in zip(plain, logged)]
+        pairs: dict[int, dict[str, float]] = {}
+        for r in report.rounds:
+            pairs.setdefault(r.index, {})[r.variant] = r.result.rps
+        report.paired_overhead_pct = [round(100.0 * (p["plain"] - p["logged"]) / p["plain"], 2)
+                                      for _, p in sorted(pairs.items()) if len(p) == 2]
+        noisy = sum(disturbed(r) for r in report.rounds)
         targets.append({
-            "target": f"logging adds < {TARGET_OVERHEAD_PCT:g}% to query throughput",
+            "target": (f"A/A control: (a) and (b) differ by < {TARGET_OVERHEAD_PCT:g}% in throughput"
+                       if aa else f"logging adds < {TARGET_OVERHEAD_PCT:g}% to query throughput"),
             "measured": f"{_f(report.overhead_pct)}% ({_f(b.rps, 1)} vs {_f(a.rps, 1)} req/s, "
-                        f"medians of {b.rounds} and {a.rounds} rounds)",
-            "pass": report.overhead_pct < TARGET_OVERHEAD_PCT and a.errors == 0 and b.errors == 0})
+                        f"medians of {b.rounds} and {a.rounds} rounds; round-to-round spread "
+                        f"{_f(a.rps_spread_pct, 0)}% (a), {_f(b.rps_spread_pct, 0)}% (b); {noisy} of "
+                        f"{len(report.rounds)} rounds disturbed)",
+            "pass": (abs(report.overhead_pct) if aa else report.overhead_pct) < TARGET_OVERHEAD_PCT
+                    and a.errors == 0 and b.errors == 0})
         targets.append({"target": "no failed query", "measured": f"{a.errors} (a), {b.errors} (b)",
                         "pass": a.errors == 0 and b.errors == 0})
+        cost = report.logs.get("cost")
+        store = report.logs.get("store", {}).get("logged")
+        answered = report.logs.get("gateway_logged", {}).get("200")
+        if cost and store and answered:
+            per_request = store["model_records"] / answered
+            extra_ms = per_request * (cost["write_us"] + cost["ship_us"]) / 1000.0
+            report.logs["estimate"] = {"records_per_request": round(per_request, 4),
+                                       "extra_cpu_ms_per_request": round(extra_ms, 4),
+                                       "plain_cpu_ms_per_request": round(cpu_per_request(a), 3),
+                                       "overhead_pct": round(100.0 * extra_ms / cpu_per_request(a), 2)}
     store = report.logs.get("store", {}).get("logged")
     served = report.logs.get("gateway_logged", {}).get("200")
-    if store is not None and served is not None:
+    if store is not None and served is not None and not aa:
         want = served + store["self_tests"]
         targets.append({
             "target": "every model log record reaches the log store",
@@ -355,9 +443,17 @@ def evaluate(report: Report) -> None:
     report.targets = targets
 
 
+def _cells(values: dict[str, float]) -> str:
+    return " / ".join(_f(values.get(g)) for g in GROUPS)
+
+
 def markdown(report: Report) -> str:
     m, src, o = report.machine, report.source, report.options
+    aa = bool(o.get("aa"))
+    names = {v: label(k, aa) for k, v in VARIANTS.items()}
+    short = {"plain": "a plain", "logged": "b plain again" if aa else "b logged"}
     changed = src["uncommitted_library_changes"]
+    pattern = "a b, b a, a b, …" if o["order"] == "abba" else "a b, a b, …"
     out = [f"## liveml logging overhead — {report.started_at}", "",
            f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load average "
            f"before the run {m['loadavg_before']}. Source: {src['commit']}"
@@ -369,9 +465,12 @@ def markdown(report: Report) -> str:
            f"→ ACTIVE {_f(report.deploy_s.get('plain'))} s (a) and {_f(report.deploy_s.get('logged'))} "
            f"s (b). Replica cores: (a) {report.replica_cores.get('plain')}, (b) "
            f"{report.replica_cores.get('logged')}. Closed loop: {o['concurrency']} clients send "
-           "single-row v1 queries through the gateway, the variants take turns "
-           f"(a, b, a, b, …), each round {o['warmup']:g} s warm-up + {o['duration']:g} s measured.",
-           "", "### Targets", "", "| target | measured | result |", "|---|---|---|"]
+           f"single-row v1 queries through the gateway; the variants take turns ({pattern}), each "
+           f"turn {o['warmup']:g} s warm-up + {o['duration']:g} s measured."]
+    if aa:
+        out += ["", "**A/A control run**: (b) serves the plain pipeline too, so any difference "
+                "between the two is the noise of this setup."]
+    out += ["", "### Targets", "", "| target | measured | result |", "|---|---|---|"]
     for t in report.targets:
         out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'MISS'} |")
 
@@ -379,17 +478,29 @@ def markdown(report: Report) -> str:
             "| variant | rounds | requests | errors | req/s | p50 ms | p99 ms | req/s spread "
             "| CPU ms/req | cores used |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in report.summaries:
-        key = next(k for k, v in VARIANTS.items() if v == s.variant)
-        out.append(f"| {LABELS[key]} | {s.rounds} | {s.requests} | {s.errors} | {_f(s.rps, 1)} | "
+        out.append(f"| {names[s.variant]} | {s.rounds} | {s.requests} | {s.errors} | {_f(s.rps, 1)} | "
                    f"{_f(s.p50_ms)} | {_f(s.p99_ms)} | {_f(s.rps_spread_pct, 1)}% | "
-                   + " / ".join(_f(s.cpu_ms_per_req.get(g)) for g in GROUPS) + " | "
-                   + " / ".join(_f(s.cores.get(g)) for g in GROUPS) + " |")
+                   f"{_cells(s.cpu_ms_per_req)} | {_cells(s.cores)} |")
     if report.overhead_pct is not None:
+        paired = report.paired_overhead_pct
         out += ["", f"Throughput overhead of (b) against (a): **{_f(report.overhead_pct)}%** of the "
-                "median req/s; round by round (a_i − b_i) / a_i: "
-                + ", ".join(f"{x:.2f}%" for x in report.paired_overhead_pct)
-                + ". The req/s spread ((max − min) / median over a variant's rounds) shows the "
-                "run's own noise: an overhead well inside it is not measurable at this length."]
+                "median req/s. Round by round, (a − b) / a: "
+                + ", ".join(f"{x:.2f}%" for x in paired)
+                + (f" (mean {statistics.fmean(paired):.2f}%)" if paired else "") + ". "
+                "The req/s spread, (max − min) / median over a variant's rounds, is the run's own "
+                "noise: an overhead well inside it cannot be told apart at this length."]
+    est = report.logs.get("estimate")
+    cost = report.logs.get("cost")
+    if est and cost:
+        out += ["", f"Estimate from CPU costs (low noise, assumes the machine is CPU-bound): one "
+                f"model record costs {cost['write_us']:.1f} µs of CPU to write as a replica does "
+                f"(JSON formatter, unbuffered file) and {cost['ship_us']:.1f} µs to ship into the "
+                f"log store ({cost['records']} records, {cost['batch']} per flush); (b) wrote "
+                f"{est['records_per_request']:.3f} records per request, so about "
+                f"{1000 * est['extra_cpu_ms_per_request']:.1f} µs per request against "
+                f"{est['plain_cpu_ms_per_request']:.2f} ms of CPU per request of (a) (load "
+                f"generator, control plane and replicas): **≈ {est['overhead_pct']:.2f}%** of the "
+                "throughput."]
     out += ["", "CPU per request and cores used over each measured window: load generator / "
             "control plane (gateway and log shipper) / the measured variant's replicas / the "
             "other (idle) variant's replicas / other processes on the machine.", "",
@@ -398,10 +509,13 @@ def markdown(report: Report) -> str:
             "| CPU ms/req | cores used |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in report.rounds:
         x = r.result
-        out.append(f"| {r.index} | {r.variant} | {x.ok} | {x.errors} | {_f(x.rps, 1)} | {_f(x.p50_ms)} | "
-                   f"{_f(x.p90_ms)} | {_f(x.p99_ms)} | {_f(x.max_ms)} | "
-                   + " / ".join(_f(x.cpu_ms_per_req.get(g)) for g in GROUPS) + " | "
-                   + " / ".join(_f(x.cores.get(g)) for g in GROUPS) + " |")
+        mark = " ⚠" if disturbed(r) else ""
+        out.append(f"| {r.index} | {short[r.variant]}{mark} | {x.ok} | {x.errors} | {_f(x.rps, 1)} | "
+                   f"{_f(x.p50_ms)} | {_f(x.p90_ms)} | {_f(x.p99_ms)} | {_f(x.max_ms)} | "
+                   f"{_cells(x.cpu_ms_per_req)} | {_cells(x.cores)} |")
+    if any(disturbed(r) for r in report.rounds):
+        out += ["", f"⚠: other processes used more than {DISTURBED_CORES:g} cores in that round "
+                "(the run was disturbed; run it again on a quiet machine)."]
     errors = [r for r in report.rounds if r.result.errors]
     if errors:
         out += ["", "Errors:"] + [f"- round {r.index} {r.variant}: {r.result.error_kinds}; e.g. "
@@ -425,13 +539,13 @@ def markdown(report: Report) -> str:
                 "| deployment | all records | model records | rows named in them | "
                 "self-tests | requests answered 200 | rows expected | missing rows |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for key, name in VARIANTS.items():
+        for name in VARIANTS.values():
             s = store.get(name)
             if s is None:
                 continue
             answered = int(lg.get(f"gateway_{name}", {}).get("200", 0))
-            want = answered + s["self_tests"] if name == "logged" else 0
-            out.append(f"| {LABELS[key]} | {s['all_records']} | {s['model_records']} | "
+            want = answered + s["self_tests"] if name == "logged" and not aa else 0
+            out.append(f"| {names[name]} | {s['all_records']} | {s['model_records']} | "
                        f"{s['model_rows']} | {s['self_tests']} | {answered} | {want} | "
                        f"{want - s['model_rows']} |")
         out += ["", "The replica batches concurrent requests into one `predict` call, so (b) has "
@@ -455,6 +569,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each round")
     p.add_argument("--concurrency", type=int, default=16, help="closed-loop clients")
     p.add_argument("--replicas", type=int, default=2, help="replicas of each variant")
+    p.add_argument("--order", choices=("abba", "abab"), default="abba",
+                   help="abba: a b, b a, a b, ... (cancels a drift over the run); abab: a b, a b, ...")
+    p.add_argument("--aa", action="store_true",
+                   help="control run: deploy the plain pipeline as (b) too, to see the noise floor")
+    p.add_argument("--cost-calls", type=int, default=5000,
+                   help="log records for the in-process cost of writing and shipping one record")
     p.add_argument("--ship-timeout", type=float, default=30.0,
                    help="most seconds to wait after the load for the REST search to have every row")
     p.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -475,8 +595,12 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     pipeline = load_reference(args.reference).train()
     paths = {"a": tmp / "house_model.joblib", "b": tmp / "house_model_logged.pkl"}
     joblib.dump(pipeline, paths["a"])
-    save_logged_model(pipeline, paths["b"])
-    check_models(pipeline, paths["b"])
+    if args.aa:
+        paths["b"] = tmp / "house_model_again.joblib"
+        joblib.dump(pipeline, paths["b"])
+    else:
+        save_logged_model(pipeline, paths["b"])
+        check_models(pipeline, paths["b"])
 
     home = tmp / "home"
     cp = ControlPlaneProcess(home, tmp / "server.log")
@@ -493,7 +617,7 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
             client.create_objective(objective, description="logging_overhead benchmark")
             client.submit(objective, paths[k], name=f"house-{name}-v1")
             client.release(objective, f"house-{name}-v1", VERSION, tag="production")
-            log(f"deploying {LABELS[k]} with {args.replicas} replicas")
+            log(f"deploying {label(k, args.aa)} with {args.replicas} replicas")
             t0 = time.perf_counter()
             rids[k] = client.deploy(objective, name=name, replicas=args.replicas)["rid"]
             client.wait(rids[k], timeout=120, interval=0.05)
@@ -532,6 +656,13 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
             report.notes.append(f"the control plane exited with code {rc} after SIGINT")
     log("counting the records in the log store")
     report.logs["store"] = store_counts(home, {VARIANTS[k]: rid for k, rid in rids.items()})
+    logged = [r for r in report.rounds if r.variant == "logged"]
+    records = report.logs["store"]["logged"]["model_records"]
+    if logged and records and not args.aa:
+        per_second = records / (len(logged) * (args.duration + args.warmup))
+        batch = max(1, round(per_second * 0.5))  # the control plane ships every 0.5 s
+        log(f"in-process cost of one record ({args.cost_calls} records, {batch} per flush)")
+        report.logs["cost"] = record_costs(tmp / "cost", args.cost_calls, batch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
                  "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
         source={**source_state(), "library": library_path()},
         options={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
-                 "concurrency": args.concurrency, "replicas": args.replicas})
+                 "concurrency": args.concurrency, "replicas": args.replicas, "order": args.order,
+                 "aa": args.aa})
     tmp = Path(tempfile.mkdtemp(prefix="liveml-logbench-"))
     code = 0
     try:
