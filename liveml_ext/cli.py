@@ -256,6 +256,8 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                     help="fsspec URL of the artifact store, e.g. s3://bucket/liveml (default "
                          "<home>/artifacts)")
     sp.add_argument("--max-thread-count", type=int, default=16)
+    sp.add_argument("--pin-cpus", action="store_true",
+                    help="pin each replica to ceil(cpu) cores (for machines with cores to spare)")
     sp.add_argument("--progress-deadline", type=float, default=600.0,
                     help="seconds a rollout may take before it is stopped")
     sp.add_argument("--startup-timeout", type=float, default=300.0,
@@ -401,6 +403,7 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         run_loop(serve(args.host, args.port, settings=Settings(
             home=home, profiles_file=args.profiles or "", max_thread_count=args.max_thread_count,
             database_url=args.database_url, artifact_url=args.artifact_url,
+            pin_cpus=args.pin_cpus,
             progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout,
             log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval)))
         return None

@@ -58,6 +58,7 @@ class Settings:
     metrics_retention_days: float = 7.0
     metrics_interval: float = 5.0
     log_flush_interval: float = 0.5
+    pin_cpus: bool = False
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
@@ -77,7 +78,7 @@ class ControlPlane:
         self.tokens = Tokens(self.store)
         self.gateway = Gateway(timeout=s.inference_timeout,
                                replica_token=secrets.token_urlsafe(16))
-        self.backend = backend or LocalBackend(s.home)
+        self.backend = backend or LocalBackend(s.home, pin_cpus=s.pin_cpus)
         limits = {"max_thread_count": s.max_thread_count, "gpu_types": self.backend.gpu_types()}
         profiles_file = s.profiles_file or (s.home / "profiles.json" if (s.home / "profiles.json")
                                             .exists() else "")

@@ -10,7 +10,7 @@ from pathlib import Path
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
-from traitlets import Float, Int, Type, Unicode
+from traitlets import Bool, Float, Int, Type, Unicode
 
 from .backends.base import Backend
 from .backends.local import LocalBackend
@@ -36,14 +36,15 @@ class LiveMLExtension(ExtensionApp):
                          help="Backend class that runs replicas")
     max_body_bytes = Int(50 * 1024 * 1024, config=True, help="inference body limit (bytes)")
     inference_timeout = Float(60.0, config=True, help="seconds a replica may take to answer")
+    pin_cpus = Bool(False, config=True, help="pin each replica to ceil(cpu) cores")
 
     def initialize_settings(self) -> None:
         settings = Settings(home=Path(self.home) if self.home else default_home(),
                             database_url=self.database_url, artifact_url=self.artifact_url,
                             max_body_bytes=self.max_body_bytes,
-                            inference_timeout=self.inference_timeout)
-        backend = self.backend_class(settings.home) if self.backend_class is LocalBackend \
-            else self.backend_class()
+                            inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus)
+        backend = self.backend_class(settings.home, pin_cpus=self.pin_cpus) \
+            if self.backend_class is LocalBackend else self.backend_class()
         self.cp = ControlPlane(settings, backend=backend)
 
     def initialize_handlers(self) -> None:

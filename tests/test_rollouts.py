@@ -161,9 +161,19 @@ def test_reroll_under_load_drops_nothing_and_keeps_capacity(server, tmp_path):
     assert not (nodes(doc) & old_nodes), "every replica was replaced"
     events = [e["message"] for e in c.events(rid)]
     assert any("Rolling out" in m for m in events)
-    # cpu 1.0: each replica is pinned to one core when the machine has more than one
-    if len(os.sched_getaffinity(0)) > 1:
-        assert all(len(os.sched_getaffinity(pid)) == 1 for pid in pids(server, rid))
+    # cores are not pinned by default
+    assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(0) for pid in pids(server, rid))
+
+
+def test_cpu_pinning_when_asked(tmp_path):
+    server = start_server(tmp_path / "home", args=("--pin-cpus",))
+    try:
+        rid = deploy_model(server, EnvEcho(), tmp_path, "pinned")
+        cores = [os.sched_getaffinity(pid) for pid in pids(server, rid)]
+        if len(os.sched_getaffinity(0)) > 1:  # cpu 1.0: one core each, spread
+            assert all(len(c) == 1 for c in cores) and len(set.union(*cores)) == len(cores)
+    finally:
+        server.stop()
 
 
 def test_replica_count_change_only_adds_or_removes(server, tmp_path):
@@ -327,7 +337,7 @@ def test_gpu_allocation_never_overlaps():
 
 
 def test_cores_go_to_the_least_used():
-    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[])
+    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[], pin_cpus=True)
     backend.cores = [0, 1, 2, 3]
     for node, cores in (("a", (0, 1)), ("b", (1,))):
         backend.replicas[node] = LocalReplica(spec=None, proc=None, port_file=None,  # type: ignore[arg-type]
@@ -342,7 +352,7 @@ def test_a_rolled_out_target_spreads_over_the_cores():
     """Mid-roll: an old replica on core 1 is going away; the new ones take cores 0 and 1."""
     from liveml_ext.backends.base import ReplicaSpec
 
-    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[])
+    backend = LocalBackend("/tmp/unused-liveml-home", gpus=[], pin_cpus=True)
     backend.cores = [0, 1]
 
     def spec(release: str, generation: int) -> ReplicaSpec:

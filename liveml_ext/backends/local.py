@@ -93,15 +93,18 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 class LocalBackend(Backend):
     """Replicas as ``python -m liveml_runtime serve`` processes, logs in the liveml home.
 
-    Resources, as far as the OS allows: each replica is pinned to ``ceil(cpu)`` of the least used
-    cores, is stopped and reported out of memory when its process tree's RSS passes ``memory``,
+    Resources, as far as the OS allows: with ``pin_cpus`` each replica is pinned to ``ceil(cpu)``
+    of the least used cores (off by default: on a small machine the control plane and the
+    clients share those cores, and pinning costs more than it saves); a replica is stopped and
+    reported out of memory when its process tree's RSS passes ``memory``,
     and a GPU replica gets ``CUDA_VISIBLE_DEVICES`` with devices no other replica holds.
     """
 
     name = "local"
 
     def __init__(self, home: Path, python: str = sys.executable, host: str = "127.0.0.1",
-                 gpus: list[str] | None = None, memory_check_interval: float = 0.5) -> None:
+                 gpus: list[str] | None = None, memory_check_interval: float = 0.5,
+                 pin_cpus: bool = False) -> None:
         self.home = Path(home)
         self.python = python
         self.host = host
@@ -109,6 +112,7 @@ class LocalBackend(Backend):
         self.gpus = detect_gpus() if gpus is None else list(gpus)
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="liveml-spawn")
         self.memory_check_interval = memory_check_interval
+        self.pin_cpus = pin_cpus
         try:
             self.cores = sorted(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
@@ -130,7 +134,7 @@ class LocalBackend(Backend):
         """The ``ceil(cpu)`` cores least used by replicas of the same ``group`` (a deployment's
         target), then least used overall (none when the OS cannot pin, or it would be all)."""
         want = max(1, math.ceil(cpu))
-        if not self.cores or want >= len(self.cores):
+        if not self.pin_cpus or not self.cores or want >= len(self.cores):
             return ()
         use = {c: 0 for c in self.cores}
         mine = {c: 0 for c in self.cores}
