@@ -447,9 +447,9 @@ class Controller:
         async def stop() -> None:
             if member is not None and drain:
                 await self.gateway.drain(member, self.drain_timeout)
+            if r.url:  # close idle keep-alive connections first: the replica's shutdown waits
+                self.gateway.client.forget(r.url)  # for open connections otherwise
             await self.backend.stop(r.handle, grace=self.drain_timeout)
-            if r.url:
-                self.gateway.client.forget(r.url)
             path = self.backend.log_path(r.handle)
             if path and self.shipper is not None:
                 self.shipper.finish(path)
