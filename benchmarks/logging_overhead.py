@@ -33,11 +33,8 @@ import logging
 import os
 import platform
 import re
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,13 +56,13 @@ from query_load import (  # noqa: E402 - the sibling benchmarks' helpers
     load_reference,
     load_test,
     log,
+    run_in_temp_home,
     source_state,
     wait_gone,
 )
 from rollout_load import (  # noqa: E402
     _f,
     default_reference,
-    leftover_replicas,
     library_path,
     node_of,
     process_cpu,
@@ -679,35 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         options={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
                  "concurrency": args.concurrency, "replicas": args.replicas, "order": args.order,
                  "aa": args.aa})
-    tmp = Path(tempfile.mkdtemp(prefix="liveml-logbench-"))
-    code = 0
-    try:
-        run(args, report, tmp)
-    except KeyboardInterrupt:
-        log("interrupted")
-        report.notes.append("interrupted")
-        code = 130
-    except Exception as exc:  # noqa: BLE001 - reported after the teardown
-        log(f"benchmark failed: {type(exc).__name__}: {exc}")
-        server_log = tmp / "server.log"
-        if server_log.exists():
-            tail = server_log.read_text(errors="replace").splitlines()[-40:]
-            log("control plane log (tail):\n" + "\n".join(tail))
-        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        left = leftover_replicas(tmp)
-        if left:
-            report.notes.append(f"replica processes left after the teardown: {left} (killed now)")
-            for pid in left:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        else:
-            report.notes.append("teardown: no replica process left")
-        if args.keep_home:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    code = run_in_temp_home(run, args, report, "liveml-logbench-")
 
     report.summaries = [summarize(v, report.rounds) for v in VARIANTS.values()
                         if any(r.variant == v for r in report.rounds)]

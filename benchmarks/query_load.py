@@ -568,6 +568,70 @@ def markdown(report: Report) -> str:
 
 
 # --- main ------------------------------------------------------------------------------------
+def leftover_replicas(tmp: Path) -> list[int]:
+    """Any ``liveml_runtime serve`` process on the machine that uses the temporary folder."""
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "liveml_runtime" in cmd and "serve" in cmd and any(str(tmp) in a for a in cmd):
+            with contextlib.suppress(psutil.Error):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(proc.pid)
+    return left
+
+
+def delete_and_stop(client: Any, rid: str | None, cp: ControlPlaneProcess, report: Any) -> None:
+    """Teardown of a run: delete the deployment, check its replicas go, stop the control plane."""
+    if client is not None and rid is not None:
+        try:
+            client.delete(rid)
+            left = wait_gone(cp)
+            if left:
+                report.notes.append(f"replica processes {left} still ran 15 s after the "
+                                    "deployment was deleted")
+        except Exception as exc:  # noqa: BLE001 - teardown goes on
+            log(f"could not delete the deployment: {exc}")
+    rc = cp.stop()
+    if rc not in (None, 0):
+        report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+
+
+def run_in_temp_home(run: Callable[..., None], args: argparse.Namespace, report: Any,
+                     prefix: str) -> int:
+    """``run(args, report, tmp)`` in a temporary folder; failures are reported, the folder and
+    any replica left behind are cleaned up. Returns the exit code."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    code = 0
+    try:
+        run(args, report, tmp)
+    except KeyboardInterrupt:
+        log("interrupted")
+        report.notes.append("interrupted")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - reported after the teardown
+        log(f"benchmark failed: {type(exc).__name__}: {exc}")
+        server_log = tmp / "server.log"
+        if server_log.exists():
+            tail = server_log.read_text(errors="replace").splitlines()[-40:]
+            log("control plane log (tail):\n" + "\n".join(tail))
+        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        left = leftover_replicas(tmp)
+        if left:
+            report.notes.append(f"replica processes left after the teardown: {left} (killed now)")
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        else:
+            report.notes.append("teardown: no replica process left")
+        if args.keep_home:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return code
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -647,18 +711,7 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
                 log(f"  {result.rps:.1f} req/s, p50 {result.p50_ms:.2f} ms, "
                     f"p99 {result.p99_ms:.2f} ms, {result.errors} errors")
     finally:
-        if client is not None and rid is not None:
-            try:
-                client.delete(rid)
-                left = wait_gone(cp)
-                if left:
-                    report.notes.append(f"replica processes {left} still ran 15 s after the "
-                                        "deployment was deleted")
-            except Exception as exc:  # noqa: BLE001 - teardown goes on
-                log(f"could not delete the deployment: {exc}")
-        rc = cp.stop()
-        if rc not in (None, 0):
-            report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+        delete_and_stop(client, rid, cp, report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -680,27 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine's busy time minus the benchmark's processes (a high value means the figures "
         "were disturbed by other work).")
 
-    tmp = Path(tempfile.mkdtemp(prefix="liveml-bench-"))
-    code = 0
-    try:
-        run(args, report, tmp)
-    except KeyboardInterrupt:
-        log("interrupted")
-        report.notes.append("interrupted")
-        code = 130
-    except Exception as exc:  # noqa: BLE001 - reported after the teardown
-        log(f"benchmark failed: {type(exc).__name__}: {exc}")
-        server_log = tmp / "server.log"
-        if server_log.exists():
-            tail = server_log.read_text(errors="replace").splitlines()[-40:]
-            log("control plane log (tail):\n" + "\n".join(tail))
-        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        if args.keep_home:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    code = run_in_temp_home(run, args, report, "liveml-bench-")
 
     evaluate(report)
     print(markdown(report), flush=True)

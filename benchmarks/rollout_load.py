@@ -30,10 +30,8 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -55,12 +53,13 @@ from query_load import (  # noqa: E402 - the sibling benchmark's helpers
     SUBMISSION,
     VERSION,
     ControlPlaneProcess,
+    delete_and_stop,
     load_reference,
     log,
     percentile,
     replica_timeline,
+    run_in_temp_home,
     source_state,
-    wait_gone,
 )
 
 DEPLOYMENT = "rollout"
@@ -574,18 +573,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def leftover_replicas(tmp: Path) -> list[int]:
-    """Any ``liveml_runtime serve`` process on the machine that uses the temporary folder."""
-    left = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if "liveml_runtime" in cmd and "serve" in cmd and any(str(tmp) in a for a in cmd):
-            with contextlib.suppress(psutil.Error):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    left.append(proc.pid)
-    return left
-
-
 def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     import joblib
 
@@ -640,18 +627,7 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
             report.events = events_since(client, rid, wall0)
             report.replica_steps = replica_timeline(home, wall0)
     finally:
-        if client is not None and rid is not None:
-            try:
-                client.delete(rid)
-                left = wait_gone(cp)
-                if left:
-                    report.notes.append(f"replica processes {left} still ran 15 s after the "
-                                        "deployment was deleted")
-            except Exception as exc:  # noqa: BLE001 - teardown goes on
-                log(f"could not delete the deployment: {exc}")
-        rc = cp.stop()
-        if rc not in (None, 0):
-            report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+        delete_and_stop(client, rid, cp, report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -669,35 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                  "replicas": args.replicas, "connections": args.connections,
                  "timeout": args.timeout, "phase_timeout": args.phase_timeout, "poll": args.poll})
 
-    tmp = Path(tempfile.mkdtemp(prefix="liveml-rollout-"))
-    code = 0
-    try:
-        run(args, report, tmp)
-    except KeyboardInterrupt:
-        log("interrupted")
-        report.notes.append("interrupted")
-        code = 130
-    except Exception as exc:  # noqa: BLE001 - reported after the teardown
-        log(f"benchmark failed: {type(exc).__name__}: {exc}")
-        server_log = tmp / "server.log"
-        if server_log.exists():
-            tail = server_log.read_text(errors="replace").splitlines()[-40:]
-            log("control plane log (tail):\n" + "\n".join(tail))
-        report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
-        code = 1
-    finally:
-        left = leftover_replicas(tmp)
-        if left:
-            report.notes.append(f"replica processes left after the teardown: {left} (killed now)")
-            for pid in left:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        else:
-            report.notes.append("teardown: no replica process left")
-        if args.keep_home:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    code = run_in_temp_home(run, args, report, "liveml-rollout-")
 
     evaluate(report)
     print(markdown(report), flush=True)
