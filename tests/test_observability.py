@@ -126,7 +126,9 @@ def test_metrics_per_replica_with_plausible_values_and_plot(observed, tmp_path):
         by_node.setdefault(row["nodeId"], {}).setdefault(row["name"], []).append(row["value"])
     assert set(by_node) == nodes
     for values in by_node.values():
-        assert all(20 * 2**20 < v < 2 * 2**30 for v in values["memory_bytes"])
+        # a sample may catch a replica just started; once serving it holds pandas and sklearn
+        assert all(0 < v < 2 * 2**30 for v in values["memory_bytes"])
+        assert values["memory_bytes"][-1] > 40 * 2**20
         assert all(0 <= v <= 4 for v in values["cpu_cores"])
     host = c.metrics(rid, kind="host", since="10m")
     assert {r["name"] for r in host} == {"cpu_percent", "memory_percent"}
