@@ -26,12 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import json
 import logging
 import os
-import platform
 import re
 import statistics
 import sys
@@ -56,6 +54,7 @@ from query_load import (  # noqa: E402 - the sibling benchmarks' helpers
     load_reference,
     load_test,
     log,
+    report_header,
     run_in_temp_home,
     source_state,
     wait_gone,
@@ -664,14 +663,8 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.reference.is_file():
-        raise SystemExit(f"logging_overhead: no reference model script at {args.reference} "
-                         "(give --reference PATH)")
     report = Report(
-        started_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        machine={"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform(),
-                 "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+        **report_header(args, "logging_overhead"),
         source={**source_state(), "library": library_path()},
         options={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
                  "concurrency": args.concurrency, "replicas": args.replicas, "order": args.order,

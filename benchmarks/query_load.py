@@ -580,6 +580,17 @@ def leftover_replicas(tmp: Path) -> list[int]:
     return left
 
 
+def report_header(args: argparse.Namespace, prog: str) -> dict[str, Any]:
+    """Checks the reference model script; the start time and machine every report begins with."""
+    if not args.reference.is_file():
+        raise SystemExit(f"{prog}: no reference model script at {args.reference} "
+                         "(give --reference PATH)")
+    return {"started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform(),
+                        "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}}
+
+
 def delete_and_stop(client: Any, rid: str | None, cp: ControlPlaneProcess, report: Any) -> None:
     """Teardown of a run: delete the deployment, check its replicas go, stop the control plane."""
     if client is not None and rid is not None:
@@ -716,14 +727,8 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.reference.is_file():
-        raise SystemExit(f"query_load: no reference model script at {args.reference} "
-                         "(give --reference PATH)")
     report = Report(
-        started_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        machine={"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform(),
-                 "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+        **report_header(args, "query_load"),
         source=source_state(),
         options={"duration": args.duration, "warmup": args.warmup,
                  "concurrency": ",".join(map(str, args.concurrency)), "replicas": args.replicas,

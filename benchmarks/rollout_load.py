@@ -29,7 +29,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -58,6 +57,7 @@ from query_load import (  # noqa: E402 - the sibling benchmark's helpers
     log,
     percentile,
     replica_timeline,
+    report_header,
     run_in_temp_home,
     source_state,
 )
@@ -632,14 +632,8 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.reference.is_file():
-        raise SystemExit(f"rollout_load: no reference model script at {args.reference} "
-                         "(give --reference PATH)")
     report = Report(
-        started_at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        machine={"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "platform": platform.platform(),
-                 "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())},
+        **report_header(args, "rollout_load"),
         source={**source_state(), "library": library_path()},
         options={"rate": args.rate, "steady": args.steady, "warmup": args.warmup,
                  "replicas": args.replicas, "connections": args.connections,
