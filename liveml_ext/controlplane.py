@@ -203,6 +203,6 @@ class ControlPlane:
             raise InvalidArgument(f"no uploaded artifact {req.artifact_id!r}; PUT it to "
                                   "/liveml/api/artifacts first", field="artifactId")
         info = await self.inspect(req.artifact_id)
-        size = self.artifacts.fs.size(self.artifacts._path(req.artifact_id))
         return self.registry.add_submission(objective, req.name, self.artifacts.uri(req.artifact_id),
-                                            req.artifact_id, size, info, who)
+                                            req.artifact_id, self.artifacts.size(req.artifact_id),
+                                            info, who)

@@ -35,6 +35,9 @@ class ArtifactStore:
     def exists(self, sha256: str) -> bool:
         return len(sha256) == 64 and self.fs.exists(self._path(sha256))
 
+    def size(self, sha256: str) -> int:
+        return int(self.fs.size(self._path(sha256)))
+
     def uri(self, sha256: str) -> str:
         return self.fs.unstrip_protocol(self._path(sha256))
 
