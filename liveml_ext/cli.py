@@ -265,6 +265,31 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--log-retention-days", type=float, default=7.0)
     sp.add_argument("--metrics-interval", type=float, default=5.0,
                     help="seconds between metric samples")
+    kube = sp.add_argument_group("Kubernetes backend (--backend kubernetes)")
+    sp.add_argument("--backend", choices=["local", "kubernetes"], default="local",
+                    help="where replicas run: local processes (default) or a Kubernetes cluster")
+    kube.add_argument("--kube-namespace", default="",
+                      help="namespace of the replicas' objects (default: the control plane's own "
+                           "namespace in a cluster, else the kubeconfig context's, else default)")
+    kube.add_argument("--kubeconfig", default="",
+                      help="kubeconfig file (default: in-cluster service account, else "
+                           "$KUBECONFIG or ~/.kube/config)")
+    kube.add_argument("--kube-context", default="", help="kubeconfig context (default: current)")
+    kube.add_argument("--image", default="",
+                      help="replica image built from runtime/Dockerfile "
+                           "(default liveml/runtime:<liveml version>)")
+    kube.add_argument("--replica-token-secret", default="liveml-replica-token",
+                      help="Secret (key `token`) shared by the gateway and the replicas; "
+                           "created when missing")
+    kube.add_argument("--control-plane-url", default="",
+                      help="URL pods reach this control plane at, to download artifacts when "
+                           "the artifact store is not a URL pods can read "
+                           "(e.g. http://liveml.liveml.svc:8765)")
+    kube.add_argument("--gateway-route", choices=["pods", "service"], default="pods",
+                      help="send queries to ready pod IPs (default, retried across pods) or to "
+                           "each deployment's Service")
+    kube.add_argument("--kube-poll-interval", type=float, default=2.0,
+                      help="seconds between reads of the cluster's state")
 
     sp = add("objective", "create or list modeling objectives")
     osub = sp.add_subparsers(dest="action", required=True)
@@ -405,7 +430,12 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
             database_url=args.database_url, artifact_url=args.artifact_url,
             pin_cpus=args.pin_cpus,
             progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout,
-            log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval)))
+            log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval,
+            backend=args.backend, kube_namespace=args.kube_namespace, kubeconfig=args.kubeconfig,
+            kube_context=args.kube_context, image=args.image,
+            replica_token_secret=args.replica_token_secret,
+            control_plane_url=args.control_plane_url, gateway_route=args.gateway_route,
+            kube_poll_interval=args.kube_poll_interval)))
         return None
     return COMMANDS[args.command](client or Client(), args)
 

@@ -59,6 +59,15 @@ class Settings:
     metrics_interval: float = 5.0
     log_flush_interval: float = 0.5
     pin_cpus: bool = False
+    backend: str = "local"  # or "kubernetes"; the options below apply to Kubernetes only
+    kube_namespace: str = ""
+    kubeconfig: str = ""
+    kube_context: str = ""
+    image: str = ""
+    replica_token_secret: str = "liveml-replica-token"
+    control_plane_url: str = ""
+    gateway_route: str = "pods"
+    kube_poll_interval: float = 2.0
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()

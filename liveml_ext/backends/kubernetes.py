@@ -22,8 +22,11 @@ Calls and the RBAC verbs they need (``docs/operators-kubernetes.md``):
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import os
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,7 +34,16 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from .k8s_manifests import ANNOTATION, PORT_NAME, KubeDeployment, object_name, parse_quantity, render
+from .k8s_manifests import (
+    ANNOTATION,
+    CONTAINER,
+    MANAGED_BY,
+    PORT_NAME,
+    KubeDeployment,
+    object_name,
+    parse_quantity,
+    render,
+)
 from .k8s_manifests import _selector as selector_labels
 
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -39,6 +51,27 @@ FIELD_MANAGER = "liveml"
 HANDOVER_MANAGER = "liveml-hpa-handover"
 DEFAULT_PORT = 8080
 METRICS_GROUP, METRICS_VERSION = "metrics.k8s.io", "v1beta1"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=liveml,app.kubernetes.io/name=liveml-replica"
+
+# What the control plane's service account needs (docs/operators-kubernetes.md and the Role and
+# ClusterRole in deploy/kubernetes/ must grant at least this; a test compares them).
+ROLE_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["patch", "delete"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["patch", "delete"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+     "verbs": ["patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]},
+]
+CLUSTER_ROLE_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["nodes"], "verbs": ["list"]},
+]
 
 # waiting reasons of a container that will not fix themselves soon
 IMAGE_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
@@ -73,8 +106,11 @@ class KubernetesCluster:
     """The objects of live deployments in one Kubernetes namespace."""
 
     def __init__(self, namespace: str, api_client: kubernetes.client.ApiClient | None = None,
-                 field_manager: str = FIELD_MANAGER) -> None:
+                 field_manager: str = FIELD_MANAGER, request_timeout: float = 30.0) -> None:
         self.namespace = namespace
+        # every call: raw JSON back, and a deadline (a hung API server must not hang the caller)
+        self._call: dict[str, Any] = {"_preload_content": False,
+                                      "_request_timeout": request_timeout}
         self.api_client = api_client or kubernetes.client.ApiClient()
         self.field_manager = field_manager
         self.core = kubernetes.client.CoreV1Api(self.api_client)
@@ -93,18 +129,36 @@ class KubernetesCluster:
         }
 
     @classmethod
-    def from_config(cls, namespace: str, kubeconfig: str | None = None) -> KubernetesCluster:
+    def from_config(cls, namespace: str | None = None, kubeconfig: str | None = None,
+                    context: str | None = None) -> KubernetesCluster:
         """From a kubeconfig file (``kubeconfig``, else ``$KUBECONFIG`` or ``~/.kube/config``), or
-        the pod's service account when ``kubeconfig`` is None and none of those exists."""
+        the pod's service account when ``kubeconfig`` is None and the process runs in a pod.
+
+        ``namespace`` None: the pod's own namespace in a cluster, else the kubeconfig context's
+        namespace, else ``default``.
+        """
         configuration = kubernetes.client.Configuration()
-        if kubeconfig is None:
-            try:
-                kubernetes.config.load_incluster_config(client_configuration=configuration)
-            except kubernetes.config.ConfigException:
-                kubernetes.config.load_kube_config(client_configuration=configuration)
+        own_namespace = None
+        if kubeconfig is None and os.path.exists(SERVICE_ACCOUNT_NAMESPACE) and \
+                os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            with open(SERVICE_ACCOUNT_NAMESPACE) as fh:
+                own_namespace = fh.read().strip()
         else:
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls(namespace, kubernetes.client.ApiClient(configuration))
+            kubernetes.config.load_kube_config(config_file=kubeconfig, context=context or None,
+                                               client_configuration=configuration)
+            try:
+                _, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+                if context:
+                    contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+                    active = next((c for c in contexts if c["name"] == context), active)
+                own_namespace = (active or {}).get("context", {}).get("namespace")
+            except kubernetes.config.ConfigException:
+                own_namespace = None
+        return cls(namespace or own_namespace or "default", kubernetes.client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self.api_client.close()
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -116,13 +170,13 @@ class KubernetesCluster:
     def _apply(self, kind: str, body: Mapping[str, Any], manager: str) -> dict[str, Any]:
         patch, _ = self._kinds[kind]
         return self._json(patch(body["metadata"]["name"], self.namespace, dict(body), field_manager=manager,
-                                force=True, _content_type=APPLY_PATCH, _preload_content=False))
+                                force=True, _content_type=APPLY_PATCH, **self._call))
 
     def _delete(self, kind: str, name: str) -> bool:
         """True when deleted, False when it was not there."""
         _, delete = self._kinds[kind]
         try:
-            delete(name, self.namespace, propagation_policy="Background", _preload_content=False)
+            delete(name, self.namespace, propagation_policy="Background", **self._call)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -132,7 +186,7 @@ class KubernetesCluster:
     def _read_deployment(self, name: str) -> dict[str, Any] | None:
         try:
             return self._json(self.apps.read_namespaced_deployment(name, self.namespace,
-                                                                   _preload_content=False))
+                                                                   **self._call))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -190,7 +244,7 @@ class KubernetesCluster:
 
     def pods(self, name: str) -> list[dict[str, Any]]:
         return self._json(self.core.list_namespaced_pod(self.namespace, label_selector=label_selector(name),
-                                                        _preload_content=False)).get("items") or []
+                                                        **self._call)).get("items") or []
 
     def observe(self, name: str) -> dict[str, Any]:
         """``summarize`` of the Deployment and its pods; state FAILED with reason "not found"
@@ -207,7 +261,7 @@ class KubernetesCluster:
         out: dict[str, str] = {}
         for pod in self.pods(name):
             pod_name = pod["metadata"]["name"]
-            kwargs: dict[str, Any] = {"_preload_content": False}
+            kwargs: dict[str, Any] = dict(self._call)
             if since_seconds is not None:
                 kwargs["since_seconds"] = int(since_seconds)
             if container is not None:
@@ -226,14 +280,88 @@ class KubernetesCluster:
         """Per pod: ``{"pod", "timestamp", "window", "cpu" (cores), "memory" (bytes)}``."""
         doc = self._json(self.custom.list_namespaced_custom_object(
             METRICS_GROUP, METRICS_VERSION, self.namespace, "pods", label_selector=label_selector(name),
-            _preload_content=False))
+            **self._call))
         return [_usage(item, "pod") for item in doc.get("items") or []]
 
     def node_metrics(self) -> list[dict[str, Any]]:
         """Per node: ``{"node", "timestamp", "window", "cpu" (cores), "memory" (bytes)}``."""
         doc = self._json(self.custom.list_cluster_custom_object(METRICS_GROUP, METRICS_VERSION, "nodes",
-                                                                _preload_content=False))
+                                                                **self._call))
         return [_usage(item, "node") for item in doc.get("items") or []]
+
+
+    def pod_log(self, pod: str, since_seconds: int | None = None, previous: bool = False,
+                timestamps: bool = True, container: str = CONTAINER) -> str:
+        """One pod's log text ("" when the container has not started or the pod is gone).
+
+        With ``timestamps`` every line starts with the RFC 3339 time the kubelet saw it."""
+        kwargs: dict[str, Any] = {**self._call, "container": container, "timestamps": timestamps}
+        if since_seconds is not None:
+            kwargs["since_seconds"] = max(1, int(since_seconds))
+        if previous:
+            kwargs["previous"] = True
+        try:
+            response = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
+        except ApiException as exc:
+            if exc.status in (400, 404):
+                return ""
+            raise
+        return response.data.decode("utf-8", errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The namespace's events (``v1 Event``), for the pods and Deployments liveml made."""
+        return self._json(self.core.list_namespaced_event(self.namespace, **self._call)
+                          ).get("items") or []
+
+    def nodes(self) -> dict[str, dict[str, float]]:
+        """Allocatable ``cpu`` (cores) and ``memory`` (bytes) of every node, by name."""
+        doc = self._json(self.core.list_node(**self._call))
+        out = {}
+        for item in doc.get("items") or []:
+            allocatable = (item.get("status") or {}).get("allocatable") or {}
+            out[(item.get("metadata") or {}).get("name", "")] = {
+                "cpu": cpu_cores(allocatable.get("cpu", "0")),
+                "memory": float(memory_bytes(allocatable.get("memory", "0")))}
+        return out
+
+    def all_pod_metrics(self) -> list[dict[str, Any]]:
+        """``pod_metrics`` of every liveml replica pod in the namespace, with its ``instance``
+        (the object name of its deployment)."""
+        doc = self._json(self.custom.list_namespaced_custom_object(
+            METRICS_GROUP, METRICS_VERSION, self.namespace, "pods", label_selector=MANAGED_SELECTOR,
+            **self._call))
+        return [{**_usage(item, "pod"),
+                 "instance": ((item.get("metadata") or {}).get("labels") or {}).get(
+                     "app.kubernetes.io/instance", "")} for item in doc.get("items") or []]
+
+    def managed(self) -> dict[str, str]:
+        """Object name -> deployment RID of every Deployment liveml made in the namespace."""
+        doc = self._json(self.apps.list_namespaced_deployment(
+            self.namespace, label_selector=MANAGED_SELECTOR, **self._call))
+        return {item["metadata"]["name"]:
+                ((item["metadata"].get("annotations") or {}).get(ANNOTATION + "deployment-rid") or "")
+                for item in doc.get("items") or []}
+
+    def ensure_secret(self, name: str) -> str:
+        """The ``token`` of Secret ``name``; the Secret is created with a random one when missing
+        (server-side apply, so a concurrent creator wins consistently)."""
+        try:
+            doc = self._json(self.core.read_namespaced_secret(name, self.namespace, **self._call))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            doc = {}
+        token = ((doc.get("data") or {}).get("token"))
+        if token:
+            return base64.b64decode(token).decode()
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+                "stringData": {"token": secrets.token_urlsafe(24)}}
+        self.core.patch_namespaced_secret(name, self.namespace, body, field_manager=self.field_manager,
+                                          _content_type=APPLY_PATCH, **self._call)
+        doc = self._json(self.core.read_namespaced_secret(name, self.namespace, **self._call))
+        return base64.b64decode((doc.get("data") or {})["token"]).decode()
 
 
 def _replace_enabled(spec: KubeDeployment, enabled: bool) -> KubeDeployment:
@@ -317,7 +445,9 @@ def pod_summary(pod: Mapping[str, Any], template_annotations: Mapping[str, str] 
             "url": f"http://{ip}:{_pod_port(pod)}" if ip else None,
             "restarts": restarts, "reason": reason, "message": message, "current": current,
             "release_rid": annotations.get(ANNOTATION + "release-rid"),
-            "generation": annotations.get(ANNOTATION + "generation")}
+            "release_version": annotations.get(ANNOTATION + "release-version"),
+            "generation": annotations.get(ANNOTATION + "generation"),
+            "node": (pod.get("spec") or {}).get("nodeName")}
 
 
 def _problem(pod: Mapping[str, Any]) -> str:

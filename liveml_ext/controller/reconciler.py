@@ -22,7 +22,8 @@ from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
 from ..core.registry import Registry
 from ..gateway.pool import Gateway, Pool
-from ..store.db import Deployment, Event, Release, Store, Submission, now
+from ..store.db import Deployment, Release, Store, Submission
+from .base import ControllerBase, RuntimeBase
 
 log = logging.getLogger("liveml.controller")
 
@@ -60,19 +61,12 @@ class Target:
 
 
 @dataclass
-class Runtime:
+class Runtime(RuntimeBase):
     """What the controller knows of one deployment."""
 
-    rid: str
-    namespace: str
     replicas: list[Replica] = field(default_factory=list)
     target: Target | None = None
     was_active: bool = False
-    state: str = "STARTING"
-    reason: str = ""
-    served: str | None = None
-    desired: tuple[Any, Any, Any] | None = None  # (deployment, release, submission) as last read
-    desired_at: float = 0.0
     want: int | None = None  # replica count chosen by the autoscaler
     load: float = 0.0  # smoothed requests in flight per unit of capacity
     above_since: float | None = None
@@ -80,8 +74,10 @@ class Runtime:
     pending_reason: str = ""  # why a replica could not be started (e.g. no GPU free)
 
 
-class Controller:
+class Controller(ControllerBase):
     """The reconcile loop. ``changed(rid, event)`` asks for a prompt pass over one deployment."""
+
+    runtime_class = Runtime
 
     def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
                  backend: Backend, gateway: Gateway, *, shipper: Any = None, tick: float = 0.2,
@@ -89,23 +85,16 @@ class Controller:
                  drain_timeout: float = 30.0, refresh: float = 5.0,
                  progress_deadline: float = 600.0, max_surge: int = 1,
                  crash_window: float = 300.0) -> None:
-        self.store = store
-        self.registry = registry
-        self.artifacts = artifacts
+        super().__init__(store, registry, artifacts, gateway, shipper=shipper, tick=tick,
+                         refresh=refresh)
         self.backend = backend
-        self.gateway = gateway
-        self.shipper = shipper  # log records of replicas and of this controller
-        self.tick = tick
         self.startup_timeout = startup_timeout
         self.max_start_failures = max_start_failures
         self.drain_timeout = drain_timeout
-        self.refresh = refresh  # re-read desired state at least this often (changes also notify)
         self.progress_deadline = progress_deadline
         self.max_surge = max_surge
         self.crash_window = crash_window
         self.runtimes: dict[str, Runtime] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._stopping: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
 
@@ -113,18 +102,10 @@ class Controller:
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0),
                                            headers=self.gateway.headers)
-        with self.store.session() as s:
-            for row in s.query(Deployment):
-                self._runtime(row.rid, row.namespace)
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        await super().start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().stop()
         for rt in self.runtimes.values():
             for r in list(rt.replicas):
                 self._retire(rt, r, drain=False)
@@ -133,57 +114,13 @@ class Controller:
         if self._http:
             await self._http.close()
 
-    def changed(self, rid: str, event: str) -> None:
-        """Called by the services after a desired-state change."""
-        rt = self.runtimes.get(rid)
-        if rt is not None:
-            rt.desired = None  # read it again on the next pass
-        if event == "deleted":
-            self.runtimes.pop(rid, None)
-            self.gateway.pools.pop(rid, None)
-            if rt:
-                for r in list(rt.replicas):
-                    self._retire(rt, r, drain=True)
-            with self.store.session() as s:
-                s.query(Event).filter(Event.deployment_rid == rid).delete()
-        else:
-            if event == "disabled" and rt is not None:
-                # queries get 503 from now on, not from the next pass
-                self.gateway.pools[rid].unavailable_reason = \
-                    "the live deployment is disabled; enable it to query"
-                for r in list(rt.replicas):
-                    self._retire(rt, r, drain=True)
-            if event == "created":
-                with self.store.session() as s:
-                    row = s.get(Deployment, rid)
-                    if row:
-                        self._runtime(rid, row.namespace)
-            messages = {"created": "Deployment created", "updated": "Deployment edited",
-                        "disabled": "Deployment disabled", "enabled": "Deployment enabled",
-                        "tag": "A release tag moved"}
-            self.event(rid, event, messages.get(event, event))
-        self._wake.set()
+    def deleted(self, rt: Runtime) -> None:
+        for r in list(rt.replicas):
+            self._retire(rt, r, drain=True)
 
-    def event(self, rid: str, kind: str, message: str, level: str = "INFO",
-              **fields: Any) -> None:
-        """Record one event of a deployment: in the store (`liveml events`) and its logs."""
-        log.info("deployment %s: %s", rid, message)
-        if self.shipper is not None:
-            self.shipper.emit(rid, message, level=level, event=kind, **fields)
-        try:
-            with self.store.session() as s:
-                if s.get(Deployment, rid) is not None:
-                    s.add(Event(deployment_rid=rid, at=now(), kind=kind, message=message,
-                                fields=fields))
-        except Exception:  # noqa: BLE001 - an event must never stop the controller
-            log.exception("could not record an event")
-
-    def _runtime(self, rid: str, namespace: str) -> Runtime:
-        rt = self.runtimes.get(rid)
-        if rt is None:
-            rt = self.runtimes[rid] = Runtime(rid, namespace)
-            self.gateway.pools[rid] = Pool(rid, namespace)
-        return rt
+    def disabled(self, rt: Runtime) -> None:
+        for r in list(rt.replicas):
+            self._retire(rt, r, drain=True)
 
     def replicas(self, rid: str) -> list[dict[str, Any]]:
         rt = self.runtimes.get(rid)
@@ -212,42 +149,8 @@ class Controller:
         return {"replicas": self.replicas(rid), "rollout": rollout,
                 "autoscaling": {"desiredReplicas": rt.want or 0, "load": round(rt.load, 3)}}
 
-    # --- the loop --------------------------------------------------------------------------
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.reconcile_all()
-            except Exception:  # noqa: BLE001 - the loop must survive any single failure
-                log.exception("reconcile pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.tick)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def reconcile_all(self) -> None:
-        for rid in list(self.runtimes):
-            rt = self.runtimes.get(rid)
-            if rt is not None:
-                await self.reconcile(rt)
-
-    def _desired(self, rid: str) -> tuple[Deployment | None, Release | None, Submission | None]:
-        with self.store.session() as s:
-            row = s.get(Deployment, rid)
-            if row is None:
-                return None, None, None
-            release = self.registry.tagged_release(s, row.objective_rid, row.environment)
-            if release is None and row.served_release_rid:
-                release = s.get(Release, row.served_release_rid)  # tag gone: keep serving
-            sub = s.get(Submission, release.submission_rid) if release else None
-            s.expunge_all()
-            return row, release, sub
-
     async def reconcile(self, rt: Runtime) -> None:
-        now_ = time.monotonic()
-        if rt.desired is None or now_ - rt.desired_at > self.refresh:
-            rt.desired, rt.desired_at = self._desired(rt.rid), now_
-        row, release, sub = rt.desired
+        row, release, sub = self.desired(rt)
         if row is None:
             return
         pool = self.gateway.pools[rt.rid]
@@ -491,23 +394,11 @@ class Controller:
             state = "DEGRADED" if (rt.was_active and ready) else "STARTING"
             reason = progress + (f"; last failure: {target.reason}"
                                  if target and target.reason else "")
-        pool.unavailable_reason = (
-            "the live deployment is disabled; enable it to query" if state == "DISABLED" else
-            f"the deployment has no ready replica ({state}: {reason}); see `liveml status`")
+        self.unavailable(pool, state, reason)
         if ready_current:
             served = target.key[0] if target else None
         elif ready:
             served = ready[0].key[0]
         else:
             served = row.served_release_rid
-        if (state, reason, served) != (rt.state, rt.reason, rt.served) or \
-                (state, reason, served) != (row.state, row.reason, row.served_release_rid):
-            if state != rt.state:
-                self.event(rt.rid, "state", f"State {rt.state} -> {state}"
-                           + (f": {reason}" if reason else ""), state=state)
-            rt.state, rt.reason, rt.served = state, reason, served
-            row.state, row.reason, row.served_release_rid = state, reason, served
-            with self.store.session() as s:
-                db = s.get(Deployment, rt.rid)
-                if db is not None:
-                    db.state, db.reason, db.served_release_rid = state, reason, served
+        self.record_state(rt, row, state, reason, served)

@@ -109,17 +109,33 @@ class LogShipper:
             return []
         end = data.rfind(b"\n") + 1 if not source.final else len(data)
         source.offset += end
-        records = []
-        for line in data[:end].splitlines():
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                doc = None
-            if not isinstance(doc, dict) or "message" not in doc:
-                doc = {"time": dt.datetime.now(dt.UTC).isoformat(), "level": "INFO",
-                       "logger": "stdout", "message": line.decode(errors="replace")}
-            doc["tags"] = {**source.tags, **(doc.get("tags") or {})}
-            records.append(doc)
-        return records
+        return parse_lines(data[:end].splitlines(), source.tags)
+
+    def ingest(self, lines: list[bytes], tags: dict[str, str],
+               times: list[str | None] | None = None) -> None:
+        """Lines read elsewhere (e.g. the Kubernetes pod log API) with the tags of their replica;
+        ``times`` (one per line, optional) dates lines that are not JSON records."""
+        records = parse_lines(lines, tags, times)
+        with self._lock:
+            self.pending.extend(records)
+
+
+def parse_lines(lines: list[bytes], tags: dict[str, str],
+                times: list[str | None] | None = None) -> list[dict[str, Any]]:
+    """Replica output lines as log records: JSON records as they are (tags merged), any other
+    line (a model's ``print``) as a record of logger ``stdout``."""
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or "message" not in doc:
+            when = times[i] if times and times[i] else dt.datetime.now(dt.UTC).isoformat()
+            doc = {"time": when, "level": "INFO", "logger": "stdout",
+                   "message": line.decode(errors="replace")}
+        doc["tags"] = {**tags, **(doc.get("tags") or {})}
+        records.append(doc)
+    return records

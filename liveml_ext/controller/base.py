@@ -1,0 +1,192 @@
+"""What every controller shares: the loop, desired state from the store, events, recorded state.
+
+A controller keeps one runtime per live deployment, reads what the deployment should run from the
+store (``desired``), makes it so on its backend, and records what it sees (state, reason, served
+release) in the store and as events. ``Controller`` (reconciler.py) does it replica by replica on
+the local backend; ``KubeController`` (kubernetes.py) hands whole deployments to Kubernetes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..artifacts import ArtifactStore
+from ..core.registry import Registry
+from ..gateway.pool import Gateway, Pool
+from ..store.db import Deployment, Event, Release, Store, Submission, now
+
+log = logging.getLogger("liveml.controller")
+
+DISABLED_REASON = "the live deployment is disabled; enable it to query"
+MESSAGES = {"created": "Deployment created", "updated": "Deployment edited",
+            "disabled": "Deployment disabled", "enabled": "Deployment enabled",
+            "tag": "A release tag moved"}
+
+Desired = tuple[Deployment | None, Release | None, Submission | None]
+
+
+@dataclass
+class RuntimeBase:
+    """What a controller knows of one deployment, whatever the backend."""
+
+    rid: str
+    namespace: str
+    state: str = "STARTING"
+    reason: str = ""
+    served: str | None = None
+    desired: Desired | None = None  # (deployment, release, submission) as last read
+    desired_at: float = 0.0
+
+
+class ControllerBase:
+    """The loop, the runtimes and the bookkeeping; subclasses define ``reconcile(rt)``."""
+
+    runtime_class: type[RuntimeBase] = RuntimeBase
+
+    def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
+                 gateway: Gateway, *, shipper: Any = None, tick: float = 0.2,
+                 refresh: float = 5.0) -> None:
+        self.store = store
+        self.registry = registry
+        self.artifacts = artifacts
+        self.gateway = gateway
+        self.shipper = shipper  # log records of replicas and of this controller
+        self.tick = tick
+        self.refresh = refresh  # re-read desired state at least this often (changes also notify)
+        self.runtimes: dict[str, Any] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        with self.store.session() as s:
+            for row in s.query(Deployment):
+                self._runtime(row.rid, row.namespace)
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def changed(self, rid: str, event: str) -> None:
+        """Called by the services after a desired-state change."""
+        rt = self.runtimes.get(rid)
+        if rt is not None:
+            rt.desired = None  # read it again on the next pass
+        if event == "deleted":
+            self.runtimes.pop(rid, None)
+            self.gateway.pools.pop(rid, None)
+            if rt is not None:
+                self.deleted(rt)
+            with self.store.session() as s:
+                s.query(Event).filter(Event.deployment_rid == rid).delete()
+        else:
+            if event == "disabled" and rt is not None:
+                # queries get 503 from now on, not from the next pass
+                self.gateway.pools[rid].unavailable_reason = DISABLED_REASON
+                self.disabled(rt)
+            if event == "created":
+                with self.store.session() as s:
+                    row = s.get(Deployment, rid)
+                    if row:
+                        self._runtime(rid, row.namespace)
+            self.event(rid, event, MESSAGES.get(event, event))
+        self._wake.set()
+
+    def deleted(self, rt: Any) -> None:
+        """The deployment is gone from the store: stop everything it ran."""
+
+    def disabled(self, rt: Any) -> None:
+        """The deployment was just disabled: stop serving now."""
+
+    def event(self, rid: str, kind: str, message: str, level: str = "INFO",
+              **fields: Any) -> None:
+        """Record one event of a deployment: in the store (`liveml events`) and its logs."""
+        log.info("deployment %s: %s", rid, message)
+        if self.shipper is not None:
+            self.shipper.emit(rid, message, level=level, event=kind, **fields)
+        try:
+            with self.store.session() as s:
+                if s.get(Deployment, rid) is not None:
+                    s.add(Event(deployment_rid=rid, at=now(), kind=kind, message=message,
+                                fields=fields))
+        except Exception:  # noqa: BLE001 - an event must never stop the controller
+            log.exception("could not record an event")
+
+    def _runtime(self, rid: str, namespace: str) -> Any:
+        rt = self.runtimes.get(rid)
+        if rt is None:
+            rt = self.runtimes[rid] = self.runtime_class(rid, namespace)
+            self.gateway.pools[rid] = Pool(rid, namespace)
+        return rt
+
+    # --- the loop --------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile_all()
+            except Exception:  # noqa: BLE001 - the loop must survive any single failure
+                log.exception("reconcile pass failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def reconcile_all(self) -> None:
+        for rid in list(self.runtimes):
+            rt = self.runtimes.get(rid)
+            if rt is not None:
+                await self.reconcile(rt)
+
+    async def reconcile(self, rt: Any) -> None:
+        raise NotImplementedError
+
+    def desired(self, rt: RuntimeBase) -> Desired:
+        """The deployment row, the release it should serve and its submission (cached for
+        ``refresh`` seconds or until ``changed``)."""
+        now_ = time.monotonic()
+        if rt.desired is None or now_ - rt.desired_at > self.refresh:
+            rt.desired, rt.desired_at = self._read_desired(rt.rid), now_
+        return rt.desired
+
+    def _read_desired(self, rid: str) -> Desired:
+        with self.store.session() as s:
+            row = s.get(Deployment, rid)
+            if row is None:
+                return None, None, None
+            release = self.registry.tagged_release(s, row.objective_rid, row.environment)
+            if release is None and row.served_release_rid:
+                release = s.get(Release, row.served_release_rid)  # tag gone: keep serving
+            sub = s.get(Submission, release.submission_rid) if release else None
+            s.expunge_all()
+            return row, release, sub
+
+    def record_state(self, rt: RuntimeBase, row: Deployment, state: str, reason: str,
+                     served: str | None) -> None:
+        """Keep state, reason and served release in the runtime and the store; a changed state
+        is an event."""
+        if (state, reason, served) != (rt.state, rt.reason, rt.served) or \
+                (state, reason, served) != (row.state, row.reason, row.served_release_rid):
+            if state != rt.state:
+                self.event(rt.rid, "state", f"State {rt.state} -> {state}"
+                           + (f": {reason}" if reason else ""), state=state)
+            rt.state, rt.reason, rt.served = state, reason, served
+            row.state, row.reason, row.served_release_rid = state, reason, served
+            with self.store.session() as s:
+                db = s.get(Deployment, rt.rid)
+                if db is not None:
+                    db.state, db.reason, db.served_release_rid = state, reason, served
+
+    @staticmethod
+    def unavailable(pool: Pool, state: str, reason: str) -> None:
+        """Why queries get 503 while the pool is empty."""
+        pool.unavailable_reason = DISABLED_REASON if state == "DISABLED" else (
+            f"the deployment has no ready replica ({state}: {reason}); see `liveml status`")
