@@ -14,7 +14,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from .artifacts import ArtifactStore
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .controller.reconciler import Controller
+
+if TYPE_CHECKING:
+    from .controller.kubernetes import KubeController
 from .core import models as m
 from .core.auth import PREFIX, Tokens
 from .core.deployments import Deployments
@@ -79,7 +82,10 @@ class ControlPlane:
     """Everything behind the REST API; ``start()`` begins reconciling, ``stop()`` ends it."""
 
     def __init__(self, settings: Settings | None = None, backend: Backend | None = None,
-                 profiles: ProfileCatalog | None = None) -> None:
+                 profiles: ProfileCatalog | None = None, cluster: Any = None) -> None:
+        """``backend`` runs replicas one by one (default: local processes); with
+        ``settings.backend == "kubernetes"`` a ``KubernetesCluster`` (``cluster``, else one from
+        the kubeconfig or the pod's service account) runs whole deployments instead."""
         self.settings = s = settings or Settings()
         s.home.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.database_url)
@@ -87,8 +93,15 @@ class ControlPlane:
         self.tokens = Tokens(self.store)
         self.gateway = Gateway(timeout=s.inference_timeout,
                                replica_token=secrets.token_urlsafe(16))
-        self.backend = backend or LocalBackend(s.home, pin_cpus=s.pin_cpus)
-        limits = {"max_thread_count": s.max_thread_count, "gpu_types": self.backend.gpu_types()}
+        kube = s.backend == "kubernetes"
+        if s.backend not in ("local", "kubernetes"):
+            raise ValueError(f"unknown backend {s.backend!r}: use local or kubernetes")
+        self.backend: Backend | None = None if kube else \
+            (backend or LocalBackend(s.home, pin_cpus=s.pin_cpus))
+        self.backend_name = "kubernetes" if kube else self.backend.name  # type: ignore[union-attr]
+        limits = {"max_thread_count": s.max_thread_count,
+                  "gpu_types": self.backend.gpu_types() if self.backend else [],
+                  "check_gpus": not kube}
         profiles_file = s.profiles_file or (s.home / "profiles.json" if (s.home / "profiles.json")
                                             .exists() else "")
         self.profiles = profiles or (ProfileCatalog.from_file(profiles_file, **limits)
@@ -103,18 +116,38 @@ class ControlPlane:
         self.request_stats = RequestStats()
         self.sampler = Sampler(self.metrics, self.request_stats)
         self._tasks: list[asyncio.Task] = []
-        self.controller = Controller(self.store, self.registry, self.artifacts, self.backend,
-                                     self.gateway, shipper=self.shipper, tick=s.tick,
-                                     startup_timeout=s.startup_timeout,
-                                     drain_timeout=s.drain_timeout,
-                                     progress_deadline=s.progress_deadline)
+        self.controller: Controller | KubeController
+        if kube:
+            self.controller = self._kube_controller(cluster)
+        else:
+            assert self.backend is not None
+            self.controller = Controller(self.store, self.registry, self.artifacts,
+                                         self.backend, self.gateway, shipper=self.shipper,
+                                         tick=s.tick, startup_timeout=s.startup_timeout,
+                                         drain_timeout=s.drain_timeout,
+                                         progress_deadline=s.progress_deadline)
         self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
         self.registry.on_tag = self.deployments.on_tag
         self.backend_env = {"LIVEML_REPLICA_TOKEN": self.gateway.headers["X-LiveML-Replica-Token"]}
         self.admin_token = ""
 
+    def _kube_controller(self, cluster: Any) -> KubeController:
+        from .backends.kubernetes import KubernetesCluster
+        from .controller.kubernetes import KubeController, KubeSettings
+
+        s = self.settings
+        cluster = cluster or KubernetesCluster.from_config(
+            s.kube_namespace or None, s.kubeconfig or None, s.kube_context or None)
+        settings = KubeSettings(image=s.image, replica_token_secret=s.replica_token_secret,
+                                control_plane_url=s.control_plane_url,
+                                gateway_route=s.gateway_route, poll_interval=s.kube_poll_interval)
+        return KubeController(self.store, self.registry, self.artifacts, cluster, self.gateway,
+                              settings, shipper=self.shipper, tick=s.tick,
+                              state_file=s.home / "logs" / "kubernetes-tails.json")
+
     async def start(self) -> None:
-        os.environ.update(self.backend_env)  # replicas inherit the gateway's shared secret
+        if self.backend is not None:  # local replicas inherit the gateway's shared secret
+            os.environ.update(self.backend_env)
         await self.controller.start()
         loop = asyncio.get_running_loop()
         s = self.settings
@@ -133,12 +166,9 @@ class ControlPlane:
             await asyncio.sleep(seconds)
 
     def sample_metrics(self) -> None:
-        replicas = [(rid, r.node_id, self.backend.pid(r.handle))
-                    for rid, rt in list(self.controller.runtimes.items())
-                    for r in list(rt.replicas)]
         inflight = {(rid, m.node_id): m.inflight for rid, pool in list(self.gateway.pools.items())
                     for m in list(pool.members)}
-        self.metrics.append(self.sampler.rows(replicas, inflight))
+        self.metrics.append(self.controller.sample(self.sampler, inflight))
 
     def sweep(self) -> None:
         self.logs.sweep()
@@ -148,7 +178,8 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await self.controller.stop()
-        await self.backend.shutdown()
+        if self.backend is not None:
+            await self.backend.shutdown()
         await self.gateway.close()
         await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
         self.logs.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Int, Type, Unicode
+from traitlets import Bool, Enum, Float, Int, Type, Unicode
 
 from .backends.base import Backend
 from .backends.local import LocalBackend
@@ -37,14 +37,38 @@ class LiveMLExtension(ExtensionApp):
     max_body_bytes = Int(50 * 1024 * 1024, config=True, help="inference body limit (bytes)")
     inference_timeout = Float(60.0, config=True, help="seconds a replica may take to answer")
     pin_cpus = Bool(False, config=True, help="pin each replica to ceil(cpu) cores")
+    backend = Enum(["local", "kubernetes"], "local", config=True,
+                   help="where replicas run: local processes (backend_class) or Kubernetes")
+    kube_namespace = Unicode("", config=True, help="Kubernetes namespace of the replicas' "
+                             "objects (default: own namespace in a pod, else the context's)")
+    kubeconfig = Unicode("", config=True, help="kubeconfig file (default: in-cluster config, "
+                         "else $KUBECONFIG or ~/.kube/config)")
+    kube_context = Unicode("", config=True, help="kubeconfig context (default: current)")
+    runtime_image = Unicode("", config=True, help="replica image (runtime/Dockerfile)")
+    replica_token_secret = Unicode("liveml-replica-token", config=True,
+                                   help="Secret holding the gateway/replica shared token")
+    control_plane_url = Unicode("", config=True, help="URL pods reach this server at, to "
+                                "download artifacts when the store is local disk")
+    gateway_route = Enum(["pods", "service"], "pods", config=True,
+                         help="route queries to ready pod IPs or to each deployment's Service")
+    kube_poll_interval = Float(2.0, config=True, help="seconds between reads of the cluster")
 
     def initialize_settings(self) -> None:
         settings = Settings(home=Path(self.home) if self.home else default_home(),
                             database_url=self.database_url, artifact_url=self.artifact_url,
                             max_body_bytes=self.max_body_bytes,
-                            inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus)
-        backend = self.backend_class(settings.home, pin_cpus=self.pin_cpus) \
-            if self.backend_class is LocalBackend else self.backend_class()
+                            inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus,
+                            backend=self.backend, kube_namespace=self.kube_namespace,
+                            kubeconfig=self.kubeconfig, kube_context=self.kube_context,
+                            image=self.runtime_image,
+                            replica_token_secret=self.replica_token_secret,
+                            control_plane_url=self.control_plane_url,
+                            gateway_route=self.gateway_route,
+                            kube_poll_interval=self.kube_poll_interval)
+        backend = None
+        if self.backend == "local":
+            backend = self.backend_class(settings.home, pin_cpus=self.pin_cpus) \
+                if self.backend_class is LocalBackend else self.backend_class()
         self.cp = ControlPlane(settings, backend=backend)
 
     def initialize_handlers(self) -> None:

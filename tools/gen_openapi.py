@@ -122,6 +122,7 @@ PATH_PARAMETERS = {
     "version": "The release's version, unique within the objective.",
     "deployment": "The live deployment: its RID, its API name or its name; prefix `NAMESPACE/` "
                   "(slash URL-encoded as `%2F`) to choose the namespace.",
+    "artifact": "The artifact's SHA-256 (hex), as `PUT /liveml/api/artifacts` answered.",
     "rid": "The live deployment's RID (`ri.foundry-ml-live.main.live-deployment.<uuid>`).",
 }
 NAMESPACE_QUERY = {"name": "namespace", "in": "query", "required": False,
@@ -238,6 +239,13 @@ OPERATIONS: list[Op] = [
        errors=(E.InvalidArgument, E.PermissionDenied),
        description="Content-addressed: uploading the same bytes again gives the same artifactId. "
                    "Needs manage scope on the token's namespace (or `default`)."),
+    Op(f"{API}/artifacts/{{artifact}}", "get", mg.ArtifactHandler, "downloadArtifact",
+       "artifacts", "Download a model file (raw bytes)",
+       {"type": "string", "contentMediaType": "application/octet-stream"},
+       errors=(E.PermissionDenied, E.ArtifactNotFound), media="application/octet-stream",
+       description="For Kubernetes replicas that cannot read the artifact store themselves "
+                   "(`--control-plane-url`): they authenticate with the replica token in "
+                   "`X-LiveML-Replica-Token`. Otherwise an admin token is needed."),
     Op(f"{API}/deployments", "get", mg.DeploymentsHandler, "listDeployments", "deployments",
        "List the live deployments the caller can see", listing(m.DescribeLiveDeployment),
        query=(NAMESPACE_QUERY,)),

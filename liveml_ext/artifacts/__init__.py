@@ -5,6 +5,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import fsspec
 
@@ -37,6 +38,10 @@ class ArtifactStore:
 
     def size(self, sha256: str) -> int:
         return int(self.fs.size(self._path(sha256)))
+
+    def open(self, sha256: str) -> Any:
+        """The artifact's bytes as a binary file object (close it)."""
+        return self.fs.open(self._path(sha256), "rb")
 
     def uri(self, sha256: str) -> str:
         return self.fs.unstrip_protocol(self._path(sha256))

@@ -122,6 +122,12 @@ class Controller(ControllerBase):
         for r in list(rt.replicas):
             self._retire(rt, r, drain=True)
 
+    def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:
+        """Metric rows: this host, each replica's process tree, the gateway's requests."""
+        replicas = [(rid, r.node_id, self.backend.pid(r.handle))
+                    for rid, rt in list(self.runtimes.items()) for r in list(rt.replicas)]
+        return sampler.rows(replicas, inflight)
+
     def replicas(self, rid: str) -> list[dict[str, Any]]:
         rt = self.runtimes.get(rid)
         if rt is None:

@@ -63,11 +63,14 @@ class ProfileCatalog:
 
     def __init__(self, replica: list[ReplicaProfile] | None = None,
                  resource: list[ResourceProfile] | None = None, max_thread_count: int = 16,
-                 gpu_types: list[str] | None = None) -> None:
+                 gpu_types: list[str] | None = None, check_gpus: bool = True) -> None:
         self.replica = {p.name: p for p in (replica or DEFAULT_REPLICA_PROFILES)}
         self.resource = {p.name: p for p in (resource or DEFAULT_RESOURCE_PROFILES)}
         self.max_thread_count = max_thread_count
         self.gpu_types = list(gpu_types or [])
+        # False when a scheduler elsewhere places GPUs (Kubernetes): a pod that cannot get one
+        # waits as Unschedulable, with the reason in the deployment's status
+        self.check_gpus = check_gpus
 
     @classmethod
     def from_file(cls, path: str | Path, **limits: Any) -> ProfileCatalog:
@@ -116,7 +119,7 @@ class ProfileCatalog:
                 f"{self.max_thread_count}", maxThreadCount=self.max_thread_count,
                 providedThreadCount=config["threadCount"])
         gpu, kind = config["gpu"], config["gpuType"]
-        if gpu:
+        if gpu and self.check_gpus:
             available = sorted(set(self.gpu_types))
             if kind and kind not in available:
                 raise GpuTypeNotAvailable(

@@ -54,6 +54,15 @@ class Gateway:
         self.client = ReplicaClient({"X-LiveML-Replica-Token": replica_token} if replica_token else {})
         self._rr = itertools.count()
 
+    def set_replica_token(self, token: str) -> None:
+        """The shared secret replicas expect (e.g. read from a Kubernetes Secret at start)."""
+        self.headers["X-LiveML-Replica-Token"] = token
+        self.client.extra = f"X-LiveML-Replica-Token: {token}\r\n".encode()
+
+    @property
+    def replica_token(self) -> str:
+        return self.headers.get("X-LiveML-Replica-Token", "")
+
     def pool(self, rid: str) -> Pool:
         pool = self.pools.get(rid)
         if pool is None:

@@ -23,6 +23,7 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/objectives/([^/]+)/releases/([^/]+)/promote", mg.PromoteHandler),
     (rf"{API}/objectives/([^/]+)/tag-history", mg.TagHistoryHandler),
     (rf"{API}/artifacts", mg.ArtifactsHandler),
+    (rf"{API}/artifacts/([^/]+)", mg.ArtifactHandler),
     (rf"{API}/deployments", mg.DeploymentsHandler),
     (rf"{API}/deployments/([^/]+)", mg.DeploymentHandler),
     (rf"{API}/deployments/([^/]+)/(disable|enable)", mg.DeploymentActionHandler),

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,8 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core import models as m
-from ..core.errors import InvalidArgument
+from ..core.errors import ArtifactNotFound, InvalidArgument, PermissionDenied
+from ..core.registry import Principal
 from ..core.timewindow import window
 from ..observability.metrics import KINDS
 from .base import LiveMLHandlerMixin
@@ -49,6 +52,34 @@ class ArtifactsHandler(LiveMLHandlerMixin):
     def put(self) -> None:
         self.principal.require(self.principal.namespace or "default")
         self.reply(self.cp.put_artifact(self.request.body), 201)  # type: ignore[attr-defined]
+
+
+class ArtifactHandler(LiveMLHandlerMixin):
+    """``GET``: an artifact's bytes, for Kubernetes pods that cannot read the artifact store
+    (they present the replica token, ``X-LiveML-Replica-Token``) and for admins."""
+
+    def authenticate(self) -> Principal:
+        given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
+        expected = self.cp.gateway.replica_token
+        if given and expected and hmac.compare_digest(given.encode(), expected.encode()):
+            return Principal(name="replica", scope="query")
+        return super().authenticate()
+
+    async def get(self, sha256: str) -> None:
+        p = self.principal
+        if p.name != "replica" and (p.scope != "admin" or p.namespace is not None):
+            raise PermissionDenied("artifacts are read by replicas and admins only",
+                                   requiredScope="admin")
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256) or not self.cp.artifacts.exists(sha256):
+            raise ArtifactNotFound(f"no artifact {sha256!r}", artifactId=sha256)
+        self.set_header("Content-Type", "application/octet-stream")  # type: ignore[attr-defined]
+        self.set_header("Content-Length", str(self.cp.artifacts.size(sha256)))  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        with self.cp.artifacts.open(sha256) as fh:
+            while chunk := await loop.run_in_executor(None, fh.read, 1 << 20):
+                self.write(chunk)  # type: ignore[attr-defined]
+                await self.flush()  # type: ignore[attr-defined]
+        self.finish()  # type: ignore[attr-defined]
 
 
 class SubmissionsHandler(LiveMLHandlerMixin):
@@ -234,4 +265,4 @@ class WhoAmIHandler(LiveMLHandlerMixin):
     def get(self) -> None:
         p = self.principal
         self.reply({"name": p.name, "scope": p.scope, "namespace": p.namespace,
-                    "backend": self.cp.backend.name})
+                    "backend": self.cp.backend_name})

@@ -152,11 +152,14 @@ class Sampler:
         psutil.cpu_percent(None)
 
     def rows(self, replicas: list[tuple[str, str, int | None]],
-             inflight: dict[tuple[str, str], int]) -> list[tuple[float, str, str, str, str, float]]:
-        """``replicas``: (deployment rid, node id, pid) of the live replicas."""
+             inflight: dict[tuple[str, str], int], host: bool = True
+             ) -> list[tuple[float, str, str, str, str, float]]:
+        """``replicas``: (deployment rid, node id, pid) of the live replicas on this host;
+        ``host``: sample this host too (not when replicas run elsewhere)."""
         now = time.time()
         rows = [(now, "", self.host, "host", "cpu_percent", psutil.cpu_percent(None)),
-                (now, "", self.host, "host", "memory_percent", psutil.virtual_memory().percent)]
+                (now, "", self.host, "host", "memory_percent", psutil.virtual_memory().percent)
+                ] if host else []
         seen = set()
         for rid, node, pid in replicas:
             if pid is None:

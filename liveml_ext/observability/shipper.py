@@ -65,11 +65,13 @@ class LogShipper:
                 source.final = True
 
     def emit(self, deployment_rid: str, message: str, level: str = "INFO",
-             logger: str = "liveml.controller", **fields: Any) -> None:
-        """A record from the control plane itself (tags.node_id ``control-plane``)."""
-        record = {"time": dt.datetime.now(dt.UTC).isoformat(), "level": level,
+             logger: str = "liveml.controller", node_id: str = "control-plane",
+             time: str | None = None, **fields: Any) -> None:
+        """A record from the control plane itself (tags.node_id ``control-plane``), or what it
+        learnt of a replica (e.g. a Kubernetes event of a pod: ``node_id`` the pod)."""
+        record = {"time": time or dt.datetime.now(dt.UTC).isoformat(), "level": level,
                   "logger": logger, "message": message,
-                  "tags": {"node_id": "control-plane", "deployment_rid": deployment_rid},
+                  "tags": {"node_id": node_id, "deployment_rid": deployment_rid},
                   "fields": fields}
         with self._lock:
             self.pending.append(record)

@@ -1,0 +1,572 @@
+"""The Kubernetes controller: each live deployment is a Kubernetes Deployment that rolls itself.
+
+Where the local controller starts and stops replica processes one by one, this one states what a
+deployment should be and lets Kubernetes do it. Per deployment, in a background task:
+
+1. **Apply.** The store's desired state (release, generation, profiles, enabled) becomes a
+   ``KubeDeployment``; when it differs from what was last applied (or every ``reapply`` seconds,
+   to undo drift) its objects are server-side applied. Kubernetes rolls the pods (maxSurge 1,
+   maxUnavailable 0), restarts crashed containers and schedules GPUs.
+2. **Observe**, every ``poll_interval``: the Deployment and its pods become the state, reason,
+   rollout and served release in the store, and the gateway pool (the ready pods' URLs, or the
+   Service). New pod log lines (the pod log API, with the kubelet's timestamps) go to the log
+   store with ``tags.node_id`` = the pod name; a restarted container's previous log is read too,
+   so a crash's traceback is kept.
+
+Once per poll the namespace's Kubernetes events (FailedScheduling, BackOff, Unhealthy, ...)
+become liveml events (warnings) or log records (normal ones). Metrics come from
+``metrics.k8s.io`` (``sample``). A renamed API name renames the objects: the new ones are applied,
+the old ones serve until the new ones are ready, then go. Deletes that fail are retried.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import __version__
+from ..artifacts import ArtifactStore
+from ..backends.k8s_manifests import SERVICE_PORT, KubeDeployment, object_name
+from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster
+from ..core.registry import Registry
+from ..gateway.pool import Gateway, Pool
+from ..store.db import Deployment, Release, Store, Submission
+from .base import ControllerBase, RuntimeBase
+
+log = logging.getLogger("liveml.controller.kubernetes")
+
+
+@dataclass
+class KubeSettings:
+    """How the control plane uses a cluster (``liveml server --backend kubernetes`` flags)."""
+
+    image: str = ""  # the replica image (runtime/Dockerfile); default liveml/runtime:<version>
+    replica_token_secret: str = "liveml-replica-token"
+    control_plane_url: str = ""  # where pods download artifacts when the store is local disk
+    gateway_route: str = "pods"  # or "service"
+    poll_interval: float = 2.0
+    reapply: float = 300.0
+
+    @property
+    def replica_image(self) -> str:
+        return self.image or f"liveml/runtime:{__version__}"
+
+
+@dataclass
+class LogTail:
+    """How far one pod's log has been read: the last kubelet timestamp and the lines at it."""
+
+    last: str = ""
+    at_last: set[int] = field(default_factory=set)
+    restarts: int = 0
+
+
+@dataclass
+class KubeRuntime(RuntimeBase):
+    name: str = ""  # the object name now applied
+    old_names: set[str] = field(default_factory=set)  # after an API name change, until removed
+    applied: KubeDeployment | None = None
+    applied_at: float = 0.0
+    apply_error: str = ""
+    retry_at: float = 0.0
+    backoff: float = 1.0
+    observed_at: float = -1e9
+    summary: dict[str, Any] | None = None  # KubernetesCluster.observe of ``name``
+    old_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    busy: bool = False
+
+
+def _ts_key(stamp: str) -> str:
+    """An RFC 3339 UTC time with its fraction padded to 9 digits, so that strings compare in
+    time order (the kubelet trims trailing zeros)."""
+    base, _, frac = stamp.rstrip("Z").partition(".")
+    return f"{base}.{frac.ljust(9, '0')[:9]}Z"
+
+
+def _epoch(stamp: str) -> float:
+    base = stamp.rstrip("Z").partition(".")[0]
+    return dt.datetime.fromisoformat(base).replace(tzinfo=dt.UTC).timestamp()
+
+
+def split_log(text: str) -> list[tuple[str, bytes]]:
+    """``<timestamp> <line>`` lines of the pod log API as (normalized timestamp, line)."""
+    out = []
+    for line in text.splitlines():
+        stamp, sep, rest = line.partition(" ")
+        if sep and stamp[:4].isdigit() and "T" in stamp:
+            out.append((_ts_key(stamp), rest.encode()))
+    return out
+
+
+def describe_error(exc: BaseException) -> str:
+    """An API error as one line an operator can act on."""
+    if isinstance(exc, ApiException):
+        message = exc.reason or ""
+        try:
+            doc = json.loads(exc.body or "{}")
+            message = doc.get("message") or message
+        except (TypeError, ValueError):
+            pass
+        hint = " (the control plane's service account lacks a permission: see " \
+               "docs/operators-kubernetes.md, RBAC)" if exc.status == 403 else ""
+        return f"the Kubernetes API answered {exc.status}: {message}{hint}"
+    return f"the Kubernetes API could not be reached: {exc}"
+
+
+class KubeController(ControllerBase):
+    """Keeps one Kubernetes Deployment (with Service, PDB, HPA) per live deployment."""
+
+    runtime_class = KubeRuntime
+
+    def __init__(self, store: Store, registry: Registry, artifacts: ArtifactStore,
+                 cluster: KubernetesCluster, gateway: Gateway, settings: KubeSettings, *,
+                 shipper: Any = None, tick: float = 0.2, refresh: float = 5.0,
+                 state_file: Path | None = None, workers: int = 8) -> None:
+        super().__init__(store, registry, artifacts, gateway, shipper=shipper, tick=tick,
+                         refresh=refresh)
+        self.cluster = cluster
+        self.settings = settings
+        self.runtimes: dict[str, KubeRuntime] = {}
+        self.state_file = state_file  # log read positions, kept across restarts
+        self.tails: dict[str, LogTail] = self._load_tails()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="liveml-kube")
+        self._tasks: set[asyncio.Task] = set()
+        self._pending_deletes: set[str] = set()
+        self._known_names: dict[str, set[str]] = {}  # rid -> object names found in the cluster
+        self._namespace_at = -1e9
+        self._namespace_busy = False
+        self._seen_events: dict[str, int] = {}
+        self._events_since = dt.datetime.now(dt.UTC)
+        self._nodes: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
+        self.token_ready = False
+        self.cluster_error = ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def start(self) -> None:
+        if not self._remote_artifacts() and not self.settings.control_plane_url:
+            log.warning("the artifact store %s is local disk and no --control-plane-url is set: "
+                        "only pods sharing this file system can read artifacts. Use an "
+                        "--artifact-url pods can read (s3://...) or --control-plane-url",
+                        self.artifacts.url)
+        await self._ensure_token()
+        try:
+            for name, rid in (await self._call(self.cluster.managed)).items():
+                if rid:
+                    self._known_names.setdefault(rid, set()).add(name)
+        except Exception as exc:  # noqa: BLE001 - the loop retries what it needs
+            log.warning("could not list liveml's Deployments: %s", describe_error(exc))
+        await super().start()
+        for rid, names in self._known_names.items():
+            if rid not in self.runtimes:  # deleted while this control plane was away
+                self._pending_deletes.update(names)
+
+    async def _ensure_token(self) -> bool:
+        """The gateway's shared secret is the Secret's token (created when missing)."""
+        if self.token_ready:
+            return True
+        try:
+            token = await self._call(self.cluster.ensure_secret, self.settings.replica_token_secret)
+        except Exception as exc:  # noqa: BLE001 - reported in every deployment's state
+            self.cluster_error = describe_error(exc)
+            log.error("Kubernetes: %s; retrying", self.cluster_error)
+            return False
+        self.gateway.set_replica_token(token)
+        self.token_ready, self.cluster_error = True, ""
+        return True
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._save_tails()
+        self._pool.shutdown(wait=False)
+        await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
+
+    def deleted(self, rt: KubeRuntime) -> None:
+        names = {rt.name, *rt.old_names, *self._known_names.pop(rt.rid, set())} - {""}
+        if not names:  # never applied in this process: the name follows from the row
+            row = (rt.desired or (None,))[0]
+            if row is not None:
+                names = {object_name(row.api_name, row.namespace)}
+        self._pending_deletes.update(names)
+        self._namespace_at = -1e9  # delete on the next pass
+
+    def disabled(self, rt: KubeRuntime) -> None:
+        pool = self.gateway.pools.get(rt.rid)
+        if pool is not None:
+            for member in list(pool.members):
+                pool.remove(member.node_id)
+
+    # --- the loop --------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reconcile_all(self) -> None:
+        if not await self._ensure_token():
+            for rt in list(self.runtimes.values()):
+                row = self.desired(rt)[0]
+                if row is not None:
+                    self.record_state(rt, row, "FAILED" if row.enabled else "DISABLED",
+                                      self.cluster_error if row.enabled else "", rt.served)
+            return
+        now_ = time.monotonic()
+        if not self._namespace_busy and now_ - self._namespace_at >= self.settings.poll_interval:
+            self._namespace_busy, self._namespace_at = True, now_
+            self._spawn(self._namespace_pass())
+        await super().reconcile_all()
+
+    async def reconcile(self, rt: KubeRuntime) -> None:
+        if not rt.busy:
+            rt.busy = True
+            self._spawn(self._sync(rt))
+
+    async def _sync(self, rt: KubeRuntime) -> None:
+        try:
+            await self._sync_once(rt)
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("deployment %s: sync failed", rt.rid)
+        finally:
+            rt.busy = False
+
+    async def _sync_once(self, rt: KubeRuntime) -> None:
+        row, release, sub = self.desired(rt)
+        if row is None or rt.rid not in self.runtimes:
+            return
+        now_ = time.monotonic()
+        if release is None or sub is None:
+            self.record_state(rt, row, "FAILED", f"no release is tagged {row.environment}", None)
+            return
+        spec = self.spec(row, release, sub)
+        name = object_name(row.api_name, row.namespace)
+        if rt.name and rt.name != name:
+            rt.old_names.add(rt.name)
+        rt.old_names |= self._known_names.get(rt.rid, set()) - {name}
+        rt.old_names.discard(name)
+        rt.name = name
+        if (spec != rt.applied or now_ - rt.applied_at > self.settings.reapply) \
+                and now_ >= rt.retry_at:
+            await self._apply(rt, spec)
+        if now_ - rt.observed_at >= self.settings.poll_interval:
+            rt.observed_at = now_
+            await self._observe(rt)
+            self._update(rt, row, release)
+            if rt.old_names and rt.summary and rt.summary["state"] in ("ACTIVE", "DISABLED"):
+                self._pending_deletes |= rt.old_names  # the renamed objects serve: drop the old
+                self._known_names.pop(rt.rid, None)
+                rt.old_names.clear()
+                rt.old_summaries.clear()
+
+    async def _apply(self, rt: KubeRuntime, spec: KubeDeployment) -> None:
+        before = rt.applied
+        try:
+            await self._call(self.cluster.apply, spec)
+        except Exception as exc:  # noqa: BLE001 - reported in state and events, retried
+            error = describe_error(exc)
+            if error != rt.apply_error:
+                self.event(rt.rid, "kubernetes", f"Could not apply the Kubernetes objects: {error}",
+                           level="ERROR")
+            rt.apply_error = error
+            rt.retry_at = time.monotonic() + rt.backoff
+            rt.backoff = min(60.0, rt.backoff * 2)
+            return
+        rt.applied, rt.applied_at, rt.apply_error, rt.backoff = spec, time.monotonic(), "", 1.0
+        rt.observed_at = -1e9  # look at once
+        if before is not None and (before.release_rid, before.generation, before.enabled) != \
+                (spec.release_rid, spec.generation, spec.enabled) and spec.enabled:
+            self.event(rt.rid, "rollout", f"Rolling out release {spec.release_version} "
+                       f"(generation {spec.generation}) on Kubernetes", release=spec.release_version)
+
+    def spec(self, row: Deployment, release: Release, sub: Submission) -> KubeDeployment:
+        """The Kubernetes objects' source for one deployment as the store has it."""
+        return KubeDeployment(
+            deployment_rid=row.rid, api_name=row.api_name, liveml_namespace=row.namespace,
+            kube_namespace=self.cluster.namespace, release_rid=release.rid,
+            release_version=release.version, model_uuid=sub.model_uuid,
+            artifact_url=self.artifact_url(sub.artifact_sha256),
+            requirements=dict(sub.requirements or {}), generation=row.generation,
+            runtime=dict(row.runtime_configuration), image=self.settings.replica_image,
+            enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
+            replica_profile=row.replica_profile, resource_profile=row.resource_profile)
+
+    def _remote_artifacts(self) -> bool:
+        protocols = self.artifacts.fs.protocol
+        protocols = protocols if isinstance(protocols, tuple) else (protocols,)
+        return not {"file", "local"} & set(protocols)
+
+    def artifact_url(self, sha256: str) -> str:
+        """Where pods read an artifact: the store's own URL when it is remote, else the control
+        plane's artifact download (authenticated with the replica token), else the local path
+        (pods that share this file system only)."""
+        if self._remote_artifacts():
+            return self.artifacts.uri(sha256)
+        if self.settings.control_plane_url:
+            return f"{self.settings.control_plane_url.rstrip('/')}/liveml/api/artifacts/{sha256}"
+        return self.artifacts.local_path(sha256)
+
+    # --- observing -------------------------------------------------------------------------
+    async def _observe(self, rt: KubeRuntime) -> None:
+        try:
+            rt.summary = await self._call(self.cluster.observe, rt.name)
+            for old in list(rt.old_names):
+                rt.old_summaries[old] = await self._call(self.cluster.observe, old)
+        except Exception as exc:  # noqa: BLE001 - shown as the state's reason
+            rt.summary = {"state": "FAILED", "reason": describe_error(exc), "pods": [],
+                          "urls": [], "ready": 0, "desired": 0, "rollout": None,
+                          "exists": False, "unreachable": True}
+            return
+        pods = [p for s in (rt.summary, *rt.old_summaries.values()) for p in s["pods"]]
+        if self.shipper is not None and pods:
+            await self._call(self._tail_logs, rt.rid, pods)
+
+    def _pods(self, rt: KubeRuntime) -> list[dict[str, Any]]:
+        if rt.summary is None:
+            return []
+        return [p for s in (rt.summary, *rt.old_summaries.values()) for p in s.get("pods", [])]
+
+    def _update(self, rt: KubeRuntime, row: Deployment, release: Release) -> None:
+        summary = rt.summary or {}
+        pool = self.gateway.pools[rt.rid]
+        pods = self._pods(rt)
+        ready = [p for p in pods if p["ready"] and p["url"] and not p["terminating"]]
+        if not row.enabled:
+            state, reason = "DISABLED", ""
+            ready = []
+        elif rt.apply_error and not summary.get("exists"):
+            state, reason = "FAILED", rt.apply_error
+        elif not summary.get("exists") and not summary.get("unreachable"):
+            state, reason = "STARTING", "waiting for Kubernetes to create the Deployment"
+        else:
+            state, reason = summary["state"], summary["reason"]
+            if rt.old_summaries and state != "ACTIVE" and ready:
+                state, reason = "ACTIVE", f"renaming: {reason}"
+            if rt.apply_error:
+                state = "DEGRADED" if ready else "FAILED"
+                reason = "; ".join(x for x in (rt.apply_error, reason) if x)
+        self._route(pool, rt, ready)
+        self.unavailable(pool, state, reason)
+        serving = [p["release_rid"] for p in ready if p.get("release_rid")]
+        served = release.rid if release.rid in serving else (
+            serving[0] if serving else row.served_release_rid)
+        if state == "ACTIVE" and summary.get("rollout", {}).get("state") == "COMPLETE" and \
+                rt.state != "ACTIVE" and rt.applied is not None:
+            self.event(rt.rid, "rollout", f"Release {release.version} rolled out to "
+                       f"{len(ready)} pod(s)", release=release.version)
+        self.record_state(rt, row, state, reason, served)
+
+    def _route(self, pool: Pool, rt: KubeRuntime, ready: list[dict[str, Any]]) -> None:
+        """The gateway pool: the ready pods, or the Service while any pod is ready."""
+        if self.settings.gateway_route == "service":
+            wanted = {rt.name: f"http://{rt.name}.{self.cluster.namespace}.svc:{SERVICE_PORT}"} \
+                if ready else {}
+        else:
+            wanted = {p["node_id"]: p["url"] for p in ready}
+        for member in list(pool.members):
+            if wanted.get(member.node_id) != member.url:
+                pool.remove(member.node_id)
+                self.gateway.client.forget(member.url)
+        for node_id, url in sorted(wanted.items()):
+            pool.add(node_id, url)
+
+    def replicas(self, rid: str) -> list[dict[str, Any]]:
+        rt = self.runtimes.get(rid)
+        if rt is None:
+            return []
+        out = []
+        for p in self._pods(rt):
+            if p["terminating"]:
+                state = "DRAINING"
+            elif p["ready"]:
+                state = "READY"
+            elif p["reason"] in FATAL_REASONS:
+                state = "FAILED"
+            else:
+                state = "STARTING"
+            reason = f"{p['reason']}: {p['message']}" if p["message"] else p["reason"]
+            out.append({"nodeId": p["node_id"], "state": state,
+                        "health": {"READY": "HEALTHY", "FAILED": "UNHEALTHY"}.get(state, "UNKNOWN"),
+                        "releaseVersion": p.get("release_version") or "", "url": p["url"] or "",
+                        "reason": reason, "restarts": p["restarts"]})
+        return out
+
+    def observed(self, rid: str) -> dict[str, Any]:
+        rt = self.runtimes.get(rid)
+        if rt is None or rt.summary is None:
+            return {"replicas": [], "rollout": None, "autoscaling": None}
+        rollout = rt.summary.get("rollout")
+        spec = rt.applied
+        desired = rt.summary.get("desired", 0)
+        return {"replicas": self.replicas(rid),
+                "rollout": None if rollout is None or spec is None else {
+                    "releaseVersion": spec.release_version, "generation": spec.generation,
+                    "state": rollout["state"], "updatedReplicas": rollout["updated"],
+                    "desiredReplicas": rollout["desired"],
+                    "failures": sum(p["restarts"] for p in rt.summary["pods"]),
+                    "reason": rollout["reason"]},
+                "autoscaling": {"desiredReplicas": desired, "load": 0.0}}
+
+    # --- logs ------------------------------------------------------------------------------
+    def _tail_logs(self, rid: str, pods: list[dict[str, Any]]) -> None:
+        """New lines of each pod's log into the shipper (on a worker thread)."""
+        now = time.time()
+        for pod in pods:
+            node = pod["node_id"]
+            if pod["phase"] == "Pending" and not pod["restarts"]:
+                continue
+            tail = self.tails.setdefault(node, LogTail())
+            tags = {"node_id": node, "deployment_rid": rid,
+                    "release": pod.get("release_version") or ""}
+            try:
+                if pod["restarts"] > tail.restarts:  # the crashed container's last words first
+                    self._ship(tail, self.cluster.pod_log(node, previous=True), tags)
+                    tail.restarts = pod["restarts"]
+                since = None if not tail.last else math.ceil(now - _epoch(tail.last)) + 2
+                self._ship(tail, self.cluster.pod_log(node, since_seconds=since), tags)
+            except Exception as exc:  # noqa: BLE001 - try again next poll
+                log.debug("could not read the log of pod %s: %s", node, exc)
+        listed = {p["node_id"] for p in pods}
+        for node in [n for n in self.tails if n not in listed and self._owned(rid, n)]:
+            self.tails.pop(node, None)  # the pod is gone
+        self._save_tails()
+
+    def _owned(self, rid: str, pod: str) -> bool:
+        rt = self.runtimes.get(rid)
+        names = {rt.name, *rt.old_names} if rt else set()
+        return pod.rsplit("-", 2)[0] in names
+
+    def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
+        lines, times = [], []
+        for stamp, line in split_log(text):
+            if stamp < tail.last or (stamp == tail.last and hash(line) in tail.at_last):
+                continue
+            if stamp > tail.last:
+                tail.last, tail.at_last = stamp, set()
+            tail.at_last.add(hash(line))
+            lines.append(line)
+            times.append(stamp)
+        if lines:
+            self.shipper.ingest(lines, tags, times)
+
+    def _load_tails(self) -> dict[str, LogTail]:
+        if self.state_file is None:
+            return {}
+        try:
+            doc = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {pod: LogTail(last=t.get("last", ""), restarts=t.get("restarts", 0))
+                for pod, t in doc.items()}
+
+    def _save_tails(self) -> None:
+        if self.state_file is None:
+            return
+        doc = {pod: {"last": t.last, "restarts": t.restarts} for pod, t in list(self.tails.items())}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.state_file)
+
+    # --- the namespace: events and deletes -------------------------------------------------
+    async def _namespace_pass(self) -> None:
+        try:
+            for name in list(self._pending_deletes):
+                try:
+                    await self._call(self.cluster.delete, name)
+                    self._pending_deletes.discard(name)
+                except Exception as exc:  # noqa: BLE001 - retried next pass
+                    log.warning("could not delete the objects of %s: %s", name,
+                                describe_error(exc))
+            events = await self._call(self.cluster.events)
+            self._dispatch(events)
+        except Exception as exc:  # noqa: BLE001 - retried next pass
+            log.warning("could not read Kubernetes events: %s", describe_error(exc))
+        finally:
+            self._namespace_busy = False
+
+    def _owner(self, involved: dict[str, Any]) -> tuple[str, str] | None:
+        """(deployment rid, node id) of an event's object, when it is one of ours."""
+        kind, name = involved.get("kind"), involved.get("name") or ""
+        for rid, rt in list(self.runtimes.items()):
+            names = {rt.name, *rt.old_names} - {""}
+            if kind == "Pod" and name.rsplit("-", 2)[0] in names:
+                return rid, name
+            if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet") and (
+                    name in names or name.rsplit("-", 1)[0] in names):
+                return rid, "control-plane"
+        return None
+
+    def _dispatch(self, events: list[dict[str, Any]]) -> None:
+        """New or repeated Kubernetes events: warnings become liveml events, the rest logs."""
+        since = self._events_since.isoformat().replace("+00:00", "Z")
+        for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
+            uid = (ev.get("metadata") or {}).get("uid") or ""
+            count = int(ev.get("count") or 1)
+            if self._seen_events.get(uid, 0) >= count:
+                continue
+            first_time = uid not in self._seen_events
+            self._seen_events[uid] = count
+            when = ev.get("lastTimestamp") or ev.get("eventTime") or ""
+            if first_time and when and when < since[:len(when)]:
+                continue  # from before this control plane started
+            owner = self._owner(ev.get("involvedObject") or {})
+            if owner is None:
+                continue
+            rid, node = owner
+            reason, message = ev.get("reason") or "", (ev.get("message") or "").strip()
+            obj = f"{(ev.get('involvedObject') or {}).get('kind')}/" \
+                  f"{(ev.get('involvedObject') or {}).get('name')}"
+            text = f"Kubernetes {reason} on {obj}: {message}" + (f" (x{count})" if count > 1 else "")
+            if ev.get("type") == "Warning":
+                self.event(rid, "kubernetes", text, level="WARNING", reason=reason, object=obj,
+                           count=count)
+            elif self.shipper is not None:
+                self.shipper.emit(rid, text, logger="kubernetes.events", node_id=node,
+                                  event="kubernetes", reason=reason, object=obj)
+        if len(self._seen_events) > 20_000:
+            listed = {(e.get("metadata") or {}).get("uid") for e in events}
+            self._seen_events = {k: v for k, v in self._seen_events.items() if k in listed}
+
+    # --- metrics ---------------------------------------------------------------------------
+    def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:
+        """Request metrics from the gateway, container metrics from ``metrics.k8s.io`` pods and
+        host metrics from its nodes (as % of allocatable). Blocking: a worker thread calls it."""
+        rows = sampler.rows([], inflight, host=False)
+        now = time.time()
+        by_name = {name: rid for rid, rt in list(self.runtimes.items())
+                   for name in (rt.name, *rt.old_names) if name}
+        try:
+            for usage in self.cluster.all_pod_metrics():
+                rid = by_name.get(usage["instance"])
+                if rid:
+                    rows.append((now, rid, usage["pod"], "container", "memory_bytes",
+                                 float(usage["memory"])))
+                    rows.append((now, rid, usage["pod"], "container", "cpu_cores",
+                                 float(usage["cpu"])))
+            if now - self._nodes[0] > 300:
+                self._nodes = (now, self.cluster.nodes())
+            capacity = self._nodes[1]
+            for usage in self.cluster.node_metrics():
+                node = usage["node"]
+                alloc = capacity.get(node) or {}
+                if alloc.get("cpu"):
+                    rows.append((now, "", node, "host", "cpu_percent",
+                                 100.0 * usage["cpu"] / alloc["cpu"]))
+                if alloc.get("memory"):
+                    rows.append((now, "", node, "host", "memory_percent",
+                                 100.0 * usage["memory"] / alloc["memory"]))
+        except Exception as exc:  # noqa: BLE001 - no metrics-server: requests metrics only
+            log.debug("no metrics from metrics.k8s.io: %s", describe_error(exc))
+        return rows
