@@ -442,3 +442,83 @@ def test_kubernetes_spec_helper_is_valid() -> None:
     assert [m["kind"] for m in render(spec())] == ["Deployment", "Service", "PodDisruptionBudget",
                                                    "HorizontalPodAutoscaler"]
     assert dataclasses.replace(spec(), enabled=False).autoscaled is False
+
+
+# ------------------------------------------------------------------- reads the controller makes
+
+
+def test_kubernetes_ensure_secret_reads_an_existing_token(fake: FakeKube, cluster: KubernetesCluster) -> None:
+    import base64
+    fake.route("GET", f"/api/v1/namespaces/{NS}/secrets/liveml-replica-token", 200,
+               {"kind": "Secret", "data": {"token": base64.b64encode(b"s3cret").decode()}})
+    assert cluster.ensure_secret("liveml-replica-token") == "s3cret"
+    assert not fake.made("PATCH")  # an existing token is never replaced
+
+
+def test_kubernetes_ensure_secret_creates_a_missing_one_by_apply(fake: FakeKube,
+                                                                  cluster: KubernetesCluster) -> None:
+    path = f"/api/v1/namespaces/{NS}/secrets/liveml-replica-token"
+    original = fake.answer
+
+    def answer(request: Any) -> tuple[int, Any]:
+        if request.method == "GET" and request.path == path and fake.made("PATCH", path):
+            import base64
+            token = fake.made("PATCH", path)[0].json["stringData"]["token"]
+            return 200, {"kind": "Secret", "data": {"token": base64.b64encode(token.encode()).decode()}}
+        return original(request)
+
+    fake.answer = answer  # type: ignore[method-assign]
+    token = cluster.ensure_secret("liveml-replica-token")
+    (patch,) = fake.made("PATCH", path)
+    assert patch.content_type == APPLY_PATCH and patch.query["fieldManager"] == ["liveml"]
+    assert patch.json["stringData"]["token"] == token and len(token) >= 24
+    assert patch.json["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "liveml"
+
+
+def test_kubernetes_pod_log_asks_for_timestamps_since_and_previous(fake: FakeKube,
+                                                                   cluster: KubernetesCluster) -> None:
+    log_path = f"{PODS}/p1/log"
+    fake.route("GET", log_path, 200, "2026-11-26T12:00:00.5Z hello\n")
+    assert cluster.pod_log("p1", since_seconds=7) == "2026-11-26T12:00:00.5Z hello\n"
+    assert cluster.pod_log("p1", previous=True) == "2026-11-26T12:00:00.5Z hello\n"
+    first, second = fake.made("GET", log_path)
+    assert first.query == {"container": ["replica"], "sinceSeconds": ["7"], "timestamps": ["true"]}
+    assert second.query == {"container": ["replica"], "previous": ["true"], "timestamps": ["true"]}
+    fake.route("GET", log_path, 400, status(400, "BadRequest", "previous terminated container not found"))
+    assert cluster.pod_log("p1", previous=True) == ""
+
+
+def test_kubernetes_events_nodes_managed_and_all_pod_metrics(fake: FakeKube,
+                                                             cluster: KubernetesCluster) -> None:
+    fake.route("GET", f"/api/v1/namespaces/{NS}/events", 200,
+               {"items": [{"metadata": {"uid": "e1"}, "reason": "FailedScheduling"}]})
+    fake.route("GET", "/api/v1/nodes", 200, {"items": [
+        {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "3500m", "memory": "8Gi"}}}]})
+    fake.route("GET", f"/apis/apps/v1/namespaces/{NS}/deployments", 200, {"items": [
+        {"metadata": {"name": NAME, "annotations": {"liveml.dev/deployment-rid": "ri.x"}}}]})
+    fake.route("GET", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods", 200, {"items": [
+        {"metadata": {"name": "p1", "labels": {"app.kubernetes.io/instance": NAME}},
+         "containers": [{"name": "replica", "usage": {"cpu": "250m", "memory": "64Mi"}}]}]})
+    assert cluster.events()[0]["reason"] == "FailedScheduling"
+    assert cluster.nodes() == {"n1": {"cpu": 3.5, "memory": 8 * 2**30}}
+    assert cluster.managed() == {NAME: "ri.x"}
+    (usage,) = cluster.all_pod_metrics()
+    assert (usage["pod"], usage["instance"], usage["cpu"], usage["memory"]) == ("p1", NAME, 0.25, 64 * 2**20)
+    selector = "app.kubernetes.io/managed-by=liveml,app.kubernetes.io/name=liveml-replica"
+    listed = fake.made("GET", f"/apis/apps/v1/namespaces/{NS}/deployments")[0]
+    assert listed.query["labelSelector"] == [selector]
+    assert fake.made("GET", "/apis/metrics.k8s.io")[0].query["labelSelector"] == [selector]
+
+
+def test_kubernetes_role_rules_cover_every_call_the_cluster_makes() -> None:
+    """Each method's requests (verb, group, resource) are granted by ROLE_RULES/CLUSTER_ROLE_RULES."""
+    from liveml_ext.backends.kubernetes import CLUSTER_ROLE_RULES, ROLE_RULES
+    granted = {(g, r, v) for rule in ROLE_RULES + CLUSTER_ROLE_RULES for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    needed = {("apps", "deployments", v) for v in ("get", "list", "patch", "delete")} | {
+        ("", "services", "patch"), ("", "services", "delete"), ("", "pods", "list"),
+        ("", "pods/log", "get"), ("", "events", "list"), ("", "secrets", "get"),
+        ("", "secrets", "patch"), ("", "nodes", "list"), ("metrics.k8s.io", "pods", "list"),
+        ("metrics.k8s.io", "nodes", "list"), ("policy", "poddisruptionbudgets", "delete"),
+        ("autoscaling", "horizontalpodautoscalers", "patch")}
+    assert needed <= granted, needed - granted

@@ -10,15 +10,17 @@ Every call goes through the generated typed APIs with ``_preload_content=False``
 JSON itself, so results are plain dicts with the API's camelCase keys (as ``summarize`` and the
 tests expect) and no strict model deserialization can fail on fields newer than the client.
 
-Calls and the RBAC verbs they need (``docs/operators-kubernetes.md``):
+Calls and the RBAC verbs they need (``ROLE_RULES``, ``CLUSTER_ROLE_RULES``; the Role and
+ClusterRole in ``deploy/kubernetes/``):
 
-- ``apply``: PATCH deployments, services, poddisruptionbudgets, horizontalpodautoscalers; GET
-  deployments (replica hand-over to the HPA); DELETE poddisruptionbudgets and
-  horizontalpodautoscalers when the new render has none;
-- ``delete``: DELETE all four kinds;
-- ``observe``: GET deployments, LIST pods; ``logs``: LIST pods, GET pods/log;
-- ``pod_metrics``: LIST ``metrics.k8s.io`` pods; ``node_metrics``: LIST ``metrics.k8s.io`` nodes
-  (cluster scoped: a ClusterRole).
+- ``apply``: PATCH (and, for objects that do not exist yet, create) deployments, services,
+  poddisruptionbudgets, horizontalpodautoscalers; GET deployments (replica hand-over to the HPA);
+  DELETE poddisruptionbudgets and horizontalpodautoscalers when the new render has none;
+- ``delete``: DELETE all four kinds; ``managed``: LIST deployments;
+- ``observe``: GET deployments, LIST pods; ``logs``/``pod_log``: LIST pods, GET pods/log;
+- ``events``: LIST events; ``ensure_secret``: GET, create/PATCH the replica token Secret;
+- ``pod_metrics``/``all_pod_metrics``: LIST ``metrics.k8s.io`` pods; ``node_metrics``: LIST
+  ``metrics.k8s.io`` nodes and ``nodes``: LIST nodes (cluster scoped: a ClusterRole).
 """
 from __future__ import annotations
 
@@ -55,17 +57,20 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=liveml,app.kubernetes.io/name=liveml-replica"
 
 # What the control plane's service account needs (docs/operators-kubernetes.md and the Role and
-# ClusterRole in deploy/kubernetes/ must grant at least this; a test compares them).
+# ClusterRole in deploy/kubernetes/ must grant at least this; tests compare them). Server-side
+# apply of an object that does not exist yet also needs ``create``.
 ROLE_RULES: list[dict[str, list[str]]] = [
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["patch", "delete"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch", "delete"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
+     "verbs": ["create", "patch", "delete"]},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
-     "verbs": ["patch", "delete"]},
+     "verbs": ["create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["list"]},
 ]
 CLUSTER_ROLE_RULES: list[dict[str, list[str]]] = [

@@ -1,0 +1,108 @@
+"""The Kubernetes controller's own logic without a cluster: reading pod logs once, mapping
+Kubernetes events to deployments, artifact URLs for pods. (The controller against a simulated
+cluster with real replicas: tests/test_kubernetes_backend.py.)"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes.client
+import pytest
+from kube_fake import FakeKube
+
+from liveml_ext.artifacts import ArtifactStore
+from liveml_ext.backends.kubernetes import KubernetesCluster
+from liveml_ext.controller.kubernetes import KubeController, KubeSettings, LogTail, _ts_key, split_log
+from liveml_ext.core.registry import Registry
+from liveml_ext.gateway.pool import Gateway
+from liveml_ext.observability.logstore import LogStore
+from liveml_ext.observability.shipper import LogShipper
+from liveml_ext.store.db import Store
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[KubeController]:
+    fake = FakeKube().start()
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=fake.url))
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    logs = LogStore(tmp_path / "logs.db")
+    shipper = LogShipper(logs, tmp_path / "offsets.json")
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache")
+    ctl = KubeController(store, Registry(store), artifacts, KubernetesCluster("liveml", api), Gateway(),
+                         KubeSettings(), shipper=shipper, state_file=tmp_path / "tails.json")
+    yield ctl
+    api.close()
+    fake.stop()
+    logs.close()
+    store.close()
+
+
+def test_kubernetes_log_timestamps_compare_in_time_order() -> None:
+    # the kubelet trims trailing zeros: plain string order would put .5 after .123456789
+    assert _ts_key("2026-11-26T12:00:00.5Z") > _ts_key("2026-11-26T12:00:00.123456789Z")
+    assert _ts_key("2026-11-26T12:00:01Z") > _ts_key("2026-11-26T12:00:00.999Z")
+    assert split_log("2026-11-26T12:00:00.5Z {\"a\": 1}\nnot a log line\n") == [
+        ("2026-11-26T12:00:00.500000000Z", b'{"a": 1}')]
+
+
+def test_kubernetes_log_tail_ships_each_line_once(controller: KubeController) -> None:
+    tail, tags = LogTail(), {"node_id": "pod-a", "deployment_rid": "ri.x"}
+    first = "2026-11-26T12:00:00.1Z one\n2026-11-26T12:00:00.2Z two\n"
+    controller._ship(tail, first, tags)
+    # the next read overlaps (sinceSeconds is coarse), including a new line at the same instant
+    controller._ship(tail, first + "2026-11-26T12:00:00.2Z two-bis\n2026-11-26T12:00:01Z three\n", tags)
+    controller.shipper.flush()
+    found = controller.shipper.store.search("ri.x", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                                            end=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), limit=10)
+    assert sorted(r["message"] for r in found["data"]) == ["one", "three", "two", "two-bis"]
+    assert {r["node_id"] for r in found["data"]} == {"pod-a"}
+    # a line that is not JSON is dated by the kubelet, not by when it was read
+    assert min(r["time"] for r in found["data"]).startswith("2026-11-26T12:00:00.1")
+
+
+def test_kubernetes_events_map_to_deployments_warnings_become_events(controller: KubeController) -> None:
+    rt = controller._runtime("ri.dep", "default")
+    rt.name = "liveml-house-1a2b3c4d"
+    controller._events_since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    recorded: list[tuple[str, str, str]] = []
+    controller.event = lambda rid, kind, message, level="INFO", **f: recorded.append((rid, level, message))  # type: ignore[method-assign]
+    events = [
+        {"metadata": {"uid": "u1"}, "type": "Warning", "reason": "FailedScheduling", "count": 1,
+         "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+         "lastTimestamp": "2026-11-26T12:00:00Z",
+         "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-5d9f8c7b6-abcde"}},
+        {"metadata": {"uid": "u2"}, "type": "Warning", "reason": "BackOff", "count": 1,
+         "message": "Back-off restarting failed container", "lastTimestamp": "2026-11-26T12:00:00Z",
+         "involvedObject": {"kind": "Pod", "name": "someone-elses-pod-5d9f8c7b6-abcde"}},
+        {"metadata": {"uid": "u3"}, "type": "Normal", "reason": "Scheduled", "count": 1,
+         "message": "assigned", "lastTimestamp": "2026-11-26T12:00:00Z",
+         "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-5d9f8c7b6-abcde"}},
+    ]
+    controller._dispatch(events)
+    assert recorded == [("ri.dep", "WARNING", "Kubernetes FailedScheduling on Pod/liveml-house-1a2b3c4d-"
+                         "5d9f8c7b6-abcde: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")]
+    controller._dispatch(events)  # seen: nothing new
+    assert len(recorded) == 1
+    events[0]["count"] = 3  # repeated: reported again with its count
+    controller._dispatch(events)
+    assert len(recorded) == 2 and recorded[1][2].endswith("(x3)")
+    assert controller.shipper.pending[-1]["tags"]["node_id"] == "liveml-house-1a2b3c4d-5d9f8c7b6-abcde"
+
+
+def test_kubernetes_events_from_before_the_start_are_not_replayed(controller: KubeController) -> None:
+    rt = controller._runtime("ri.dep", "default")
+    rt.name = "liveml-house-1a2b3c4d"
+    recorded: list[str] = []
+    controller.event = lambda rid, kind, message, level="INFO", **f: recorded.append(message)  # type: ignore[method-assign]
+    controller._dispatch([{"metadata": {"uid": "old"}, "type": "Warning", "reason": "BackOff", "count": 1,
+                           "lastTimestamp": "2020-01-01T00:00:00Z",
+                           "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-x-y"}}])
+    assert recorded == []
+
+
+def test_kubernetes_artifact_url_for_pods(controller: KubeController) -> None:
+    sha = "ab" * 32
+    assert controller.artifact_url(sha).endswith(f"/{sha[:2]}/{sha}")  # local disk: its path
+    controller.settings.control_plane_url = "http://liveml.liveml.svc:8765/"
+    assert controller.artifact_url(sha) == f"http://liveml.liveml.svc:8765/liveml/api/artifacts/{sha}"
