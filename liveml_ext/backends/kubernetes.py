@@ -436,6 +436,16 @@ def pod_summary(pod: Mapping[str, Any], template_annotations: Mapping[str, str] 
                 message = (f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
                            + (f": {last['message'].strip()[-500:]}" if last.get("message") else ""))
             break
+    if not reason and not ready and not terminating and restarts >= 2:
+        # between back-offs a crash-looping container runs again for a while with no waiting
+        # reason; two failed restarts in a row are a crash loop all the same
+        for container in statuses:
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            if last and int(last.get("exitCode") or 0) != 0 and not container.get("ready"):
+                reason = "CrashLoopBackOff"
+                message = (f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
+                           + (f": {last['message'].strip()[-500:]}" if last.get("message") else ""))
+                break
     scheduled = _condition(status.get("conditions"), "PodScheduled")
     if not reason and scheduled and scheduled.get("status") == "False":
         reason, message = scheduled.get("reason") or "Unschedulable", scheduled.get("message") or ""

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class KubeRuntime(RuntimeBase):
     observed_at: float = -1e9
     summary: dict[str, Any] | None = None  # KubernetesCluster.observe of ``name``
     old_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rolled_out: tuple[str, int] | None = None  # (release rid, generation) last fully rolled out
     busy: bool = False
 
 
@@ -264,7 +266,10 @@ class KubeController(ControllerBase):
         if now_ - rt.observed_at >= self.settings.poll_interval:
             rt.observed_at = now_
             await self._observe(rt)
-            self._update(rt, row, release)
+            self._update(rt, row, release)  # status and pool together: ready means routable
+            pods = self._pods(rt)
+            if self.shipper is not None and pods:
+                await self._call(self._tail_logs, rt.rid, pods)
             if rt.old_names and rt.summary and rt.summary["state"] in ("ACTIVE", "DISABLED"):
                 self._pending_deletes |= rt.old_names  # the renamed objects serve: drop the old
                 self._known_names.pop(rt.rid, None)
@@ -283,6 +288,9 @@ class KubeController(ControllerBase):
             rt.apply_error = error
             rt.retry_at = time.monotonic() + rt.backoff
             rt.backoff = min(60.0, rt.backoff * 2)
+            return
+        if rt.rid not in self.runtimes:  # deleted while the apply was under way: undo it
+            self._pending_deletes.add(object_name(spec.api_name, spec.liveml_namespace))
             return
         rt.applied, rt.applied_at, rt.apply_error, rt.backoff = spec, time.monotonic(), "", 1.0
         rt.observed_at = -1e9  # look at once
@@ -321,17 +329,14 @@ class KubeController(ControllerBase):
     # --- observing -------------------------------------------------------------------------
     async def _observe(self, rt: KubeRuntime) -> None:
         try:
-            rt.summary = await self._call(self.cluster.observe, rt.name)
-            for old in list(rt.old_names):
-                rt.old_summaries[old] = await self._call(self.cluster.observe, old)
+            summary = await self._call(self.cluster.observe, rt.name)
+            olds = {old: await self._call(self.cluster.observe, old) for old in list(rt.old_names)}
+            rt.summary, rt.old_summaries = summary, olds
         except Exception as exc:  # noqa: BLE001 - shown as the state's reason
             rt.summary = {"state": "FAILED", "reason": describe_error(exc), "pods": [],
                           "urls": [], "ready": 0, "desired": 0, "rollout": None,
                           "exists": False, "unreachable": True}
             return
-        pods = [p for s in (rt.summary, *rt.old_summaries.values()) for p in s["pods"]]
-        if self.shipper is not None and pods:
-            await self._call(self._tail_logs, rt.rid, pods)
 
     def _pods(self, rt: KubeRuntime) -> list[dict[str, Any]]:
         if rt.summary is None:
@@ -362,10 +367,15 @@ class KubeController(ControllerBase):
         serving = [p["release_rid"] for p in ready if p.get("release_rid")]
         served = release.rid if release.rid in serving else (
             serving[0] if serving else row.served_release_rid)
-        if state == "ACTIVE" and summary.get("rollout", {}).get("state") == "COMPLETE" and \
-                rt.state != "ACTIVE" and rt.applied is not None:
-            self.event(rt.rid, "rollout", f"Release {release.version} rolled out to "
-                       f"{len(ready)} pod(s)", release=release.version)
+        key = (rt.applied.release_rid, rt.applied.generation) if rt.applied else None
+        current = [p for p in ready if p["current"]]
+        if key and key != rt.rolled_out and state == "ACTIVE" and not rt.old_summaries and \
+                (summary.get("rollout") or {}).get("state") == "COMPLETE" and \
+                len(current) == len(ready):
+            if rt.rolled_out is not None or rt.state != "ACTIVE":
+                self.event(rt.rid, "rollout", f"Release {release.version} (generation "
+                           f"{key[1]}) rolled out to {len(ready)} pod(s)", release=release.version)
+            rt.rolled_out = key
         self.record_state(rt, row, state, reason, served)
 
     def _route(self, pool: Pool, rt: KubeRuntime, ready: list[dict[str, Any]]) -> None:
@@ -451,11 +461,12 @@ class KubeController(ControllerBase):
     def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
         lines, times = [], []
         for stamp, line in split_log(text):
-            if stamp < tail.last or (stamp == tail.last and hash(line) in tail.at_last):
+            digest = zlib.crc32(line)  # stable across restarts, unlike hash()
+            if stamp < tail.last or (stamp == tail.last and digest in tail.at_last):
                 continue
             if stamp > tail.last:
                 tail.last, tail.at_last = stamp, set()
-            tail.at_last.add(hash(line))
+            tail.at_last.add(digest)
             lines.append(line)
             times.append(stamp)
         if lines:
@@ -468,13 +479,14 @@ class KubeController(ControllerBase):
             doc = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
-        return {pod: LogTail(last=t.get("last", ""), restarts=t.get("restarts", 0))
-                for pod, t in doc.items()}
+        return {pod: LogTail(last=t.get("last", ""), at_last=set(t.get("atLast", [])),
+                             restarts=t.get("restarts", 0)) for pod, t in doc.items()}
 
     def _save_tails(self) -> None:
         if self.state_file is None:
             return
-        doc = {pod: {"last": t.last, "restarts": t.restarts} for pod, t in list(self.tails.items())}
+        doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
+               for pod, t in list(self.tails.items())}
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self.state_file)

@@ -212,6 +212,7 @@ class ReplicaStatus(Model):
     release_version: str
     url: str = ""
     reason: str = ""
+    restarts: int = 0  # container restarts (Kubernetes); a local replica is replaced instead
 
 
 class RolloutStatus(Model):

@@ -1,0 +1,268 @@
+"""The backend behaviour suite: the same user-visible semantics on the local backend and on the
+Kubernetes backend.
+
+Each test runs against a real control plane (``liveml server``) with real replica processes and
+real HTTP. On ``kubernetes`` the control plane runs with ``--backend kubernetes`` against the
+simulated cluster of ``tests/kube_sim.py`` (a real API server for the official client whose pods
+are real ``liveml_runtime`` processes); pods download their artifact from the control plane with
+the replica token from the Secret, exactly as in a cluster without an object store. What differs
+by design is asserted per backend (e.g. pods outlive a control-plane restart; local replicas do
+not). Names contain "kubernetes" so ``pytest -k kubernetes`` selects the module.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import Loops, Server, free_port, pids_alive, start_server, wait_for
+from kube_sim import KubeSim
+from model_fixtures import EnvEcho, save
+
+from liveml_ext.backends.k8s_manifests import object_name
+from liveml_ext.backends.kubernetes import KubernetesCluster
+from liveml_ext.client import LiveMLClientError
+
+X = [{"x": 1.0}]
+NAMESPACE = "liveml"
+
+
+@dataclass
+class Setup:
+    kind: str  # "local" or "kubernetes"
+    server: Server
+    sim: KubeSim | None
+    home: Path
+    args: tuple[str, ...]
+
+    def processes(self, rid: str) -> list[int]:
+        """Replica processes serving deployment ``rid``, whichever backend started them."""
+        out = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"liveml_runtime" in cmd and b"serve" in cmd and rid.encode() in cmd:
+                out.append(int(proc.name))
+        return pids_alive(out)
+
+    def restart(self) -> None:
+        self.server.stop()
+        self.server = start_server(self.home, port=self.server.port, args=self.args)
+
+
+def kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: sim, cluster: {{server: "{url}"}}}}]
+users: [{{name: liveml, user: {{token: not-checked}}}}]
+contexts: [{{name: sim, context: {{cluster: sim, user: liveml, namespace: {NAMESPACE}}}}}]
+current-context: sim
+""")
+    return path
+
+
+@pytest.fixture(scope="module", params=["local", "kubernetes"])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    home = tmp_path_factory.mktemp(f"home-{request.param}")
+    sim = None
+    args: tuple[str, ...] = ("--metrics-interval", "1")
+    port = free_port()
+    if request.param == "kubernetes":
+        # a roomy node: the simulated scheduler adds up CPU requests, as Kubernetes does, and a
+        # re-roll of 2 replicas of 1 CPU needs a third (maxSurge) beyond this machine's 2 cores
+        sim = KubeSim(cpu=32, memory=64 * 2**30).start()
+        config = kubeconfig(home.parent / f"kubeconfig-{home.name}", sim.url)
+        args += ("--backend", "kubernetes", "--kubeconfig", str(config),
+                 "--kube-poll-interval", "0.5",
+                 "--control-plane-url", f"http://127.0.0.1:{port}")
+    server = start_server(home, port=port, args=args)
+    s = Setup(request.param, server, sim, home, args)
+    yield s
+    s.server.stop()
+    if sim is not None:
+        sim.stop()
+
+
+def deploy(s: Setup, tmp_path: Path, name: str, wait: bool = True, **runtime) -> str:
+    c = s.server.client
+    path = save(EnvEcho(), tmp_path / f"{name}.pkl")
+    c.create_objective(name)
+    c.submit(name, path, name="m")
+    c.release(name, "m", "1.0", tag="production")
+    rid = c.deploy(name, name=name, runtime={"minReplicas": 2, "maxReplicas": 2, **runtime})["rid"]
+    if wait:
+        c.wait(rid, timeout=120)
+    return rid
+
+
+def ready_nodes(doc: dict) -> set[str]:
+    return {r["nodeId"] for r in doc["status"]["replicas"] if r["state"] == "READY"}
+
+
+def greeting(s: Setup, rid: str) -> requests.Response:
+    return requests.post(s.server.infer_url(rid), json={"requestData": X, "requestParams": {}},
+                         headers=s.server.headers(), timeout=30)
+
+
+def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path) -> None:
+    """deploy → query → re-roll under load with no failed query → logs by node → disable →
+    enable → delete, with the replicas' processes started and stopped accordingly."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "life")
+    doc = c.deployment(rid)
+    first = ready_nodes(doc)
+    assert len(first) == 2 and doc["status"]["state"] == "ACTIVE"
+    if s.kind == "kubernetes":  # node id = pod name, under the deployment's object name
+        assert all(n.startswith(object_name("life", "default") + "-") for n in first), first
+    assert len(s.processes(rid)) == 2
+    assert greeting(s, rid).json()["responseData"][0]["greeting"] == ""
+
+    with Loops(s.server, rid, rows=X, field="greeting") as loops:
+        c.update(rid, runtimeConfiguration={"env": {"GREETING": "hi"}})
+        wait_for(lambda: loops.results and loops.results[-1][1] == "hi", timeout=120,
+                 what="the new generation serving")
+        doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "ACTIVE" and
+                       len(ready_nodes(d)) == 2 and not ready_nodes(d) & first and
+                       len(d["status"]["replicas"]) == 2 and d, timeout=120, what="the re-roll")
+        time.sleep(0.3)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert len(loops.results) > 20
+    wait_for(lambda: len(s.processes(rid)) == 2, timeout=60, what="old replicas stopped")
+
+    # the startup story of one replica, found by its node id
+    node = sorted(ready_nodes(doc))[0]
+    found = wait_for(lambda: c.logs(rid, query=f'tags.node_id:"{node}"', since="1h",
+                                    limit=200)["data"], timeout=30, what="the replica's logs")
+    messages = " | ".join(r["message"] for r in found)
+    assert "Replica ready" in messages and "Model loaded" in messages, messages
+    assert {r["node_id"] for r in found} == {node}
+
+    c.disable(rid)
+    assert c.deployment(rid)["status"]["state"] == "DISABLED"
+    assert greeting(s, rid).status_code == 503
+    wait_for(lambda: not s.processes(rid), timeout=60, what="replicas stopped on disable")
+    c.enable(rid)
+    c.wait(rid, timeout=120)
+    assert greeting(s, rid).json()["responseData"][0]["greeting"] == "hi"
+
+    c.delete(rid)
+    with pytest.raises(LiveMLClientError) as err:
+        c.deployment(rid)
+    assert err.value.status == 404
+    assert greeting(s, rid).status_code == 404
+    wait_for(lambda: not s.processes(rid), timeout=60, what="replicas stopped on delete")
+    if s.sim is not None:
+        cluster = KubernetesCluster(NAMESPACE, s.sim.api_client())
+        wait_for(lambda: not cluster.managed(), timeout=30, what="the Kubernetes objects deleted")
+        cluster.close()
+
+
+def test_backend_failed_release_keeps_the_old_replicas_serving(setup: Setup, tmp_path: Path) -> None:
+    """A configuration whose model cannot load never takes traffic: DEGRADED with the model's
+    error as the reason, the old replicas serve, and a good configuration recovers."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "failing")
+    old = ready_nodes(c.deployment(rid))
+    with Loops(s.server, rid, rows=X, field="greeting") as loops:
+        c.update(rid, runtimeConfiguration={"env": {"FAIL_AT_LOAD": "1"}})
+        doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and
+                       "FAIL_AT_LOAD is set" in d["status"]["reason"] and d, timeout=120,
+                       what="DEGRADED with the model's error")
+        assert ready_nodes(doc) == old and doc["status"]["isReady"]
+        c.update(rid, runtimeConfiguration={"env": {"GREETING": "fixed"}})
+        wait_for(lambda: loops.results and loops.results[-1][1] == "fixed", timeout=120,
+                 what="the fixed configuration serving")
+        doc = c.wait(rid, timeout=120)
+        time.sleep(0.3)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert doc["status"]["state"] == "ACTIVE"
+    events = " | ".join(e["message"] for e in c.events(rid, limit=200))
+    if s.kind == "kubernetes":  # the crash loop, as Kubernetes reported it
+        assert "Kubernetes BackOff" in events, events
+    else:
+        assert "failed to start" in events, events
+    c.delete(rid)
+
+
+def test_backend_metrics_per_replica(setup: Setup, tmp_path: Path) -> None:
+    """Container metrics per replica (process tree locally, metrics.k8s.io on Kubernetes), host
+    metrics, and request metrics from the gateway."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "metered")
+    nodes = ready_nodes(c.deployment(rid))
+    for _ in range(20):
+        assert greeting(s, rid).status_code == 200
+
+    def container() -> dict[str, list[float]]:
+        rows = c.metrics(rid, kind="container", since="10m")
+        by_node: dict[str, list[float]] = {}
+        for row in rows:
+            if row["name"] == "memory_bytes":
+                by_node.setdefault(row["nodeId"], []).append(row["value"])
+        # the first sample of a replica may be from before it loaded the model
+        return by_node if all(len(by_node.get(n, [])) >= 2 for n in nodes) else {}
+
+    by_node = wait_for(container, timeout=30, interval=0.5, what="container metrics")
+    assert all(values[-1] > 40 * 2**20 for node, values in by_node.items() if node in nodes), by_node
+    host = c.metrics(rid, kind="host", since="10m")
+    assert {r["name"] for r in host} >= {"cpu_percent", "memory_percent"}
+    assert all(0 <= r["value"] <= 100 for r in host)
+    def counted() -> float:
+        return sum(r["value"] for r in c.metrics(rid, kind="requests", since="10m")
+                   if r["nodeId"] == "*" and r["name"] == "count")
+
+    assert wait_for(lambda: counted() >= 20, timeout=30, interval=0.5, what="request metrics")
+    assert counted() == 20  # every query counted once
+    c.delete(rid)
+
+
+def test_backend_control_plane_restart(setup: Setup, tmp_path: Path) -> None:
+    """After a restart the deployment is ACTIVE again. Local replicas are children of the control
+    plane and are started anew; Kubernetes pods outlive it and keep their names, with no new
+    rollout and no log line read twice."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "restarted")
+    before = ready_nodes(c.deployment(rid))
+    node = sorted(before)[0]
+    query = f'tags.node_id:"{node}" AND "Replica ready"'
+    wait_for(lambda: c.logs(rid, query=query, since="1h")["data"], timeout=30, what="logs shipped")
+    s.restart()
+    c = s.server.client
+    doc = c.wait(rid, timeout=120)
+    assert greeting(s, rid).status_code == 200
+    if s.kind == "kubernetes":
+        assert ready_nodes(doc) == before
+        time.sleep(2)  # a few polls of the pod logs after the restart
+        assert len(c.logs(rid, query=query, since="1h")["data"]) == 1
+        events = [e["message"] for e in c.events(rid, limit=200)]
+        assert not any(m.startswith("Rolling out") for m in events), events
+    else:
+        assert not ready_nodes(doc) & before
+    c.delete(rid)
+
+
+def test_kubernetes_unschedulable_gpu_is_reported(setup: Setup, tmp_path: Path) -> None:
+    """A GPU no node has: accepted (the cluster may grow one), pods wait Unschedulable, the status
+    and events say why. The local backend refuses it up front instead."""
+    s, c = setup, setup.server.client
+    if s.kind == "local":
+        with pytest.raises(LiveMLClientError) as err:
+            deploy(s, tmp_path, "gpu", gpu=1)
+        assert err.value.status == 400 and err.value.name == "InvalidGpuCount"
+        return
+    rid = deploy(s, tmp_path, "gpu", wait=False, gpu=1, minReplicas=1, maxReplicas=1)
+    doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "STARTING" and
+                   "Insufficient nvidia.com/gpu" in d["status"]["reason"] and d, timeout=60,
+                   what="the scheduling failure in the status")
+    assert not doc["status"]["isReady"]
+    wait_for(lambda: any("FailedScheduling" in e["message"] for e in c.events(rid, limit=200)),
+             timeout=60, what="the FailedScheduling event")
+    assert greeting(s, rid).status_code == 503
+    c.delete(rid)
