@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from kube_sim import KubeSim
 from model_fixtures import EnvEcho, save
 
 from liveml_ext.backends.k8s_manifests import object_name
+from liveml_ext.backends.kubernetes import MANAGED_SELECTOR as MANAGED
 from liveml_ext.backends.kubernetes import KubernetesCluster
 from liveml_ext.client import LiveMLClientError
 
@@ -37,9 +38,20 @@ class Setup:
     sim: KubeSim | None
     home: Path
     args: tuple[str, ...]
+    cluster: KubernetesCluster | None = None  # the Kubernetes API of the replicas' namespace
+    remote: bool = False  # pods run elsewhere (a real cluster): count pods, not processes
+    runtime: dict = field(default_factory=dict)  # runtime configuration every test deploys with
 
-    def processes(self, rid: str) -> list[int]:
-        """Replica processes serving deployment ``rid``, whichever backend started them."""
+    def processes(self, rid: str) -> list:
+        """Replica processes serving deployment ``rid``, whichever backend started them (on a
+        real cluster: its pods that are not terminating)."""
+        if self.remote:
+            assert self.cluster is not None
+            pods = self.cluster._json(self.cluster.core.list_namespaced_pod(
+                self.cluster.namespace, label_selector=MANAGED, **self.cluster._call))["items"]
+            return [p["metadata"]["name"] for p in pods
+                    if (p["metadata"].get("annotations") or {}).get("liveml.dev/deployment-rid") == rid
+                    and not p["metadata"].get("deletionTimestamp")]
         out = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
@@ -83,9 +95,12 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                  "--kube-poll-interval", "0.5",
                  "--control-plane-url", f"http://127.0.0.1:{port}")
     server = start_server(home, port=port, args=args)
-    s = Setup(request.param, server, sim, home, args)
+    cluster = KubernetesCluster(NAMESPACE, sim.api_client()) if sim is not None else None
+    s = Setup(request.param, server, sim, home, args, cluster)
     yield s
     s.server.stop()
+    if cluster is not None:
+        cluster.close()
     if sim is not None:
         sim.stop()
 
@@ -96,10 +111,16 @@ def deploy(s: Setup, tmp_path: Path, name: str, wait: bool = True, **runtime) ->
     c.create_objective(name)
     c.submit(name, path, name="m")
     c.release(name, "m", "1.0", tag="production")
-    rid = c.deploy(name, name=name, runtime={"minReplicas": 2, "maxReplicas": 2, **runtime})["rid"]
+    runtime = {"minReplicas": 2, "maxReplicas": 2, **s.runtime, **runtime}
+    rid = c.deploy(name, name=name, runtime=runtime)["rid"]
     if wait:
         c.wait(rid, timeout=120)
     return rid
+
+
+def env(s: Setup, **values: str) -> dict[str, str]:
+    """The setup's own env (e.g. object store credentials on a real cluster) plus ``values``."""
+    return {**s.runtime.get("env", {}), **values}
 
 
 def ready_nodes(doc: dict) -> set[str]:
@@ -125,7 +146,7 @@ def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path)
     assert greeting(s, rid).json()["responseData"][0]["greeting"] == ""
 
     with Loops(s.server, rid, rows=X, field="greeting") as loops:
-        c.update(rid, runtimeConfiguration={"env": {"GREETING": "hi"}})
+        c.update(rid, runtimeConfiguration={"env": env(s, GREETING="hi")})
         wait_for(lambda: loops.results and loops.results[-1][1] == "hi", timeout=120,
                  what="the new generation serving")
         doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "ACTIVE" and
@@ -158,10 +179,9 @@ def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path)
     assert err.value.status == 404
     assert greeting(s, rid).status_code == 404
     wait_for(lambda: not s.processes(rid), timeout=60, what="replicas stopped on delete")
-    if s.sim is not None:
-        cluster = KubernetesCluster(NAMESPACE, s.sim.api_client())
-        wait_for(lambda: not cluster.managed(), timeout=30, what="the Kubernetes objects deleted")
-        cluster.close()
+    if s.cluster is not None:
+        name = object_name("life", "default")
+        wait_for(lambda: name not in s.cluster.managed(), timeout=60, what="the objects deleted")
 
 
 def test_backend_failed_release_keeps_the_old_replicas_serving(setup: Setup, tmp_path: Path) -> None:
@@ -171,12 +191,12 @@ def test_backend_failed_release_keeps_the_old_replicas_serving(setup: Setup, tmp
     rid = deploy(s, tmp_path, "failing")
     old = ready_nodes(c.deployment(rid))
     with Loops(s.server, rid, rows=X, field="greeting") as loops:
-        c.update(rid, runtimeConfiguration={"env": {"FAIL_AT_LOAD": "1"}})
+        c.update(rid, runtimeConfiguration={"env": env(s, FAIL_AT_LOAD="1")})
         doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and
                        "FAIL_AT_LOAD is set" in d["status"]["reason"] and d, timeout=120,
                        what="DEGRADED with the model's error")
         assert ready_nodes(doc) == old and doc["status"]["isReady"]
-        c.update(rid, runtimeConfiguration={"env": {"GREETING": "fixed"}})
+        c.update(rid, runtimeConfiguration={"env": env(s, GREETING="fixed")})
         wait_for(lambda: loops.results and loops.results[-1][1] == "fixed", timeout=120,
                  what="the fixed configuration serving")
         doc = c.wait(rid, timeout=120)
@@ -239,7 +259,7 @@ def test_backend_control_plane_restart(setup: Setup, tmp_path: Path) -> None:
     assert greeting(s, rid).status_code == 200
     if s.kind == "kubernetes":
         assert ready_nodes(doc) == before
-        time.sleep(2)  # a few polls of the pod logs after the restart
+        time.sleep(3)  # a few polls of the pod logs after the restart
         assert len(c.logs(rid, query=query, since="1h")["data"]) == 1
         events = [e["message"] for e in c.events(rid, limit=200)]
         assert not any(m.startswith("Rolling out") for m in events), events
@@ -266,3 +286,75 @@ def test_kubernetes_unschedulable_gpu_is_reported(setup: Setup, tmp_path: Path) 
              timeout=60, what="the FailedScheduling event")
     assert greeting(s, rid).status_code == 503
     c.delete(rid)
+
+
+def test_backend_api_name_change_drops_no_query(setup: Setup, tmp_path: Path) -> None:
+    """A new API name keeps the RID and serving. On Kubernetes the objects are named after the API
+    name: the new ones are applied, the old ones serve until the new pods are ready, then go."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "renamed")
+    with Loops(s.server, rid, rows=X, field="greeting") as loops:
+        c.set_api_name(rid, "renamed_again")
+        doc = c.deployment(rid)
+        assert doc["apiName"] == "renamed_again"
+        if s.kind == "kubernetes":
+            new = object_name("renamed_again", "default") + "-"
+            doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "ACTIVE" and
+                           len(d["status"]["replicas"]) == 2 and
+                           all(r["nodeId"].startswith(new) for r in d["status"]["replicas"]) and d,
+                           timeout=120, what="the pods of the new name, alone")
+            assert s.cluster is not None
+            wait_for(lambda: object_name("renamed", "default") not in s.cluster.managed(),
+                     timeout=60, what="the old objects deleted")
+        time.sleep(0.5)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert len(loops.results) > 10
+    assert c.deployment("renamed_again")["rid"] == rid
+    c.delete(rid)
+    wait_for(lambda: not s.processes(rid), timeout=60, what="replicas stopped on delete")
+
+
+def test_kubernetes_backend_in_jupyter_by_traitlets(tmp_path: Path, house_model: Path) -> None:
+    """The Jupyter extension with ``backend = "kubernetes"``: deploy and query through Jupyter;
+    pods outlive the Jupyter server, as they outlive any control plane."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from liveml_ext.client import Client
+
+    with KubeSim(cpu=32, memory=64 * 2**30) as sim:
+        home, port = tmp_path / "jhome", free_port()
+        home.mkdir()
+        config = kubeconfig(tmp_path / "kubeconfig", sim.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEML_")}
+        env.update(LIVEML_HOME=str(home), JUPYTER_RUNTIME_DIR=str(home / "rt"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
+             "--ServerApp.ip=127.0.0.1", "--allow-root", "--IdentityProvider.token=jt",
+             "--ServerApp.base_url=/jl/", f"--ServerApp.root_dir={home}",
+             "--LiveMLExtension.backend=kubernetes", f"--LiveMLExtension.kubeconfig={config}",
+             "--LiveMLExtension.kube_poll_interval=0.5",
+             f"--LiveMLExtension.control_plane_url=http://127.0.0.1:{port}/jl"],
+            stdout=open(home / "jupyter.log", "wb"), stderr=subprocess.STDOUT, env=env)
+        try:
+            conn = home / "connection.json"
+            wait_for(lambda: conn.exists() or proc.poll() is not None, timeout=60, what="jupyter")
+            assert proc.poll() is None, (home / "jupyter.log").read_text()
+            c = Client(json.loads(conn.read_text())["url"], "jt")
+            assert c.api("GET", "whoami")["backend"] == "kubernetes"
+            c.create_objective("jk")
+            c.submit("jk", house_model, name="v1")
+            c.release("jk", "v1", "1.0", tag="production")
+            rid = c.wait(c.deploy("jk", name="jk", replicas=1)["rid"], timeout=120)["rid"]
+            (pod,) = [r["nodeId"] for r in c.deployment(rid)["status"]["replicas"]]
+            assert pod in sim.processes()
+            answer = c.query(rid, {"requestData": [{"house-location": "New York", "bedrooms": 3,
+                                                    "bathrooms": 1.5}], "requestParams": {}})
+            assert answer["responseData"][0]["prediction"] > 0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        assert pod in sim.processes()  # still running: Kubernetes owns the pods

@@ -373,6 +373,20 @@ def test_kubernetes_summarize_crash_loop_without_ready_pods_is_failed() -> None:
     assert out["urls"] == [] and out["pods"][0]["restarts"] == 4
 
 
+def test_kubernetes_summarize_crash_loop_stays_failed_while_the_container_runs_again() -> None:
+    """Between back-offs the container runs (no waiting reason) but is not ready: after two failed
+    restarts that is still a crash loop, not a fresh start."""
+    last = {"exitCode": 1, "reason": "Error", "message": "RuntimeError: FAIL_AT_LOAD is set\n"}
+    running_again = pod("p-a", ready=False, restarts=2, last=last)
+    out = summarize(deployment(desired=1, ready=0, available=0), [running_again])
+    assert out["state"] == "FAILED"
+    assert "CrashLoopBackOff (last exit code 1 (Error): RuntimeError: FAIL_AT_LOAD is set)" in out["reason"]
+    # one restart is not yet a loop (e.g. a node hiccup): still starting
+    once = summarize(deployment(desired=1, ready=0, available=0), [pod("p-a", ready=False, restarts=1,
+                                                                      last=last)])
+    assert once["state"] == "STARTING"
+
+
 def test_kubernetes_summarize_crash_loop_of_a_new_release_with_old_pods_serving_is_degraded() -> None:
     d = deployment(desired=2, replicas=3, updated=1, ready=2, template_generation="4",
                    progressing=("True", "ReplicaSetUpdated", ""))

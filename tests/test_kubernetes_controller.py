@@ -106,3 +106,21 @@ def test_kubernetes_artifact_url_for_pods(controller: KubeController) -> None:
     assert controller.artifact_url(sha).endswith(f"/{sha[:2]}/{sha}")  # local disk: its path
     controller.settings.control_plane_url = "http://liveml.liveml.svc:8765/"
     assert controller.artifact_url(sha) == f"http://liveml.liveml.svc:8765/liveml/api/artifacts/{sha}"
+
+
+def test_kubernetes_gateway_routes_to_ready_pods_or_the_service(controller: KubeController) -> None:
+    rt = controller._runtime("ri.dep", "default")
+    rt.name = "liveml-house-1a2b3c4d"
+    pool = controller.gateway.pools["ri.dep"]
+    pods = [{"node_id": "p1", "url": "http://10.0.0.1:8080"}, {"node_id": "p2", "url": "http://10.0.0.2:8080"}]
+    controller._route(pool, rt, pods)
+    assert [(m.node_id, m.url) for m in pool.members] == [("p1", "http://10.0.0.1:8080"),
+                                                          ("p2", "http://10.0.0.2:8080")]
+    controller._route(pool, rt, pods[1:])  # p1 went away (or is terminating)
+    assert [m.node_id for m in pool.members] == ["p2"]
+    controller.settings.gateway_route = "service"
+    controller._route(pool, rt, pods[1:])
+    assert [(m.node_id, m.url) for m in pool.members] == [
+        ("liveml-house-1a2b3c4d", "http://liveml-house-1a2b3c4d.liveml.svc:80")]
+    controller._route(pool, rt, [])  # no ready pod: nothing to send queries to
+    assert pool.members == []
