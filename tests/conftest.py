@@ -143,6 +143,12 @@ def pids_alive(pids: list[int]) -> list[int]:
 
 def replica_pids(home: Path) -> list[int]:
     """PIDs of replica processes serving from this liveml home."""
+    return runtime_pids(str(home))
+
+
+def runtime_pids(marker: str) -> list[int]:
+    """PIDs of live replica processes (``liveml_runtime serve``) with ``marker`` in an argument
+    (a liveml home, a deployment RID), whoever started them."""
     out = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -151,7 +157,7 @@ def replica_pids(home: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"liveml_runtime" in cmd and b"serve" in cmd and any(str(home).encode() in c for c in cmd):
+        if b"liveml_runtime" in cmd and b"serve" in cmd and any(marker.encode() in c for c in cmd):
             out.append(int(proc.name))
     return pids_alive(out)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Loops, Server, free_port, pids_alive, start_server, wait_for
+from conftest import Loops, Server, free_port, runtime_pids, start_server, wait_for
 from kube_sim import KubeSim
 from model_fixtures import EnvEcho, save
 
@@ -52,17 +52,7 @@ class Setup:
             return [p["metadata"]["name"] for p in pods
                     if (p["metadata"].get("annotations") or {}).get("liveml.dev/deployment-rid") == rid
                     and not p["metadata"].get("deletionTimestamp")]
-        out = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"liveml_runtime" in cmd and b"serve" in cmd and rid.encode() in cmd:
-                out.append(int(proc.name))
-        return pids_alive(out)
+        return runtime_pids(rid)
 
     def restart(self) -> None:
         self.server.stop()

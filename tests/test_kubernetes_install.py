@@ -23,6 +23,8 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from kube_sim import expand
+from test_kubernetes_manifests import kube_versions
 
 from liveml_ext.backends import kubernetes as kube
 from liveml_ext.cli import build_parser
@@ -47,17 +49,6 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 # server-side apply (PATCH) of an object that does not exist yet is also authorized as "create"
 # (k8s.io/apiserver handlers/patch.go), so the Role may add "create" wherever it grants "patch"
 SSA_CREATE = "create"
-
-
-def kube_versions() -> list[str]:
-    """The oldest supported version from 1.27 on and the newest, of the installed kubernetes-validate
-    (as in tests/test_kubernetes_manifests.py)."""
-    known = kubernetes_validate.utils.all_versions()  # "1.27.0", once per schema flavour
-    versions = sorted({kubernetes_validate.utils.major_minor(v) for v in known},
-                      key=lambda v: tuple(int(p) for p in v.split(".")))
-    recent = [v for v in versions if tuple(int(p) for p in v.split(".")) >= (1, 27)]
-    assert recent, f"kubernetes-validate knows no version from 1.27 on: {versions}"
-    return sorted({recent[0], versions[-1]})
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -90,15 +81,6 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["liveml"]
     return containers[0]
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """What the kubelet makes of a command argument: $(VAR) expanded, $$ -> $."""
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, text)
 
 
 def server_args(deployment: dict[str, Any], env: dict[str, str] | None = None) -> Any:

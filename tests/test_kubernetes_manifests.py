@@ -18,6 +18,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from kube_sim import expand
 
 from liveml_ext.backends.k8s_manifests import (
     KubeDeployment,
@@ -79,15 +80,6 @@ def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
     return of_kind(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """What the kubelet makes of a command argument or env value: $(VAR) expanded, $$ -> $."""
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, text)
 
 
 def kube_versions() -> list[str]:
