@@ -140,7 +140,9 @@ class ControlPlane:
             s.kube_namespace or None, s.kubeconfig or None, s.kube_context or None)
         settings = KubeSettings(image=s.image, replica_token_secret=s.replica_token_secret,
                                 control_plane_url=s.control_plane_url,
-                                gateway_route=s.gateway_route, poll_interval=s.kube_poll_interval)
+                                gateway_route=s.gateway_route, poll_interval=s.kube_poll_interval,
+                                startup_timeout=s.startup_timeout,
+                                progress_deadline=s.progress_deadline)
         return KubeController(self.store, self.registry, self.artifacts, cluster, self.gateway,
                               settings, shipper=self.shipper, tick=s.tick,
                               state_file=s.home / "logs" / "kubernetes-tails.json")

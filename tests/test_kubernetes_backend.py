@@ -348,3 +348,37 @@ def test_kubernetes_backend_in_jupyter_by_traitlets(tmp_path: Path, house_model:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         assert pod in sim.processes()  # still running: Kubernetes owns the pods
+
+
+def test_kubernetes_rollout_deadline_from_the_server_flag(tmp_path: Path) -> None:
+    """``--progress-deadline`` becomes the Deployment's progressDeadlineSeconds: a release whose
+    pods never get ready is DEGRADED with the deadline as the reason and the old pod serves (as on
+    the local backend, tests/test_rollouts.py); a good configuration then rolls out."""
+    with KubeSim(cpu=32, memory=64 * 2**30) as sim:
+        port = free_port()
+        config = kubeconfig(tmp_path / "kubeconfig", sim.url)
+        server = start_server(tmp_path / "home", port=port, args=(
+            "--backend", "kubernetes", "--kubeconfig", str(config), "--kube-poll-interval", "0.5",
+            "--control-plane-url", f"http://127.0.0.1:{port}", "--progress-deadline", "5"))
+        try:
+            s = Setup("kubernetes", server, sim, tmp_path / "home", ())
+            c = server.client
+            rid = deploy(s, tmp_path, "deadline", minReplicas=1, maxReplicas=1)
+            old = ready_nodes(c.deployment(rid))
+            c.update(rid, runtimeConfiguration={"env": {"SLOW_LOAD": "60"}})
+            doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and d,
+                           timeout=60, what="the deadline")
+            assert "exceeded its progress deadline" in doc["status"]["reason"], doc["status"]
+            assert doc["status"]["rollout"]["state"] == "FAILED"
+            assert ready_nodes(doc) == old
+            with pytest.raises(LiveMLClientError) as err:
+                c.wait(rid, timeout=5)
+            assert err.value.name == "DeploymentNotReady"
+            assert greeting(s, rid).status_code == 200
+            # Kubernetes goes on rolling past a deadline: a good configuration completes
+            c.update(rid, runtimeConfiguration={"env": {"GREETING": "back"}})
+            wait_for(lambda: c.deployment(rid)["status"]["state"] == "ACTIVE" and
+                     greeting(s, rid).json()["responseData"][0]["greeting"] == "back",
+                     timeout=120, what="the good configuration serving")
+        finally:
+            server.stop()

@@ -536,3 +536,15 @@ def test_kubernetes_role_rules_cover_every_call_the_cluster_makes() -> None:
         ("metrics.k8s.io", "nodes", "list"), ("policy", "poddisruptionbudgets", "delete"),
         ("autoscaling", "horizontalpodautoscalers", "patch")}
     assert needed <= granted, needed - granted
+
+
+def test_kubernetes_summarize_ignores_a_deadline_from_before_the_latest_spec() -> None:
+    """Right after an apply the Deployment controller has not seen the new spec yet: the old
+    rollout's ProgressDeadlineExceeded says nothing about the new one."""
+    stale = deployment(generation=6, observed=5, ready=1, available=1, updated=0,
+                       progressing=("False", "ProgressDeadlineExceeded", "timed out"))
+    out = summarize(stale, [pod("p-old")])
+    assert out["rollout"]["state"] == "PROGRESSING" and not out["rollout"]["observed"]
+    assert "deadline" not in out["reason"]
+    seen = summarize({**stale, "status": {**stale["status"], "observedGeneration": 6}}, [pod("p-old")])
+    assert seen["rollout"]["state"] == "FAILED"

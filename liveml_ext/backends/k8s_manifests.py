@@ -62,7 +62,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # set on nodes by NVIDIA GPU feature discovery
 PRE_STOP_SECONDS = 5
 DRAIN_SECONDS = 30  # the replica's own drain deadline after SIGTERM (runtime/liveml_runtime/server.py)
-STARTUP_SECONDS = 600  # models may take long to download and load; matches the rollout deadline
+STARTUP_SECONDS = 600  # default: models may take long to download and load (--startup-timeout)
+PROGRESS_DEADLINE_SECONDS = 600  # default rollout deadline (--progress-deadline)
 RUN_AS = 10001  # the runtime image's user (runtime/Dockerfile)
 MAX_OBJECT_NAME = 46  # 46 + len("-<10 char pod-template-hash>-<5 chars>") = 63
 HPA_MAX_WINDOW = 3600  # the API's limit on stabilizationWindowSeconds
@@ -104,6 +105,8 @@ class KubeDeployment:
     gpu_resource: str = "nvidia.com/gpu"
     port: int = 8080
     termination_grace_seconds: int = 45
+    startup_seconds: int = STARTUP_SECONDS  # how long a pod may take to become ready
+    progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS  # a rollout's deadline
 
     def __post_init__(self) -> None:
         low, high = self.min_replicas, self.max_replicas
@@ -301,7 +304,8 @@ def _container(spec: KubeDeployment, threads: int) -> dict[str, Any]:
         "env": _env(spec, threads),
         "resources": _resources(spec),
         # until the model is loaded and self-tested; then readiness and liveness take over
-        "startupProbe": _probe("/health/ready", startup_period, 2, STARTUP_SECONDS // startup_period),
+        "startupProbe": _probe("/health/ready", startup_period, 2,
+                               max(1, math.ceil(spec.startup_seconds / startup_period))),
         "readinessProbe": _probe("/health/ready", 5, 2, 3),
         # generous: a replica busy with long predictions must not be restarted
         "livenessProbe": _probe("/health/live", 10, 5, 6),
@@ -347,7 +351,7 @@ def render_deployment(spec: KubeDeployment) -> dict[str, Any]:
         body["replicas"] = spec.min_replicas
     body.update({
         "revisionHistoryLimit": 3,
-        "progressDeadlineSeconds": STARTUP_SECONDS,
+        "progressDeadlineSeconds": spec.progress_deadline_seconds,
         "selector": {"matchLabels": _selector(name)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {

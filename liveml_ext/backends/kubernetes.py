@@ -496,7 +496,9 @@ def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> d
     available = int(status.get("availableReplicas") or 0)
     observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
     progressing = _condition(status.get("conditions"), "Progressing")
-    deadline = bool(progressing and progressing.get("status") == "False"
+    # a deadline the Deployment controller set before it saw the latest spec is stale: the new
+    # rollout starts with a fresh one
+    deadline = bool(observed and progressing and progressing.get("status") == "False"
                     and progressing.get("reason") == "ProgressDeadlineExceeded")
     complete = observed and updated >= desired and total == updated and available >= updated
     rollout_reason = ""

@@ -57,6 +57,8 @@ class KubeSettings:
     gateway_route: str = "pods"  # or "service"
     poll_interval: float = 2.0
     reapply: float = 300.0
+    startup_timeout: float = 600.0  # the pods' startup probe allows this long
+    progress_deadline: float = 600.0  # the Deployment's progressDeadlineSeconds
 
     @property
     def replica_image(self) -> str:
@@ -309,7 +311,9 @@ class KubeController(ControllerBase):
             requirements=dict(sub.requirements or {}), generation=row.generation,
             runtime=dict(row.runtime_configuration), image=self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
-            replica_profile=row.replica_profile, resource_profile=row.resource_profile)
+            replica_profile=row.replica_profile, resource_profile=row.resource_profile,
+            startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),
+            progress_deadline_seconds=max(1, math.ceil(self.settings.progress_deadline)))
 
     def _remote_artifacts(self) -> bool:
         protocols = self.artifacts.fs.protocol
