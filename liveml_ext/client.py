@@ -232,6 +232,7 @@ class Client:
             current = rollout.get("generation", doc.get("generation")) == doc.get("generation")
             if status["state"] == "ACTIVE" and status["isReady"] and not status["reason"] and \
                     (target is None or target == served) and current and \
+                    status.get("readyReplicas", 0) >= status.get("desiredReplicas", 0) and \
                     rollout.get("state", "COMPLETE") == "COMPLETE":
                 return doc
             if status["state"] in ("FAILED", "DISABLED") or \

@@ -149,8 +149,11 @@ def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path)
 
     # the startup story of one replica, found by its node id
     node = sorted(ready_nodes(doc))[0]
-    found = wait_for(lambda: c.logs(rid, query=f'tags.node_id:"{node}"', since="1h",
-                                    limit=200)["data"], timeout=30, what="the replica's logs")
+    def startup() -> list[dict]:
+        rows = c.logs(rid, query=f'tags.node_id:"{node}"', since="1h", limit=200)["data"]
+        return rows if any(r["message"] == "Replica ready" for r in rows) else []
+
+    found = wait_for(startup, timeout=30, what="the replica's startup logs")
     messages = " | ".join(r["message"] for r in found)
     assert "Replica ready" in messages and "Model loaded" in messages, messages
     assert {r["node_id"] for r in found} == {node}

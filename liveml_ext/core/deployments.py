@@ -79,8 +79,10 @@ class Deployments:
         seen = self.observer.observed(row.rid)
         replicas = seen["replicas"]
         ready = sum(1 for r in replicas if r["state"] == "READY")
-        desired = (seen["autoscaling"] or {}).get("desiredReplicas") or \
-            row.runtime_configuration["minReplicas"] if row.enabled else 0
+        config = row.runtime_configuration
+        # the controller's count, within the bounds as they are now (it may not have seen an edit)
+        want = (seen["autoscaling"] or {}).get("desiredReplicas") or config["minReplicas"]
+        desired = min(max(want, config["minReplicas"]), config["maxReplicas"]) if row.enabled else 0
         state = row.state if row.enabled else "DISABLED"
         status = {"state": state, "isReady": bool(row.enabled and ready),
                   "reason": row.reason, "readyReplicas": ready, "desiredReplicas": desired,

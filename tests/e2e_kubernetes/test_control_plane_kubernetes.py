@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,25 +26,42 @@ KUBECONFIG = os.environ.get("LIVEML_E2E_KUBECONFIG")
 pytestmark = pytest.mark.skipif(not KUBECONFIG, reason="LIVEML_E2E_KUBECONFIG is not set: no cluster to "
                                 "test against (a skip is not a pass; see tests/e2e_kubernetes/README.md)")
 
+import test_kubernetes_backend as suite  # noqa: E402
 from conftest import free_port, start_server  # noqa: E402
-from test_kubernetes_backend import (  # noqa: E402, F401 - collected here with this module's setup
-    Setup,
-    test_backend_api_name_change_drops_no_query,
-    test_backend_control_plane_restart,
-    test_backend_failed_release_keeps_the_old_replicas_serving,
-    test_backend_lifecycle_on_local_and_kubernetes,
-    test_backend_metrics_per_replica,
-    test_kubernetes_unschedulable_gpu_is_reported,
-)
+from test_kubernetes_backend import Setup  # noqa: E402
 
 NAMESPACE = os.environ.get("LIVEML_E2E_NAMESPACE", "liveml-e2e")
 IMAGE = os.environ.get("LIVEML_E2E_IMAGE", "liveml/runtime:0.1.0")
 STORE = os.environ.get("LIVEML_E2E_ARTIFACT_STORE", "")
 CONTROL_PLANE_URL = os.environ.get("LIVEML_E2E_CONTROL_PLANE_URL", "")
 PORT = int(os.environ.get("LIVEML_E2E_CONTROL_PLANE_PORT", "0"))
-if not os.environ.get("LIVEML_E2E_METRICS"):
-    test_backend_metrics_per_replica = pytest.mark.skip(  # type: ignore[assignment]
-        reason="LIVEML_E2E_METRICS is not set: no metrics-server")(test_backend_metrics_per_replica)
+
+
+# the suite's tests, run with this module's ``setup`` (wrapped, so that nothing here changes them)
+def test_e2e_kubernetes_lifecycle(setup: Setup, tmp_path: Path) -> None:
+    suite.test_backend_lifecycle_on_local_and_kubernetes(setup, tmp_path)
+
+
+def test_e2e_kubernetes_failed_release_keeps_the_old_pods_serving(setup: Setup, tmp_path: Path) -> None:
+    suite.test_backend_failed_release_keeps_the_old_replicas_serving(setup, tmp_path)
+
+
+@pytest.mark.skipif(not os.environ.get("LIVEML_E2E_METRICS"),
+                    reason="LIVEML_E2E_METRICS is not set: no metrics-server")
+def test_e2e_kubernetes_metrics(setup: Setup, tmp_path: Path) -> None:
+    suite.test_backend_metrics_per_replica(setup, tmp_path)
+
+
+def test_e2e_kubernetes_control_plane_restart(setup: Setup, tmp_path: Path) -> None:
+    suite.test_backend_control_plane_restart(setup, tmp_path)
+
+
+def test_e2e_kubernetes_api_name_change(setup: Setup, tmp_path: Path) -> None:
+    suite.test_backend_api_name_change_drops_no_query(setup, tmp_path)
+
+
+def test_e2e_kubernetes_unschedulable_gpu(setup: Setup, tmp_path: Path) -> None:
+    suite.test_kubernetes_unschedulable_gpu_is_reported(setup, tmp_path)
 
 
 @pytest.fixture(scope="module")
