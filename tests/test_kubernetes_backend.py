@@ -385,3 +385,20 @@ def test_kubernetes_rollout_deadline_from_the_server_flag(tmp_path: Path) -> Non
                      timeout=120, what="the good configuration serving")
         finally:
             server.stop()
+
+
+def test_kubernetes_unreachable_api_is_the_reason(tmp_path: Path) -> None:
+    """No API server where the kubeconfig points: the control plane still serves its API, and a
+    deployment is FAILED with the reason (it is retried with back-off, not dropped)."""
+    config = kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
+    server = start_server(tmp_path / "home", args=("--backend", "kubernetes", "--kubeconfig",
+                                                   str(config)))
+    try:
+        s = Setup("kubernetes", server, None, tmp_path / "home", ())
+        rid = deploy(s, tmp_path, "nowhere", wait=False)
+        doc = wait_for(lambda: (d := server.client.deployment(rid))["status"]["state"] == "FAILED"
+                       and d, timeout=30, what="FAILED")
+        assert "the Kubernetes API could not be reached" in doc["status"]["reason"]
+        assert greeting(s, rid).status_code == 503
+    finally:
+        server.stop()

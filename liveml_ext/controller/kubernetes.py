@@ -154,6 +154,7 @@ class KubeController(ControllerBase):
         self._nodes: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
         self.token_ready = False
         self.cluster_error = ""
+        self._token_retry_at, self._token_backoff = 0.0, 1.0
 
     # --- lifecycle -------------------------------------------------------------------------
     async def _call(self, fn: Any, *args: Any) -> Any:
@@ -181,11 +182,15 @@ class KubeController(ControllerBase):
         """The gateway's shared secret is the Secret's token (created when missing)."""
         if self.token_ready:
             return True
+        if time.monotonic() < self._token_retry_at:
+            return False
         try:
             token = await self._call(self.cluster.ensure_secret, self.settings.replica_token_secret)
         except Exception as exc:  # noqa: BLE001 - reported in every deployment's state
             self.cluster_error = describe_error(exc)
-            log.error("Kubernetes: %s; retrying", self.cluster_error)
+            log.error("Kubernetes: %s; retrying in %.0fs", self.cluster_error, self._token_backoff)
+            self._token_retry_at = time.monotonic() + self._token_backoff
+            self._token_backoff = min(30.0, self._token_backoff * 2)
             return False
         self.gateway.set_replica_token(token)
         self.token_ready, self.cluster_error = True, ""
