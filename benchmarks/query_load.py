@@ -223,17 +223,20 @@ def baselines(model_path: Path, calls: int) -> list[Timing]:
 class ControlPlaneProcess:
     """``liveml server`` as a child process on 127.0.0.1 with its own home."""
 
-    def __init__(self, home: Path, log_path: Path) -> None:
+    def __init__(self, home: Path, log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.home = home
         self.log_path = log_path
+        self.args = args  # more `liveml server` flags
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
+        # whose children the replicas are: the control plane's, or e.g. a simulated cluster's
+        self.replica_parent: psutil.Process | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         cmd = [sys.executable, "-m", "liveml_ext.cli", "server", "--host", HOST,
-               "--port", str(self.port), "--home", str(self.home)]
+               "--port", str(self.port), "--home", str(self.home), *self.args]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=clean_env())
@@ -266,7 +269,7 @@ class ControlPlaneProcess:
         if self.proc is None:
             return []
         try:
-            children = self.process().children(recursive=True)
+            children = (self.replica_parent or self.process()).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
         out = []

@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -111,16 +112,18 @@ def cpu_snapshot(cp: ControlPlaneProcess) -> CpuSnapshot:
     """Replicas come and go: live children plus the children the control plane has reaped."""
     me = psutil.Process().cpu_times()
     live = 0.0
+    parent = cp.replica_parent or cp.process()
     with contextlib.suppress(psutil.Error):
-        for child in cp.process().children(recursive=True):
+        for child in parent.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 t = child.cpu_times()
                 live += t.user + t.system
     server = cp.process().cpu_times()
+    reaped = parent.cpu_times()
     machine = psutil.cpu_times()
     return CpuSnapshot(at=time.perf_counter(), load_generator=me.user + me.system,
                        control_plane=server.user + server.system,
-                       replicas=live + server.children_user + server.children_system,
+                       replicas=live + reaped.children_user + reaped.children_system,
                        busy=sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
                        stall=cpu_pressure())
 
@@ -308,7 +311,7 @@ def replica_processes(cp: ControlPlaneProcess) -> list[psutil.Process]:
     out = []
     for proc in cp.replicas():
         with contextlib.suppress(psutil.Error):
-            if any(str(cp.home) in arg for arg in proc.cmdline()):
+            if cp.replica_parent is not None or any(str(cp.home) in arg for arg in proc.cmdline()):
                 out.append(proc)
     return out
 
@@ -407,8 +410,12 @@ class Scenario:
 
             def healed(d: dict[str, Any]) -> bool:
                 nodes = ready_nodes(d)
-                return d["status"]["readyReplicas"] == args.replicas and bool(nodes - before) and \
-                    victim_node not in nodes and d["status"]["state"] == "ACTIVE"
+                if d["status"]["readyReplicas"] != args.replicas or d["status"]["state"] != "ACTIVE":
+                    return False
+                if args.kubernetes_sim:  # the kubelet restarts the container in the same pod
+                    return any(r["nodeId"] == victim_node and r["state"] == "READY" and
+                               r.get("restarts", 0) > 0 for r in d["status"]["replicas"])
+                return bool(nodes - before) and victim_node not in nodes
 
             doc, ok, least = await poll(client, rid, healed, args.phase_timeout, args.poll)
             self.report.recovery_s = time.perf_counter() - t0
@@ -563,6 +570,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="most seconds to wait for the rollout, or for the replacement replica")
     p.add_argument("--poll", type=float, default=0.05, help="seconds between status polls")
     p.add_argument("--out", type=Path, help="also write the results as JSON here")
+    p.add_argument("--kubernetes-sim", action="store_true",
+                   help="run the control plane with --backend kubernetes against the simulated "
+                        "cluster of tests/kube_sim.py (in a process of its own; preStop 5 s as "
+                        "rendered) instead of local replicas")
     p.add_argument("--keep-home", action="store_true",
                    help="keep the temporary folder (liveml home, server and replica logs)")
     args = p.parse_args(argv)
@@ -581,7 +592,14 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     joblib.dump(load_reference(args.reference).train(), model_path)
 
     home = tmp / "home"
+    sim = start_simulated_cluster(tmp) if args.kubernetes_sim else None
     cp = ControlPlaneProcess(home, tmp / "server.log")
+    if sim is not None:
+        cp.args = ("--backend", "kubernetes", "--kubeconfig", str(tmp / "kubeconfig"),
+                   "--control-plane-url", f"http://{HOST}:{cp.port}")
+        cp.replica_parent = psutil.Process(sim.pid)
+        report.notes.append("backend: kubernetes, on the simulated cluster of tests/kube_sim.py "
+                            "(pods are local processes; preStop 5 s; kube poll 2 s)")
     client: Any = None
     rid: str | None = None
     try:
@@ -628,6 +646,36 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
             report.replica_steps = replica_timeline(home, wall0)
     finally:
         delete_and_stop(client, rid, cp, report)
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(30)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+
+
+def start_simulated_cluster(tmp: Path) -> subprocess.Popen[bytes]:
+    """tests/kube_sim.py in a process of its own (its threads must not share this process's GIL
+    with the load generator) and a kubeconfig for it in ``tmp``."""
+    out = open(tmp / "kube-sim.log", "w+b")
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "kube_sim.py"), "--cpu", "32",
+                             "--memory", str(64 * 2**30), "--prestop-cap", "5",
+                             "--probe-period", "1"], stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (url := (tmp / "kube-sim.log").read_text().split("\n", 1)[0].strip()).startswith("http") \
+            or "\n" not in (tmp / "kube-sim.log").read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the simulated cluster did not start: {(tmp / 'kube-sim.log').read_text()}")
+        time.sleep(0.05)
+    (tmp / "kubeconfig").write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: sim, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: u, user: {token: x}}]\n"
+        "contexts: [{name: sim, context: {cluster: sim, user: u, namespace: liveml}}]\n"
+        "current-context: sim\n")
+    log(f"simulated cluster at {url}")
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -637,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         source={**source_state(), "library": library_path()},
         options={"rate": args.rate, "steady": args.steady, "warmup": args.warmup,
                  "replicas": args.replicas, "connections": args.connections,
-                 "timeout": args.timeout, "phase_timeout": args.phase_timeout, "poll": args.poll})
+                 "timeout": args.timeout, "phase_timeout": args.phase_timeout, "poll": args.poll,
+                 "kubernetes_sim": args.kubernetes_sim})
 
     code = run_in_temp_home(run, args, report, "liveml-rollout-")
 

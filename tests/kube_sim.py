@@ -2151,3 +2151,29 @@ def _deletion_rank(pod: _Pod) -> tuple[Any, ...]:
     """The ReplicaSet controller's order of pods to delete (first = first to go): unscheduled,
     not running, not ready, then the newest."""
     return (pod.scheduled, bool(pod.instances) and pod.current is not None, pod.available, -pod.created)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/kube_sim.py [--cpu N] [--prestop-cap S]``: run a simulator until SIGTERM or
+    SIGINT, printing its URL as the first line of stdout (for benchmarks that want it in a
+    process of its own)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--cpu", type=float, default=None, help="cores the node offers")
+    p.add_argument("--memory", type=int, default=None, help="bytes the node offers")
+    p.add_argument("--prestop-cap", type=float, default=0.5, help="seconds a preStop hook may run")
+    p.add_argument("--probe-period", type=float, default=0.2, help="upper bound of probe periods (s)")
+    args = p.parse_args(argv)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    with KubeSim(cpu=args.cpu, memory=args.memory, prestop_cap=args.prestop_cap,
+                 probe_period=args.probe_period) as sim:
+        print(sim.url, flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

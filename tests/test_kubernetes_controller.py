@@ -124,3 +124,18 @@ def test_kubernetes_gateway_routes_to_ready_pods_or_the_service(controller: Kube
         ("liveml-house-1a2b3c4d", "http://liveml-house-1a2b3c4d.liveml.svc:80")]
     controller._route(pool, rt, [])  # no ready pod: nothing to send queries to
     assert pool.members == []
+
+
+def test_kubernetes_rollout_status_belongs_to_what_was_read(controller: KubeController) -> None:
+    """Just after an apply the last reading is of the previous spec: its COMPLETE rollout must not
+    be reported as the new generation's (``liveml update --wait`` would return at once)."""
+    from test_kubernetes_contract import spec
+
+    rt = controller._runtime("ri.dep", "default")
+    rt.name = "liveml-house-1a2b3c4d"
+    rt.summary = {"rollout": {"state": "COMPLETE", "updated": 2, "desired": 2, "reason": ""},
+                  "pods": [], "desired": 2}
+    rt.summary_spec = spec(generation=3)
+    rt.applied = spec(generation=4)  # applied, not read back yet
+    rollout = controller.observed("ri.dep")["rollout"]
+    assert (rollout["generation"], rollout["state"]) == (3, "COMPLETE")

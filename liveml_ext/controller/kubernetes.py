@@ -85,6 +85,7 @@ class KubeRuntime(RuntimeBase):
     backoff: float = 1.0
     observed_at: float = -1e9
     summary: dict[str, Any] | None = None  # KubernetesCluster.observe of ``name``
+    summary_spec: KubeDeployment | None = None  # what had been applied when it was read
     old_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     rolled_out: tuple[str, int] | None = None  # (release rid, generation) last fully rolled out
     busy: bool = False
@@ -337,10 +338,11 @@ class KubeController(ControllerBase):
 
     # --- observing -------------------------------------------------------------------------
     async def _observe(self, rt: KubeRuntime) -> None:
+        spec = rt.applied  # what the cluster had been told when it was read
         try:
             summary = await self._call(self.cluster.observe, rt.name)
             olds = {old: await self._call(self.cluster.observe, old) for old in list(rt.old_names)}
-            rt.summary, rt.old_summaries = summary, olds
+            rt.summary, rt.old_summaries, rt.summary_spec = summary, olds, spec
         except Exception as exc:  # noqa: BLE001 - shown as the state's reason
             rt.summary = {"state": "FAILED", "reason": describe_error(exc), "pods": [],
                           "urls": [], "ready": 0, "desired": 0, "rollout": None,
@@ -427,7 +429,7 @@ class KubeController(ControllerBase):
         if rt is None or rt.summary is None:
             return {"replicas": [], "rollout": None, "autoscaling": None}
         rollout = rt.summary.get("rollout")
-        spec = rt.applied
+        spec = rt.summary_spec  # not rt.applied: a rollout read before an apply is the old one
         desired = rt.summary.get("desired", 0)
         return {"replicas": self.replicas(rid),
                 "rollout": None if rollout is None or spec is None else {
