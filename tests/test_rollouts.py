@@ -240,6 +240,14 @@ def test_failed_rollouts_keep_the_old_replicas_serving(server, tmp_path):
         assert "FAIL_AT_LOAD is set" in doc["status"]["reason"]
         assert doc["status"]["rollout"]["state"] == "FAILED"
         assert nodes(doc) == old and doc["status"]["isReady"]
+        # while the rollout is stopped, a lost replica of the serving version is replaced
+        os.kill(next(iter(pids(server, rid))), signal.SIGKILL)
+        doc = wait_for(lambda: (d := c.deployment(rid)) and len(nodes(d)) == 2 and
+                       nodes(d) != old and d, timeout=60, what="the serving version healed")
+        assert doc["status"]["state"] == "DEGRADED" and "FAIL_AT_LOAD is set" in \
+            doc["status"]["reason"]
+        assert loops.results and loops.results[-1][1] == ""  # the old configuration answers
+        old = nodes(doc)
         # out of memory
         c.update(rid, runtimeConfiguration={"env": {}, "memory": "60MiB"})
         doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and

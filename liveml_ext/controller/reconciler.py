@@ -10,6 +10,7 @@ serving; the deployment is DEGRADED with the reason until a new target replaces 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -72,6 +73,10 @@ class Runtime(RuntimeBase):
     above_since: float | None = None
     below_since: float | None = None
     pending_reason: str = ""  # why a replica could not be started (e.g. no GPU free)
+    specs: dict[tuple[str, int], ReplicaSpec] = field(default_factory=dict)  # how each key starts
+    serving_key: tuple[str, int] | None = None  # the key whose replica was last seen ready
+    heal_at: float = 0.0  # when a lost replica of serving_key may be replaced next
+    heal_failures: int = 0
 
 
 class Controller(ControllerBase):
@@ -198,13 +203,16 @@ class Controller(ControllerBase):
         if target is not None and target.failed:
             for r in [r for r in current if r.state == STARTING]:
                 self._retire(rt, r)
+            await self._heal_serving(rt, row.api_name, want, key)
         # surplus of the target: not-ready ones first, then the newest ready ones
         current = [r for r in rt.replicas if r.key == key and r.state in (STARTING, READY)]
         surplus = len(current) - want
         for r in sorted(current, key=lambda r: (r.state == READY, r.started))[:max(0, surplus)]:
             self._retire(rt, r)
-        # old replicas: stop the ones not serving; keep ready ones only while needed
-        for r in [r for r in old if r.state != READY]:
+        # old replicas: stop the ones not serving (but not the replacements of the version that
+        # serves while the rollout is stopped); keep ready ones only while needed
+        healing = target is not None and target.failed
+        for r in [r for r in old if r.state != READY and not (healing and r.key == rt.serving_key)]:
             self._retire(rt, r)
         keep_old = max(0, want - len(ready_current)) if key else 0
         for r in old_ready[:max(0, len(old_ready) - keep_old)]:
@@ -216,6 +224,9 @@ class Controller(ControllerBase):
                 self.event(rt.rid, "rollout", f"Release {target.version} rolled out to "
                            f"{len(ready_current)} replica(s)", release=target.version)
 
+        keys = {r.key for r in rt.replicas} | {key, rt.serving_key}
+        for stale in [k for k in rt.specs if k not in keys]:
+            del rt.specs[stale]
         self._set_state(rt, row, release, want)
 
     def _autoscale(self, rt: Runtime, config: dict[str, Any], pool: Pool, now_: float) -> int:
@@ -253,29 +264,51 @@ class Controller(ControllerBase):
 
     async def _start(self, rt: Runtime, row: Deployment, release: Release,
                      sub: Submission) -> bool:
-        node_id = f"{row.api_name[:40]}-{uuid.uuid4().hex[:8]}"
         config = dict(row.runtime_configuration)
         spec = ReplicaSpec(
-            node_id=node_id, deployment_rid=rt.rid, namespace=rt.namespace,
+            node_id="", deployment_rid=rt.rid, namespace=rt.namespace,
             release_rid=release.rid, release_version=release.version,
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
             env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}))
+        return await self._start_spec(rt, row.api_name, spec)
+
+    async def _start_spec(self, rt: Runtime, api_name: str, template: ReplicaSpec) -> bool:
+        """Start one replica like ``template`` under a new node id."""
+        node_id = f"{api_name[:40]}-{uuid.uuid4().hex[:8]}"
+        spec = dataclasses.replace(template, node_id=node_id)
+        key = (spec.release_rid, spec.generation)
+        rt.specs[key] = template
         try:
             handle = await self.backend.start(spec)
         except NoCapacity as exc:
             rt.pending_reason = str(exc)
             return False
-        rt.replicas.append(Replica(node_id, (release.rid, row.generation), release.version,
-                                   handle))
+        rt.replicas.append(Replica(node_id, key, spec.release_version, handle))
         path = self.backend.log_path(handle)
         if path and self.shipper is not None:
             self.shipper.watch(path, {"node_id": node_id, "deployment_rid": rt.rid,
-                                      "release": release.version})
+                                      "release": spec.release_version})
         log.info("deployment %s: started replica %s of release %s", rt.rid, node_id,
-                 release.version)
+                 spec.release_version)
         return True
+
+    async def _heal_serving(self, rt: Runtime, api_name: str, want: int, key: Any) -> None:
+        """While the target's rollout has failed, the version still serving keeps its count: a
+        lost replica of it is replaced with the configuration it was started with."""
+        serving = rt.serving_key
+        if serving is None or serving == key or serving not in rt.specs or \
+                time.monotonic() < rt.heal_at:
+            return
+        live = [r for r in rt.replicas if r.key == serving and r.state in (STARTING, READY)]
+        ready_target = [r for r in rt.replicas if r.key == key and r.state == READY]
+        for _ in range(max(0, want - len(live) - len(ready_target))):
+            if not await self._start_spec(rt, api_name, rt.specs[serving]):
+                break
+            self.event(rt.rid, "replica", "Replacing a lost replica of the serving version "
+                       f"(release {rt.specs[serving].release_version}, generation {serving[1]}) "
+                       "while the rollout is stopped")
 
     async def _observe(self, rt: Runtime, pool: Pool) -> None:
         now_ = time.monotonic()
@@ -298,6 +331,9 @@ class Controller(ControllerBase):
                     continue
                 if r.state == STARTING and ok:
                     r.state, r.ready_at = READY, time.monotonic()
+                    rt.serving_key = r.key
+                    if rt.target is None or r.key != rt.target.key:
+                        rt.heal_failures = 0  # a replacement of the serving version made it
                     r.next_check = r.ready_at + 2.0
                     pool.add(r.node_id, r.url)
                     self.event(rt.rid, "replica", f"Replica {r.node_id} is ready "
@@ -325,9 +361,12 @@ class Controller(ControllerBase):
         verb = "crashed" if was_ready else "failed to start"
         self.event(rt.rid, "replica", f"Replica {r.node_id} {verb}: {reason}", level="ERROR",
                    nodeId=r.node_id, reason=reason)
-        if target is None or r.key != target.key:
-            return
         now_ = time.monotonic()
+        if target is None or r.key != target.key:
+            if r.key == rt.serving_key:  # replaced by _heal_serving, with back-off
+                rt.heal_failures += 1
+                rt.heal_at = now_ + min(60.0, 0.5 * 2 ** rt.heal_failures)
+            return
         target.reason = f"replica {r.node_id} {verb}: {reason}"
         if was_ready:
             target.crashes = [t for t in target.crashes if now_ - t < self.crash_window] + [now_]
