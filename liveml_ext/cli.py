@@ -36,8 +36,9 @@ def _deployment_text(d: dict[str, Any]) -> str:
         f"memory {rc['memory']}, gpu {rc['gpu']}, threads {rc['threadCount']}",
     ]
     for r in st["replicas"]:
+        restarts = f" ({r['restarts']} restarts)" if r.get("restarts") else ""
         lines.append(f"  replica {r['nodeId']}: {r['state']} {r['health']} "
-                     f"release {r['releaseVersion']} {r['reason']}".rstrip())
+                     f"release {r['releaseVersion']}{restarts} {r['reason']}".rstrip())
     return "\n".join(lines)
 
 
