@@ -402,3 +402,24 @@ def test_kubernetes_unreachable_api_is_the_reason(tmp_path: Path) -> None:
         assert greeting(s, rid).status_code == 503
     finally:
         server.stop()
+
+
+def test_backend_autoscaled_then_fixed_count(setup: Setup, tmp_path: Path) -> None:
+    """min < max: the autoscaler owns the count (on Kubernetes an HPA), starting at min; a fixed
+    count then takes over (the HPA goes) with no failed query."""
+    s, c = setup, setup.server.client
+    rid = deploy(s, tmp_path, "scaled", minReplicas=1, maxReplicas=3)
+    doc = c.deployment(rid)
+    assert len(ready_nodes(doc)) == 1 and doc["status"]["desiredReplicas"] == 1
+    name = object_name("scaled", "default")
+    if s.cluster is not None:
+        assert name in s.cluster.autoscalers()
+    with Loops(s.server, rid, rows=X, field="greeting") as loops:
+        c.update(rid, runtimeConfiguration={"minReplicas": 2, "maxReplicas": 2})
+        doc = c.wait(rid, timeout=120)
+        time.sleep(0.3)
+    assert loops.failures() == [], loops.failures()[:5]
+    assert len(ready_nodes(doc)) == 2 and doc["status"]["desiredReplicas"] == 2
+    if s.cluster is not None:
+        assert name not in s.cluster.autoscalers()
+    c.delete(rid)

@@ -534,7 +534,8 @@ def test_kubernetes_role_rules_cover_every_call_the_cluster_makes() -> None:
         ("", "pods/log", "get"), ("", "events", "list"), ("", "secrets", "get"),
         ("", "secrets", "patch"), ("", "nodes", "list"), ("metrics.k8s.io", "pods", "list"),
         ("metrics.k8s.io", "nodes", "list"), ("policy", "poddisruptionbudgets", "delete"),
-        ("autoscaling", "horizontalpodautoscalers", "patch")}
+        ("autoscaling", "horizontalpodautoscalers", "patch"),
+        ("autoscaling", "horizontalpodautoscalers", "list")}
     assert needed <= granted, needed - granted
 
 
@@ -548,3 +549,19 @@ def test_kubernetes_summarize_ignores_a_deadline_from_before_the_latest_spec() -
     assert "deadline" not in out["reason"]
     seen = summarize({**stale, "status": {**stale["status"], "observedGeneration": 6}}, [pod("p-old")])
     assert seen["rollout"]["state"] == "FAILED"
+
+
+def test_kubernetes_autoscalers_read_the_hpas_cpu_utilization(fake: FakeKube,
+                                                               cluster: KubernetesCluster) -> None:
+    cpu = {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 93,
+                                                                       "averageValue": "1400m"}}}
+    fake.route("GET", f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers", 200, {"items": [
+        {"metadata": {"name": NAME},
+         "status": {"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": [cpu]}},
+        {"metadata": {"name": "liveml-new-0000"}, "status": {"currentReplicas": 1, "desiredReplicas": 1}}]})
+    assert cluster.autoscalers() == {
+        NAME: {"current": 2, "desired": 3, "utilization": 0.93},
+        "liveml-new-0000": {"current": 1, "desired": 1, "utilization": None}}  # not measured yet
+    (request,) = fake.made("GET", "/apis/autoscaling")
+    assert request.query["labelSelector"] == [
+        "app.kubernetes.io/managed-by=liveml,app.kubernetes.io/name=liveml-replica"]

@@ -139,3 +139,17 @@ def test_kubernetes_rollout_status_belongs_to_what_was_read(controller: KubeCont
     rt.applied = spec(generation=4)  # applied, not read back yet
     rollout = controller.observed("ri.dep")["rollout"]
     assert (rollout["generation"], rollout["state"]) == (3, "COMPLETE")
+
+
+def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
+        controller: KubeController) -> None:
+    from test_kubernetes_contract import spec
+
+    rt = controller._runtime("ri.dep", "default")
+    rt.name = "liveml-house-1a2b3c4d"
+    rt.summary = {"rollout": None, "pods": [], "desired": 3}
+    rt.applied = spec()  # minReplicas 2 < maxReplicas 4: an HPA scales it
+    controller.autoscalers = {rt.name: {"current": 3, "desired": 3, "utilization": 0.93}}
+    assert controller.observed("ri.dep")["autoscaling"] == {"desiredReplicas": 3, "load": 0.93}
+    rt.applied = spec(runtime={"minReplicas": 2, "maxReplicas": 2})  # a fixed count: no load
+    assert controller.observed("ri.dep")["autoscaling"]["load"] == 0.0

@@ -18,7 +18,8 @@ ClusterRole in ``deploy/kubernetes/``):
   DELETE poddisruptionbudgets and horizontalpodautoscalers when the new render has none;
 - ``delete``: DELETE all four kinds; ``managed``: LIST deployments;
 - ``observe``: GET deployments, LIST pods; ``logs``/``pod_log``: LIST pods, GET pods/log;
-- ``events``: LIST events; ``ensure_secret``: GET, create/PATCH the replica token Secret;
+- ``events``: LIST events; ``autoscalers``: LIST horizontalpodautoscalers;
+- ``ensure_secret``: GET, create/PATCH the replica token Secret;
 - ``pod_metrics``/``all_pod_metrics``: LIST ``metrics.k8s.io`` pods; ``node_metrics``: LIST
   ``metrics.k8s.io`` nodes and ``nodes``: LIST nodes (cluster scoped: a ClusterRole).
 """
@@ -66,7 +67,7 @@ ROLE_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
      "verbs": ["create", "patch", "delete"]},
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
-     "verbs": ["create", "patch", "delete"]},
+     "verbs": ["list", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
@@ -338,6 +339,26 @@ class KubernetesCluster:
         return [{**_usage(item, "pod"),
                  "instance": ((item.get("metadata") or {}).get("labels") or {}).get(
                      "app.kubernetes.io/instance", "")} for item in doc.get("items") or []]
+
+    def autoscalers(self) -> dict[str, dict[str, Any]]:
+        """Object name -> the HPA's ``currentReplicas``, ``desiredReplicas`` and ``utilization``
+        (average CPU utilization of the pods as a fraction of their request, None before the HPA
+        has measured) for every HPA liveml made in the namespace."""
+        doc = self._json(self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            self.namespace, label_selector=MANAGED_SELECTOR, **self._call))
+        out = {}
+        for item in doc.get("items") or []:
+            status = item.get("status") or {}
+            utilization = None
+            for metric in status.get("currentMetrics") or []:
+                current = (metric.get("resource") or {}).get("current") or {}
+                if (metric.get("resource") or {}).get("name") == "cpu" and \
+                        current.get("averageUtilization") is not None:
+                    utilization = float(current["averageUtilization"]) / 100.0
+            out[item["metadata"]["name"]] = {"current": int(status.get("currentReplicas") or 0),
+                                             "desired": int(status.get("desiredReplicas") or 0),
+                                             "utilization": utilization}
+        return out
 
     def managed(self) -> dict[str, str]:
         """Object name -> deployment RID of every Deployment liveml made in the namespace."""

@@ -153,6 +153,7 @@ class KubeController(ControllerBase):
         self._seen_events: dict[str, int] = {}
         self._events_since = dt.datetime.now(dt.UTC)
         self._nodes: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
+        self.autoscalers: dict[str, dict[str, Any]] = {}  # object name -> HPA status
         self.token_ready = False
         self.cluster_error = ""
         self._token_retry_at, self._token_backoff = 0.0, 1.0
@@ -438,7 +439,15 @@ class KubeController(ControllerBase):
                     "desiredReplicas": rollout["desired"],
                     "failures": sum(p["restarts"] for p in rt.summary["pods"]),
                     "reason": rollout["reason"]},
-                "autoscaling": {"desiredReplicas": desired, "load": 0.0}}
+                "autoscaling": {"desiredReplicas": desired, "load": self._load(rt)}}
+
+    def _load(self, rt: KubeRuntime) -> float:
+        """An autoscaled deployment's load: its HPA's average CPU utilization (of the request),
+        what the HPA compares with the target from ``scaleUpLoadThreshold``."""
+        if rt.applied is None or not rt.applied.autoscaled:
+            return 0.0
+        utilization = (self.autoscalers.get(rt.name) or {}).get("utilization")
+        return round(utilization, 3) if utilization is not None else 0.0
 
     # --- logs ------------------------------------------------------------------------------
     def _tail_logs(self, rid: str, pods: list[dict[str, Any]]) -> None:
@@ -514,6 +523,8 @@ class KubeController(ControllerBase):
                                 describe_error(exc))
             events = await self._call(self.cluster.events)
             self._dispatch(events)
+            if any(rt.applied is not None and rt.applied.autoscaled for rt in self.runtimes.values()):
+                self.autoscalers = await self._call(self.cluster.autoscalers)
         except Exception as exc:  # noqa: BLE001 - retried next pass
             log.warning("could not read Kubernetes events: %s", describe_error(exc))
         finally:
