@@ -46,10 +46,16 @@ class ArtifactStore:
     def uri(self, sha256: str) -> str:
         return self.fs.unstrip_protocol(self._path(sha256))
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is this machine's file system (not a URL others could read)."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        return bool({"file", "local"} & set(protocols))
+
     def local_path(self, sha256: str) -> str:
         """A local file with the artifact: the file itself, or a cached copy of a remote one."""
         path = self._path(sha256)
-        if "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)):
+        if self.is_local:
             return path
         target = self.cache_dir / sha256
         if not target.exists():

@@ -163,7 +163,7 @@ class KubeController(ControllerBase):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def start(self) -> None:
-        if not self._remote_artifacts() and not self.settings.control_plane_url:
+        if self.artifacts.is_local and not self.settings.control_plane_url:
             log.warning("the artifact store %s is local disk and no --control-plane-url is set: "
                         "only pods sharing this file system can read artifacts. Use an "
                         "--artifact-url pods can read (s3://...) or --control-plane-url",
@@ -322,16 +322,11 @@ class KubeController(ControllerBase):
             startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),
             progress_deadline_seconds=max(1, math.ceil(self.settings.progress_deadline)))
 
-    def _remote_artifacts(self) -> bool:
-        protocols = self.artifacts.fs.protocol
-        protocols = protocols if isinstance(protocols, tuple) else (protocols,)
-        return not {"file", "local"} & set(protocols)
-
     def artifact_url(self, sha256: str) -> str:
         """Where pods read an artifact: the store's own URL when it is remote, else the control
         plane's artifact download (authenticated with the replica token), else the local path
         (pods that share this file system only)."""
-        if self._remote_artifacts():
+        if not self.artifacts.is_local:
             return self.artifacts.uri(sha256)
         if self.settings.control_plane_url:
             return f"{self.settings.control_plane_url.rstrip('/')}/liveml/api/artifacts/{sha256}"
