@@ -113,6 +113,11 @@ def split_log(text: str) -> list[tuple[str, bytes]]:
     return out
 
 
+def _object_of(pod: str) -> str:
+    """The object name of a Deployment's pod: ``<name>-<template hash>-<suffix>``."""
+    return pod.rsplit("-", 2)[0]
+
+
 def describe_error(exc: BaseException) -> str:
     """An API error as one line an operator can act on."""
     if isinstance(exc, ApiException):
@@ -469,9 +474,12 @@ class KubeController(ControllerBase):
         self._save_tails()
 
     def _owned(self, rid: str, pod: str) -> bool:
-        rt = self.runtimes.get(rid)
-        names = {rt.name, *rt.old_names} if rt else set()
-        return pod.rsplit("-", 2)[0] in names
+        return self._by_name().get(_object_of(pod)) == rid
+
+    def _by_name(self) -> dict[str, str]:
+        """Object name -> deployment RID, for the names deployments' objects have or just had."""
+        return {name: rid for rid, rt in list(self.runtimes.items())
+                for name in (rt.name, *rt.old_names) if name}
 
     def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
         lines, times = [], []
@@ -525,21 +533,22 @@ class KubeController(ControllerBase):
         finally:
             self._namespace_busy = False
 
-    def _owner(self, involved: dict[str, Any]) -> tuple[str, str] | None:
+    @staticmethod
+    def _owner(involved: dict[str, Any], by_name: dict[str, str]) -> tuple[str, str] | None:
         """(deployment rid, node id) of an event's object, when it is one of ours."""
         kind, name = involved.get("kind"), involved.get("name") or ""
-        for rid, rt in list(self.runtimes.items()):
-            names = {rt.name, *rt.old_names} - {""}
-            if kind == "Pod" and name.rsplit("-", 2)[0] in names:
-                return rid, name
-            if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet") and (
-                    name in names or name.rsplit("-", 1)[0] in names):
-                return rid, "control-plane"
+        if kind == "Pod":
+            rid = by_name.get(_object_of(name))
+            return (rid, name) if rid else None
+        if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet"):
+            rid = by_name.get(name) or by_name.get(name.rsplit("-", 1)[0])  # a ReplicaSet: -<hash>
+            return (rid, "control-plane") if rid else None
         return None
 
     def _dispatch(self, events: list[dict[str, Any]]) -> None:
         """New or repeated Kubernetes events: warnings become liveml events, the rest logs."""
         since = self._events_since.isoformat().replace("+00:00", "Z")
+        by_name = self._by_name()
         for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
             uid = (ev.get("metadata") or {}).get("uid") or ""
             count = int(ev.get("count") or 1)
@@ -550,7 +559,7 @@ class KubeController(ControllerBase):
             when = ev.get("lastTimestamp") or ev.get("eventTime") or ""
             if first_time and when and when < since[:len(when)]:
                 continue  # from before this control plane started
-            owner = self._owner(ev.get("involvedObject") or {})
+            owner = self._owner(ev.get("involvedObject") or {}, by_name)
             if owner is None:
                 continue
             rid, node = owner
@@ -574,8 +583,7 @@ class KubeController(ControllerBase):
         host metrics from its nodes (as % of allocatable). Blocking: a worker thread calls it."""
         rows = sampler.rows([], inflight, host=False)
         now = time.time()
-        by_name = {name: rid for rid, rt in list(self.runtimes.items())
-                   for name in (rt.name, *rt.old_names) if name}
+        by_name = self._by_name()
         try:
             for usage in self.cluster.all_pod_metrics():
                 rid = by_name.get(usage["instance"])
