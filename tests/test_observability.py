@@ -44,7 +44,7 @@ def test_startup_story_and_model_logs_per_replica(observed):
     assert len(nodes) == 2
     for node in nodes:
         page = wait_for(lambda n=node: (p := c.logs(rid, f"tags.node_id:{n}", since="1h",
-                                                     limit=500))["data"] and p,
+                                                     limit=10_000))["data"] and p,
                         what="replica logs")
         assert {r["node_id"] for r in page["data"]} == {node}
         messages = [r["message"] for r in page["data"]]
