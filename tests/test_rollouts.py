@@ -9,12 +9,13 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 import requests
 from conftest import Loops, start_server, wait_for
 from model_fixtures import EnvEcho, Slow, save
 
-from liveml_ext.backends.base import NoCapacity
+from liveml_ext.backends.base import NoCapacity, ReplicaSpec
 from liveml_ext.backends.local import LocalBackend, LocalReplica
 from liveml_ext.client import LiveMLClientError
 
@@ -252,7 +253,7 @@ def test_failed_rollouts_keep_the_old_replicas_serving(server, tmp_path):
         c.update(rid, runtimeConfiguration={"env": {}, "memory": "60MiB"})
         doc = wait_for(lambda: (d := c.deployment(rid))["status"]["state"] == "DEGRADED" and
                        "out of memory" in d["status"]["reason"] and d, timeout=90, what="OOM")
-        assert nodes(doc) == old
+        assert nodes(doc) == old, [e["message"] for e in c.events(rid, limit=200)]
         with pytest.raises(LiveMLClientError) as err:
             c.wait(rid, timeout=5)
         assert err.value.name == "DeploymentNotReady"
@@ -358,8 +359,6 @@ def test_cores_go_to_the_least_used():
 
 def test_a_rolled_out_target_spreads_over_the_cores():
     """Mid-roll: an old replica on core 1 is going away; the new ones take cores 0 and 1."""
-    from liveml_ext.backends.base import ReplicaSpec
-
     backend = LocalBackend("/tmp/unused-liveml-home", gpus=[], pin_cpus=True)
     backend.cores = [0, 1]
 
@@ -374,3 +373,32 @@ def test_a_rolled_out_target_spreads_over_the_cores():
                                            log_file=None, cores=(0,))
     new = spec("r1", 2)
     assert backend.allocate_cores(1.0, (new.deployment_rid, new.release_rid, new.generation)) == (1,)
+
+
+def test_memory_is_checked_afresh_before_a_replica_takes_traffic(tmp_path):
+    """The periodic RSS check is rate-limited; ``fresh`` (asked before READY) is not."""
+
+    backend = LocalBackend(tmp_path, gpus=[], memory_check_interval=3600.0)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; print(flush=True); "
+                             "sys.stdin.readline(); x = bytearray(80 * 2**20); time.sleep(60)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    spec = ReplicaSpec(node_id="n", deployment_rid="d", namespace="default", release_rid="r",
+                       release_version="1", model_uuid="u", artifact_uri="a",
+                       runtime_configuration={}, generation=1)
+    handle = LocalReplica(spec=spec, proc=proc, port_file=tmp_path / "port",
+                          log_file=tmp_path / "log", memory_limit=60 * 2**20)
+    backend.replicas["n"] = handle
+    try:
+        proc.stdout.readline()
+        assert backend.observe(handle).alive  # checked now, under the limit
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        wait_for(lambda: psutil.Process(proc.pid).memory_info().rss > 70 * 2**20,
+                 what="the allocation")
+        assert backend.observe(handle).alive  # the next periodic check is an hour away
+        seen = backend.observe(handle, fresh=True)
+        assert not seen.alive and seen.exit_reason.startswith("out of memory")
+        assert proc.poll() is not None and "n" not in backend.replicas
+    finally:
+        proc.kill()
+        proc.wait()

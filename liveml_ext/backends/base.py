@@ -48,8 +48,11 @@ class Backend(abc.ABC):
         """Start a replica and return an opaque handle."""
 
     @abc.abstractmethod
-    def observe(self, handle: Any) -> Observation:
-        """A cheap, non-blocking look at a replica (called every controller tick)."""
+    def observe(self, handle: Any, fresh: bool = False) -> Observation:
+        """A cheap, non-blocking look at a replica (called every controller tick).
+
+        ``fresh`` skips any rate limit on the costlier checks (such as memory use): the
+        controller asks for it once more before a replica takes traffic."""
 
     @abc.abstractmethod
     async def stop(self, handle: Any, grace: float = 30.0) -> None:

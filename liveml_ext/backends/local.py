@@ -193,10 +193,10 @@ class LocalBackend(Backend):
         self.replicas[spec.node_id] = handle
         return handle
 
-    def observe(self, handle: LocalReplica) -> Observation:
+    def observe(self, handle: LocalReplica, fresh: bool = False) -> Observation:
         code = handle.proc.poll()
         now = time.monotonic()
-        if code is None and handle.memory_limit and now >= handle.next_memory_check:
+        if code is None and handle.memory_limit and (fresh or now >= handle.next_memory_check):
             handle.next_memory_check = now + self.memory_check_interval
             rss = tree_usage(handle.proc.pid)[0]
             if rss > handle.memory_limit:

@@ -330,6 +330,12 @@ class Controller(ControllerBase):
                 if r.state not in (STARTING, READY) or r not in rt.replicas:
                     continue
                 if r.state == STARTING and ok:
+                    # a replica over its limits never takes traffic, however short the window
+                    # between two of the backend's periodic checks
+                    seen = self.backend.observe(r.handle, fresh=True)
+                    if not seen.alive:
+                        self._lost(rt, r, seen.exit_reason)
+                        continue
                     r.state, r.ready_at = READY, time.monotonic()
                     rt.serving_key = r.key
                     if rt.target is None or r.key != rt.target.key:
