@@ -30,6 +30,9 @@ from typing import Any
 
 from liveml_ext.observability.logstore import LogStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import log  # noqa: E402 - the benchmarks' shared helpers
+
 TARGET_MS = 200.0
 PAGE = 100
 HOUR = dt.timedelta(hours=1)
@@ -51,10 +54,6 @@ TEMPLATES: list[tuple[float, str, str, str, bool, bool]] = [
 ]
 TRACEBACK = ('Traceback (most recent call last):\n  File "model.py", line 42, in predict\n'
              "    return self.pipeline.predict(frame)\nValueError: could not convert string to float")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def make_records(count: int, rids: list[str], nodes: list[str], end: dt.datetime,

@@ -10,7 +10,7 @@ configuration:
   the record to its log file and the control plane ships it into its log store in the background.
 
 Then it loads the two in turn with closed-loop single-row v1 queries from ``--concurrency``
-clients through the gateway (the load helpers of ``query_load.py``), ``--rounds`` rounds of each,
+clients through the gateway (the closed-loop load of ``common.py``), ``--rounds`` rounds of each,
 in the order a b, b a, a b, ... (``--order abba``: a drift over the run favours neither) or
 a b, a b, ... (``--order abab``). It reports requests/s and p50/p99 per variant (median over the
 rounds) and the throughput overhead of (b) against the target "logging adds under 5% to query
@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
-import os
 import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +43,31 @@ import psutil
 from liveml_ext import Column, ModelAdapter, ModelApi, Tabular
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from query_load import (  # noqa: E402 - the sibling benchmarks' helpers
-    HOST,
+from common import (  # noqa: E402 - the benchmarks' shared helpers
     ROW,
     VERSION,
     ControlPlaneProcess,
     LoadResult,
-    load_reference,
+    OtherProcesses,
+    ReportHeader,
+    add_output_options,
+    affinity,
+    default_reference,
+    finish,
+    fmt,
+    freeze_heap,
+    gateway_url,
     load_test,
     log,
+    markdown_header,
+    markdown_notes,
+    markdown_others,
+    markdown_targets,
+    node_of,
+    parser,
     report_header,
     run_in_temp_home,
-    source_state,
-    wait_gone,
-)
-from rollout_load import (  # noqa: E402
-    _f,
-    default_reference,
-    library_path,
-    node_of,
-    process_cpu,
-    top_others,
+    train_reference,
 )
 
 TARGET_OVERHEAD_PCT = 5.0
@@ -159,11 +161,7 @@ class Summary:
 
 
 @dataclass
-class Report:
-    started_at: str
-    machine: dict[str, Any]
-    source: dict[str, Any]
-    options: dict[str, Any]
+class Report(ReportHeader):
     deploy_s: dict[str, float] = field(default_factory=dict)
     runtime_configuration: dict[str, Any] = field(default_factory=dict)
     replica_cores: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -303,14 +301,6 @@ def variant_replicas(cp: ControlPlaneProcess, client: Any, rid: str) -> list[psu
     return out
 
 
-def affinity(procs: list[psutil.Process]) -> dict[str, str]:
-    out = {}
-    for proc in procs:
-        with contextlib.suppress(psutil.Error, AttributeError):
-            out[node_of(proc)] = ",".join(map(str, sorted(proc.cpu_affinity())))
-    return dict(sorted(out.items()))
-
-
 def round_order(order: str, index: int) -> tuple[str, str]:
     """The variants of round ``index`` (1-based) in the order they are loaded."""
     return ("b", "a") if order == "abba" and index % 2 == 0 else ("a", "b")
@@ -340,13 +330,12 @@ def measure(args: argparse.Namespace, report: Report, cp: ControlPlaneProcess, c
             raise RuntimeError(f"found {len(procs[k])} replica processes of {VARIANTS[k]} ({rid}), "
                                f"expected {args.replicas}")
         report.replica_cores[VARIANTS[k]] = affinity(procs[k])
-    headers = {"Authorization": f"Bearer {cp.token}", "Content-Type": "application/json"}
     for i in range(1, args.rounds + 1):
         for k in round_order(args.order, i):
             other = next(o for o in VARIANTS if o != k)
             groups = {"control plane": [cp.process()], "replicas": procs[k],
                       "other variant's replicas": procs[other]}
-            url = f"{cp.url}foundry-ml-live/api/inference/transform/{rids[k]}"
+            url, headers = gateway_url(cp, rids[k])
             log(f"round {i}/{args.rounds}, {label(k, args.aa)}: {args.concurrency} clients, "
                 f"{args.warmup:g}s warm-up + {args.duration:g}s")
             result = asyncio.run(load_test(VARIANTS[k], url, headers, args.concurrency,
@@ -409,9 +398,9 @@ def evaluate(report: Report) -> None:
         targets.append({
             "target": (f"A/A control: (a) and (b) differ by < {TARGET_OVERHEAD_PCT:g}% in throughput"
                        if aa else f"logging adds < {TARGET_OVERHEAD_PCT:g}% to query throughput"),
-            "measured": f"{_f(report.overhead_pct)}% ({_f(b.rps, 1)} vs {_f(a.rps, 1)} req/s, "
+            "measured": f"{fmt(report.overhead_pct)}% ({fmt(b.rps, 1)} vs {fmt(a.rps, 1)} req/s, "
                         f"medians of {b.rounds} and {a.rounds} rounds; round-to-round spread "
-                        f"{_f(a.rps_spread_pct, 0)}% (a), {_f(b.rps_spread_pct, 0)}% (b); {noisy} of "
+                        f"{fmt(a.rps_spread_pct, 0)}% (a), {fmt(b.rps_spread_pct, 0)}% (b); {noisy} of "
                         f"{len(report.rounds)} rounds disturbed)",
             "pass": (abs(report.overhead_pct) if aa else report.overhead_pct) < TARGET_OVERHEAD_PCT
                     and a.errors == 0 and b.errors == 0})
@@ -440,46 +429,38 @@ def evaluate(report: Report) -> None:
 
 
 def _cells(values: dict[str, float]) -> str:
-    return " / ".join(_f(values.get(g)) for g in GROUPS)
+    return " / ".join(fmt(values.get(g)) for g in GROUPS)
 
 
 def markdown(report: Report) -> str:
-    m, src, o = report.machine, report.source, report.options
+    o = report.options
     aa = bool(o.get("aa"))
     names = {v: label(k, aa) for k, v in VARIANTS.items()}
     short = {"plain": "a plain", "logged": "b plain again" if aa else "b logged"}
-    changed = src["uncommitted_library_changes"]
     pattern = "a b, b a, a b, …" if o["order"] == "abba" else "a b, a b, …"
-    out = [f"## liveml logging overhead — {report.started_at}", "",
-           f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load average "
-           f"before the run {m['loadavg_before']}. Source: {src['commit']}"
-           + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
-           + f"; liveml imported from {src['library']}.",
-           "Options: " + ", ".join(f"{k}={v}" for k, v in o.items()), "",
-           f"Two deployments on one control plane, {o['replicas']} replicas each, runtime "
-           f"configuration {json.dumps(report.runtime_configuration.get('plain'))} for both; deploy "
-           f"→ ACTIVE {_f(report.deploy_s.get('plain'))} s (a) and {_f(report.deploy_s.get('logged'))} "
-           f"s (b). Replica cores: (a) {report.replica_cores.get('plain')}, (b) "
-           f"{report.replica_cores.get('logged')}. Closed loop: {o['concurrency']} clients send "
-           f"single-row v1 queries through the gateway; the variants take turns ({pattern}), each "
-           f"turn {o['warmup']:g} s warm-up + {o['duration']:g} s measured."]
+    out = markdown_header("liveml logging overhead", report)
+    out += [f"Two deployments on one control plane, {o['replicas']} replicas each, runtime "
+            f"configuration {json.dumps(report.runtime_configuration.get('plain'))} for both; deploy "
+            f"→ ACTIVE {fmt(report.deploy_s.get('plain'))} s (a) and {fmt(report.deploy_s.get('logged'))} "
+            f"s (b). Replica cores: (a) {report.replica_cores.get('plain')}, (b) "
+            f"{report.replica_cores.get('logged')}. Closed loop: {o['concurrency']} clients send "
+            f"single-row v1 queries through the gateway; the variants take turns ({pattern}), each "
+            f"turn {o['warmup']:g} s warm-up + {o['duration']:g} s measured."]
     if aa:
         out += ["", "**A/A control run**: (b) serves the plain pipeline too, so any difference "
                 "between the two is the noise of this setup."]
-    out += ["", "### Targets", "", "| target | measured | result |", "|---|---|---|"]
-    for t in report.targets:
-        out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'MISS'} |")
+    out += ["", *markdown_targets(report.targets)]
 
     out += ["", "### Per variant (medians over the rounds)", "",
             "| variant | rounds | requests | errors | req/s | p50 ms | p99 ms | req/s spread "
             "| CPU ms/req | cores used |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in report.summaries:
-        out.append(f"| {names[s.variant]} | {s.rounds} | {s.requests} | {s.errors} | {_f(s.rps, 1)} | "
-                   f"{_f(s.p50_ms)} | {_f(s.p99_ms)} | {_f(s.rps_spread_pct, 1)}% | "
+        out.append(f"| {names[s.variant]} | {s.rounds} | {s.requests} | {s.errors} | {fmt(s.rps, 1)} | "
+                   f"{fmt(s.p50_ms)} | {fmt(s.p99_ms)} | {fmt(s.rps_spread_pct, 1)}% | "
                    f"{_cells(s.cpu_ms_per_req)} | {_cells(s.cores)} |")
     if report.overhead_pct is not None:
         paired = report.paired_overhead_pct
-        out += ["", f"Throughput overhead of (b) against (a): **{_f(report.overhead_pct)}%** of the "
+        out += ["", f"Throughput overhead of (b) against (a): **{fmt(report.overhead_pct)}%** of the "
                 "median req/s. Round by round, (a − b) / a: "
                 + ", ".join(f"{x:.2f}%" for x in paired)
                 + (f" (mean {statistics.fmean(paired):.2f}%)" if paired else "") + ". "
@@ -506,8 +487,8 @@ def markdown(report: Report) -> str:
     for r in report.rounds:
         x = r.result
         mark = " ⚠" if disturbed(r) else ""
-        out.append(f"| {r.index} | {short[r.variant]}{mark} | {x.ok} | {x.errors} | {_f(x.rps, 1)} | "
-                   f"{_f(x.p50_ms)} | {_f(x.p90_ms)} | {_f(x.p99_ms)} | {_f(x.max_ms)} | "
+        out.append(f"| {r.index} | {short[r.variant]}{mark} | {x.ok} | {x.errors} | {fmt(x.rps, 1)} | "
+                   f"{fmt(x.p50_ms)} | {fmt(x.p90_ms)} | {fmt(x.p99_ms)} | {fmt(x.max_ms)} | "
                    f"{_cells(x.cpu_ms_per_req)} | {_cells(x.cores)} |")
     if any(disturbed(r) for r in report.rounds):
         out += ["", f"⚠: other processes used more than {DISTURBED_CORES:g} cores in that round "
@@ -546,20 +527,12 @@ def markdown(report: Report) -> str:
                        f"{want - s['model_rows']} |")
         out += ["", "The replica batches concurrent requests into one `predict` call, so (b) has "
                 "fewer records than requests; the rows each record names add up to the requests."]
-    busy = [p for p in report.other_processes if p["cores"] >= 0.01]
-    out += ["", "Busiest other processes over the load (cores): " + ("; ".join(
-        f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in busy) or "none above 0.01")]
-    if report.notes:
-        out += ["", "Notes:"] + [f"- {n}" for n in report.notes]
-    return "\n".join(out)
+    return "\n".join(out + markdown_others(report.other_processes) + markdown_notes(report.notes))
 
 
 # --- main ------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--reference", type=Path, default=default_reference(),
-                   help="the reference model script (defines train())")
+    p = parser(__doc__, default_reference())
     p.add_argument("--rounds", type=int, default=4, help="measured rounds of each variant")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds of each round")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each round")
@@ -573,9 +546,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="log records for the in-process cost of writing and shipping one record")
     p.add_argument("--ship-timeout", type=float, default=30.0,
                    help="most seconds to wait after the load for the REST search to have every row")
-    p.add_argument("--out", type=Path, help="also write the results as JSON here")
-    p.add_argument("--keep-home", action="store_true",
-                   help="keep the temporary folder (liveml home, logs.db, server log)")
+    add_output_options(p, "keep the temporary folder (liveml home, logs.db, server log)")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.warmup < 0 or args.concurrency < 1 or \
             args.replicas < 1 or args.ship_timeout < 0:
@@ -587,10 +558,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     import joblib
 
-    log(f"training the reference model ({args.reference})")
-    pipeline = load_reference(args.reference).train()
-    paths = {"a": tmp / "house_model.joblib", "b": tmp / "house_model_logged.pkl"}
-    joblib.dump(pipeline, paths["a"])
+    pipeline, plain_path = train_reference(args.reference, tmp)
+    paths = {"a": plain_path, "b": tmp / "house_model_logged.pkl"}
     if args.aa:
         paths["b"] = tmp / "house_model_again.joblib"
         joblib.dump(pipeline, paths["b"])
@@ -598,26 +567,16 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         save_logged_model(pipeline, paths["b"])
         check_models(pipeline, paths["b"])
 
-    home = tmp / "home"
-    cp = ControlPlaneProcess(home, tmp / "server.log")
-    client: Any = None
+    cp = ControlPlaneProcess(tmp / "home", tmp / "server.log")
     rids: dict[str, str] = {}
     try:
-        log(f"starting the control plane on {HOST}:{cp.port} (home {home})")
-        cp.start()
-        from liveml_ext.client import Client
-
-        client = Client(cp.url, cp.token)
+        client = cp.start()
         for k, name in VARIANTS.items():
-            objective = f"house-{name}"
-            client.create_objective(objective, description="logging_overhead benchmark")
-            client.submit(objective, paths[k], name=f"house-{name}-v1")
-            client.release(objective, f"house-{name}-v1", VERSION, tag="production")
             log(f"deploying {label(k, args.aa)} with {args.replicas} replicas")
-            t0 = time.perf_counter()
-            rids[k] = client.deploy(objective, name=name, replicas=args.replicas)["rid"]
-            client.wait(rids[k], timeout=120, interval=0.05)
-            report.deploy_s[name] = round(time.perf_counter() - t0, 3)
+            deployed = cp.release_and_deploy(paths[k], name, args.replicas, "logging_overhead benchmark",
+                                             objective=f"house-{name}", submission=f"house-{name}-v1")
+            rids[k] = deployed.rid
+            report.deploy_s[name] = round(deployed.seconds, 3)
             report.runtime_configuration[name] = client.deployment(rids[k])["runtimeConfiguration"]
         if report.runtime_configuration["plain"] != report.runtime_configuration["logged"]:
             raise RuntimeError(f"the runtime configurations differ: {report.runtime_configuration}")
@@ -625,33 +584,15 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         report.notes.append("sample answers: " + "; ".join(
             f"({k}) {json.dumps(a)[:160]}" for k, a in answers.items()))
 
-        # keep a full collection of this process's large heap from stalling the load generator
-        gc.collect()
-        gc.freeze()
-        others_before, t_others = process_cpu(), time.perf_counter()
+        freeze_heap()
+        others = OtherProcesses()
         load_end = measure(args, report, cp, client, rids)
-        ours = {os.getpid(), cp.process().pid}
-        with contextlib.suppress(psutil.Error):
-            ours |= {p.pid for p in cp.process().children(recursive=True)}
-        report.other_processes = top_others(others_before, process_cpu(), ours,
-                                            time.perf_counter() - t_others)
+        report.other_processes = others.busiest(cp)
         check_shipping(args, report, client, rids, load_end)
     finally:
-        for rid in rids.values():
-            try:
-                client.delete(rid)
-            except Exception as exc:  # noqa: BLE001 - teardown goes on
-                log(f"could not delete the deployment {rid}: {exc}")
-        if rids:
-            left = wait_gone(cp)
-            if left:
-                report.notes.append(f"replica processes {left} still ran 15 s after the "
-                                    "deployments were deleted")
-        rc = cp.stop()
-        if rc not in (None, 0):
-            report.notes.append(f"the control plane exited with code {rc} after SIGINT")
+        cp.teardown(report.notes)
     log("counting the records in the log store")
-    report.logs["store"] = store_counts(home, {VARIANTS[k]: rid for k, rid in rids.items()})
+    report.logs["store"] = store_counts(cp.home, {VARIANTS[k]: rid for k, rid in rids.items()})
     logged = [r for r in report.rounds if r.variant == "logged"]
     records = report.logs["store"]["logged"]["model_records"]
     if logged and records and not args.aa:
@@ -664,8 +605,7 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report(
-        **report_header(args, "logging_overhead"),
-        source={**source_state(), "library": library_path()},
+        **report_header(args, "logging_overhead", library=True),
         options={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
                  "concurrency": args.concurrency, "replicas": args.replicas, "order": args.order,
                  "aa": args.aa})
@@ -673,11 +613,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report.summaries = [summarize(v, report.rounds) for v in VARIANTS.values()
                         if any(r.variant == v for r in report.rounds)]
-    evaluate(report)
-    print(markdown(report), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
-        log(f"wrote {args.out}")
+    finish(report, args.out, evaluate, markdown)
     return code
 
 

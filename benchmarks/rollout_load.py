@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import gc
-import importlib.util
 import json
 import os
 import signal
@@ -44,45 +42,41 @@ import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from query_load import (  # noqa: E402 - the sibling benchmark's helpers
+from common import (  # noqa: E402 - the benchmarks' shared helpers
     BODY,
+    CPU_GROUPS,
     HOST,
-    OBJECTIVE,
     REPO,
     ROW,
-    SUBMISSION,
-    VERSION,
     ControlPlaneProcess,
-    delete_and_stop,
-    load_reference,
+    OtherProcesses,
+    ReportHeader,
+    add_output_options,
+    affinity,
+    default_reference,
+    finish,
+    fmt,
+    freeze_heap,
+    gateway_url,
     log,
+    markdown_header,
+    markdown_notes,
+    markdown_others,
+    markdown_steps,
+    markdown_targets,
+    node_of,
+    parser,
     percentile,
     replica_timeline,
     report_header,
     run_in_temp_home,
-    source_state,
+    train_reference,
 )
 
 DEPLOYMENT = "rollout"
 ROLL_CHANGE: dict[str, Any] = {"env": {"ROLL": "1"}}
 TARGET_REROLL_P99_FACTOR = 2.0
 PHASES = ("steady before", "re-roll", "steady after", "replica kill", "steady after kill")
-GROUPS = ("load generator", "control plane", "replicas", "other processes")
-
-
-def default_reference() -> Path:
-    shared = REPO.parent / "shared" / "reference" / "house_model.py"
-    return shared if shared.is_file() else REPO / "notebooks" / "house_model.py"
-
-
-def library_path() -> str:
-    """Where the liveml package under test is imported from (PYTHONPATH can point elsewhere)."""
-    spec = importlib.util.find_spec("liveml_ext")
-    return str(Path(spec.origin).parent) if spec and spec.origin else "?"
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
 # --- CPU accounting ---------------------------------------------------------------------------
@@ -139,31 +133,6 @@ def cores_between(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float]:
 
 def pressure_between(a: CpuSnapshot, b: CpuSnapshot) -> float:
     return round((b.stall - a.stall) / max(1e-9, b.at - a.at), 3)
-
-
-def process_cpu() -> dict[int, tuple[str, float]]:
-    """Every process's command (shortened) and CPU seconds so far."""
-    out: dict[int, tuple[str, float]] = {}
-    for proc in psutil.process_iter(["cmdline", "name", "cpu_times"]):
-        t = proc.info.get("cpu_times")
-        if t is None:
-            continue
-        cmd = " ".join(proc.info.get("cmdline") or []) or str(proc.info.get("name") or "?")
-        out[proc.pid] = (cmd[:100], float(t.user + t.system))
-    return out
-
-
-def top_others(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-               ours: set[int], seconds: float, n: int = 5) -> list[dict[str, Any]]:
-    """The busiest processes outside the benchmark over the window (cores used)."""
-    rows = []
-    for pid, (cmd, cpu) in after.items():
-        if pid in ours:
-            continue
-        used = cpu - before[pid][1] if pid in before else cpu
-        if used > 0.01:
-            rows.append({"pid": pid, "command": cmd, "cores": round(used / max(seconds, 1e-9), 3)})
-    return sorted(rows, key=lambda r: -r["cores"])[:n]
 
 
 # --- open-loop load ---------------------------------------------------------------------------
@@ -255,11 +224,7 @@ class Phase:
 
 
 @dataclass
-class Report:
-    started_at: str
-    machine: dict[str, Any]
-    source: dict[str, Any]
-    options: dict[str, Any]
+class Report(ReportHeader):
     deploy_s: float | None = None
     load_started_at: float | None = None  # Unix time of the load start (t = 0 of the phases)
     phases: list[Phase] = field(default_factory=list)
@@ -301,11 +266,6 @@ def ready_nodes(doc: dict[str, Any]) -> set[str]:
     return {r["nodeId"] for r in doc["status"]["replicas"] if r["state"] == "READY"}
 
 
-def node_of(proc: psutil.Process) -> str:
-    cmd = proc.cmdline()
-    return cmd[cmd.index("--node-id") + 1] if "--node-id" in cmd else ""
-
-
 def replica_processes(cp: ControlPlaneProcess) -> list[psutil.Process]:
     """The control plane's ``liveml_runtime serve`` children that belong to this temporary home."""
     out = []
@@ -316,30 +276,6 @@ def replica_processes(cp: ControlPlaneProcess) -> list[psutil.Process]:
     return out
 
 
-def replica_cores(cp: ControlPlaneProcess) -> dict[str, str]:
-    """The cores each replica process is pinned to (its CPU affinity), by node."""
-    out = {}
-    for proc in replica_processes(cp):
-        with contextlib.suppress(psutil.Error, AttributeError):
-            out[node_of(proc)] = ",".join(map(str, sorted(proc.cpu_affinity())))
-    return dict(sorted(out.items()))
-
-
-async def poll(client: Any, rid: str, done: Callable[[dict[str, Any]], bool], timeout: float,
-               interval: float) -> tuple[dict[str, Any], bool, int]:
-    """Poll the deployment until ``done``; the last document, whether it got there, min ready."""
-    deadline = time.perf_counter() + timeout
-    least = 1 << 30
-    while True:
-        doc = await asyncio.to_thread(client.deployment, rid)
-        least = min(least, int(doc["status"]["readyReplicas"]))
-        if done(doc):
-            return doc, True, least
-        if time.perf_counter() > deadline:
-            return doc, False, least
-        await asyncio.sleep(interval)
-
-
 class Scenario:
     def __init__(self, args: argparse.Namespace, report: Report, cp: ControlPlaneProcess,
                  client: Any, rid: str) -> None:
@@ -348,10 +284,7 @@ class Scenario:
         self.cp = cp
         self.client = client
         self.rid = rid
-        self.load = OpenLoop(f"{cp.url}foundry-ml-live/api/inference/transform/{rid}",
-                             {"Authorization": f"Bearer {cp.token}",
-                              "Content-Type": "application/json"},
-                             args.rate, args.timeout, args.connections)
+        self.load = OpenLoop(*gateway_url(cp, rid), args.rate, args.timeout, args.connections)
         self.marks: list[tuple[str, float]] = []  # (phase, perf_counter at its start)
         self.cpu: list[CpuSnapshot] = []
         self.affinity: list[dict[str, str]] = []
@@ -360,7 +293,24 @@ class Scenario:
         log(f"phase: {phase}")
         self.marks.append((phase, time.perf_counter()))
         self.cpu.append(cpu_snapshot(self.cp))
-        self.affinity.append(replica_cores(self.cp))
+        self.affinity.append(affinity(replica_processes(self.cp)))
+
+    async def settle(self, done: Callable[[dict[str, Any]], bool], t0: float, failure: str
+                     ) -> tuple[dict[str, Any], float, int]:
+        """Poll the deployment until ``done``: the last document, the seconds since ``t0`` and
+        the fewest ready replicas seen. Past ``--phase-timeout``, ``failure`` goes to the notes."""
+        args = self.args
+        deadline = time.perf_counter() + args.phase_timeout
+        least = 1 << 30
+        while True:
+            doc = await asyncio.to_thread(self.client.deployment, self.rid)
+            least = min(least, int(doc["status"]["readyReplicas"]))
+            if done(doc):
+                return doc, time.perf_counter() - t0, least
+            if time.perf_counter() > deadline:
+                self.report.notes.append(f"{failure} after {args.phase_timeout:g}s: {doc['status']}")
+                return doc, time.perf_counter() - t0, least
+            await asyncio.sleep(args.poll)
 
     async def run(self) -> float:
         """The phases under load; returns the wall-clock time of the load start."""
@@ -385,12 +335,8 @@ class Scenario:
                 return rollout.get("state") == "COMPLETE" and \
                     rollout.get("generation") == generation and d["status"]["state"] == "ACTIVE"
 
-            doc, ok, least = await poll(client, rid, rolled, args.phase_timeout, args.poll)
-            self.report.roll_s = time.perf_counter() - t0
+            _, self.report.roll_s, least = await self.settle(rolled, t0, "the rollout was not complete")
             self.report.roll_ready_replicas_min = least
-            if not ok:
-                self.report.notes.append(f"the rollout was not complete after {args.phase_timeout:g}s: "
-                                         f"{doc['status']}")
             log(f"  rollout complete after {self.report.roll_s:.2f}s (ready replicas >= {least})")
 
             self.mark("steady after")
@@ -417,13 +363,9 @@ class Scenario:
                                r.get("restarts", 0) > 0 for r in d["status"]["replicas"])
                 return bool(nodes - before) and victim_node not in nodes
 
-            doc, ok, least = await poll(client, rid, healed, args.phase_timeout, args.poll)
-            self.report.recovery_s = time.perf_counter() - t0
+            doc, self.report.recovery_s, least = await self.settle(healed, t0, "no replacement replica")
             self.report.recovery_ready_replicas_min = least
             self.report.victim["replacement"] = sorted(ready_nodes(doc) - before)
-            if not ok:
-                self.report.notes.append(f"no replacement replica after {args.phase_timeout:g}s: "
-                                         f"{doc['status']}")
             log(f"  {args.replicas} ready replicas again after {self.report.recovery_s:.2f}s")
 
             self.mark("steady after kill")
@@ -470,8 +412,8 @@ def evaluate(report: Report) -> None:
     if before and roll:
         limit = TARGET_REROLL_P99_FACTOR * before.p99_ms
         targets.append({"target": f"re-roll p99 ≤ {TARGET_REROLL_P99_FACTOR:g} × steady-before p99",
-                        "measured": f"{_f(roll.p99_ms)} ms vs {_f(limit)} ms "
-                                    f"({_f(roll.p99_ms / before.p99_ms)}×)",
+                        "measured": f"{fmt(roll.p99_ms)} ms vs {fmt(limit)} ms "
+                                    f"({fmt(roll.p99_ms / before.p99_ms)}×)",
                         "pass": roll.p99_ms <= limit})
     missing = [name for name in PHASES if name not in by_name]
     if missing:
@@ -481,28 +423,22 @@ def evaluate(report: Report) -> None:
 
 
 def markdown(report: Report) -> str:
-    m, src, o = report.machine, report.source, report.options
-    changed = src["uncommitted_library_changes"]
-    out = [f"## liveml rolling change under load — {report.started_at}", "",
-           f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, load average "
-           f"before the run {m['loadavg_before']}. Source: {src['commit']}"
-           + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
-           + f"; liveml imported from {src['library']}.",
-           "Options: " + ", ".join(f"{k}={v}" for k, v in o.items()), "",
-           f"Deploy → ACTIVE with {o['replicas']} replicas: {_f(report.deploy_s)} s. "
-           f"Open-loop load: {o['rate']:g} single-row v1 queries/s on a fixed timetable; latency "
-           "counts from each query's due time. Percentiles are over the answered (HTTP 200) "
-           "queries; a failed query is any other status or no answer.", "",
-           "### Phases", "",
-           "| phase | length s | queries | failed | p50 ms | p99 ms | max ms | slowest due at s "
-           "| send lag max ms | cores: load gen / control plane / replicas / other | CPU pressure "
-           "| replica cores at start |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    o = report.options
+    out = markdown_header("liveml rolling change under load", report)
+    out += [f"Deploy → ACTIVE with {o['replicas']} replicas: {fmt(report.deploy_s)} s. "
+            f"Open-loop load: {o['rate']:g} single-row v1 queries/s on a fixed timetable; latency "
+            "counts from each query's due time. Percentiles are over the answered (HTTP 200) "
+            "queries; a failed query is any other status or no answer.", "",
+            "### Phases", "",
+            "| phase | length s | queries | failed | p50 ms | p99 ms | max ms | slowest due at s "
+            "| send lag max ms | cores: load gen / control plane / replicas / other | CPU pressure "
+            "| replica cores at start |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for p in report.phases:
-        cores = " / ".join(_f(p.cores.get(g)) for g in GROUPS)
-        out.append(f"| {p.name} | {_f(p.duration_s)} | {p.queries} | {p.failed} | {_f(p.p50_ms)} | "
-                   f"{_f(p.p99_ms)} | {_f(p.max_ms)} | {_f(p.max_due_s)} | {_f(p.send_lag_max_ms)} | "
-                   f"{cores} | {_f(p.cpu_pressure)} | {' / '.join(p.replica_cores.values()) or '-'} |")
+        cores = " / ".join(fmt(p.cores.get(g)) for g in CPU_GROUPS)
+        out.append(f"| {p.name} | {fmt(p.duration_s)} | {p.queries} | {p.failed} | {fmt(p.p50_ms)} | "
+                   f"{fmt(p.p99_ms)} | {fmt(p.max_ms)} | {fmt(p.max_due_s)} | {fmt(p.send_lag_max_ms)} | "
+                   f"{cores} | {fmt(p.cpu_pressure)} | {' / '.join(p.replica_cores.values()) or '-'} |")
     out += ["", "Slowest due at: when the slowest query of the phase was due, in seconds after the "
             "phase began. Send lag: how late the load generator itself sent a query (its own "
             "share of the latency). CPU pressure: share of the phase in which some runnable task "
@@ -511,16 +447,13 @@ def markdown(report: Report) -> str:
             "one core); when the load stopped: "
             f"{' / '.join(report.final_replica_cores.values()) or '-'}."]
     out += ["", f"Re-roll (`runtimeConfiguration={json.dumps(ROLL_CHANGE)}`) until the rollout of the "
-            f"new generation is COMPLETE: **{_f(report.roll_s)} s**; fewest ready replicas seen while "
+            f"new generation is COMPLETE: **{fmt(report.roll_s)} s**; fewest ready replicas seen while "
             f"polling: {report.roll_ready_replicas_min}.",
             f"Replica kill (SIGKILL of pid {report.victim.get('pid')}, node "
             f"{report.victim.get('nodeId')}) until {o['replicas']} replicas are READY again with a "
             f"new node ({', '.join(report.victim.get('replacement', [])) or '-'}): "
-            f"**{_f(report.recovery_s)} s**; fewest ready replicas seen while polling: "
-            f"{report.recovery_ready_replicas_min}.", "",
-            "### Targets", "", "| target | measured | result |", "|---|---|---|"]
-    for t in report.targets:
-        out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'MISS'} |")
+            f"**{fmt(report.recovery_s)} s**; fewest ready replicas seen while polling: "
+            f"{report.recovery_ready_replicas_min}.", "", *markdown_targets(report.targets)]
     failing = [p for p in report.phases if p.failed]
     if failing:
         out += ["", "Failed queries: " + "; ".join(f"{p.name}: {p.failures}" for p in failing)]
@@ -530,18 +463,10 @@ def markdown(report: Report) -> str:
                 "| t s | kind | message |", "|---:|---|---|"]
         out += [f"| {e['t_s']:.2f} | {e['kind']} | {e['message']} |" for e in report.events]
     if report.replica_steps:
-        steps = [k for k in report.replica_steps[0] if k != "replica"]
         out += ["", "Replica startup steps, seconds after the load start, from the replica log "
                 "files still on disk (negative: before the load):", "",
-                "| replica | " + " | ".join(steps) + " |", "|---" + "|---:" * len(steps) + "|"]
-        for r in report.replica_steps:
-            out.append(f"| {r['replica']} | " + " | ".join(_f(r.get(s)) for s in steps) + " |")
-    busy = [p for p in report.other_processes if p["cores"] >= 0.01]
-    out += ["", "Busiest other processes over the load (cores): " + ("; ".join(
-        f"{p['command'][:60]} (pid {p['pid']}) {p['cores']:.2f}" for p in busy) or "none above 0.01")]
-    if report.notes:
-        out += ["", "Notes:"] + [f"- {n}" for n in report.notes]
-    return "\n".join(out)
+                *markdown_steps(report.replica_steps)]
+    return "\n".join(out + markdown_others(report.other_processes) + markdown_notes(report.notes))
 
 
 def to_json(report: Report) -> str:
@@ -555,10 +480,7 @@ def to_json(report: Report) -> str:
 
 # --- main ------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--reference", type=Path, default=default_reference(),
-                   help="the reference model script (defines train())")
+    p = parser(__doc__, default_reference())
     p.add_argument("--rate", type=float, default=200.0, help="queries per second (open loop)")
     p.add_argument("--steady", type=float, default=8.0, help="seconds of each steady phase")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first")
@@ -569,13 +491,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--phase-timeout", type=float, default=120.0,
                    help="most seconds to wait for the rollout, or for the replacement replica")
     p.add_argument("--poll", type=float, default=0.05, help="seconds between status polls")
-    p.add_argument("--out", type=Path, help="also write the results as JSON here")
     p.add_argument("--kubernetes-sim", action="store_true",
                    help="run the control plane with --backend kubernetes against the simulated "
                         "cluster of tests/kube_sim.py (in a process of its own; preStop 5 s as "
                         "rendered) instead of local replicas")
-    p.add_argument("--keep-home", action="store_true",
-                   help="keep the temporary folder (liveml home, server and replica logs)")
+    add_output_options(p, "keep the temporary folder (liveml home, server and replica logs)")
     args = p.parse_args(argv)
     if args.rate <= 0 or args.steady <= 0 or args.warmup < 0 or args.replicas < 2 or \
             args.connections < 1 or args.timeout <= 0 or args.poll <= 0:
@@ -585,56 +505,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
-    import joblib
+    _, model_path = train_reference(args.reference, tmp)
 
-    log(f"training the reference model ({args.reference})")
-    model_path = tmp / "house_model.joblib"
-    joblib.dump(load_reference(args.reference).train(), model_path)
-
-    home = tmp / "home"
     sim = start_simulated_cluster(tmp) if args.kubernetes_sim else None
-    cp = ControlPlaneProcess(home, tmp / "server.log")
+    cp = ControlPlaneProcess(tmp / "home", tmp / "server.log")
     if sim is not None:
         cp.args = ("--backend", "kubernetes", "--kubeconfig", str(tmp / "kubeconfig"),
                    "--control-plane-url", f"http://{HOST}:{cp.port}")
         cp.replica_parent = psutil.Process(sim.pid)
         report.notes.append("backend: kubernetes, on the simulated cluster of tests/kube_sim.py "
                             "(pods are local processes; preStop 5 s; kube poll 2 s)")
-    client: Any = None
-    rid: str | None = None
     try:
-        log(f"starting the control plane on {HOST}:{cp.port} (home {home})")
-        cp.start()
-        from liveml_ext.client import Client
-
-        client = Client(cp.url, cp.token)
-        client.create_objective(OBJECTIVE, description="rollout_load benchmark")
-        client.submit(OBJECTIVE, model_path, name=SUBMISSION)
-        client.release(OBJECTIVE, SUBMISSION, VERSION, tag="production")
+        client = cp.start()
         log(f"deploying with {args.replicas} replicas")
-        t0 = time.perf_counter()
-        rid = client.deploy(OBJECTIVE, name=DEPLOYMENT, replicas=args.replicas)["rid"]
-        client.wait(rid, timeout=120, interval=0.05)
-        report.deploy_s = time.perf_counter() - t0
+        deployed = cp.release_and_deploy(model_path, DEPLOYMENT, args.replicas,
+                                         "rollout_load benchmark")
+        rid, report.deploy_s = deployed.rid, deployed.seconds
         log(f"ACTIVE after {report.deploy_s:.2f}s")
         answer = client.query(rid, [ROW])
         report.notes.append(f"sample answer: {json.dumps(answer)[:200]}")
 
         scenario = Scenario(args, report, cp, client, rid)
-        # The model's libraries (sklearn, pandas) make this process's heap large: move it out of
-        # the collector's reach so that a full collection cannot stall the load by ~100 ms.
-        gc.collect()
-        gc.freeze()
-        others_before, t_others = process_cpu(), time.perf_counter()
+        freeze_heap()
+        others = OtherProcesses()
         wall0: float | None = None
         try:
             wall0 = asyncio.run(scenario.run())
         finally:
-            ours = {os.getpid(), cp.process().pid}
-            with contextlib.suppress(psutil.Error):
-                ours |= {p.pid for p in cp.process().children(recursive=True)}
-            report.other_processes = top_others(others_before, process_cpu(), ours,
-                                                time.perf_counter() - t_others)
+            report.other_processes = others.busiest(cp)
             report.phases = scenario.phases()
             report.final_replica_cores = scenario.affinity[-1] if scenario.affinity else {}
             report.failure_samples = scenario.load.samples
@@ -643,9 +541,9 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         if wall0 is not None:
             report.load_started_at = round(wall0, 3)
             report.events = events_since(client, rid, wall0)
-            report.replica_steps = replica_timeline(home, wall0)
+            report.replica_steps = replica_timeline(cp.home, wall0)
     finally:
-        delete_and_stop(client, rid, cp, report)
+        cp.teardown(report.notes)
         if sim is not None:
             sim.terminate()
             try:
@@ -681,8 +579,7 @@ def start_simulated_cluster(tmp: Path) -> subprocess.Popen[bytes]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = Report(
-        **report_header(args, "rollout_load"),
-        source={**source_state(), "library": library_path()},
+        **report_header(args, "rollout_load", library=True),
         options={"rate": args.rate, "steady": args.steady, "warmup": args.warmup,
                  "replicas": args.replicas, "connections": args.connections,
                  "timeout": args.timeout, "phase_timeout": args.phase_timeout, "poll": args.poll,
@@ -690,11 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
     code = run_in_temp_home(run, args, report, "liveml-rollout-")
 
-    evaluate(report)
-    print(markdown(report), flush=True)
-    if args.out:
-        args.out.write_text(to_json(report))
-        log(f"wrote {args.out}")
+    finish(report, args.out, evaluate, markdown, to_json)
     return code
 
 
