@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from json_http import JsonHttpServer
 
 
 @dataclass
@@ -48,50 +48,26 @@ class FakeKube:
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        fake = self
         self._lock = threading.Lock()
+        self.http = JsonHttpServer(self._record, name="kube-fake")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                                  {k.lower(): v for k, v in self.headers.items()}, body)
-                with fake._lock:
-                    fake.requests.append(request)
-                code, answer = fake.answer(request)
-                data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain" if isinstance(answer, str)
-                                 else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+    def _record(self, method: str, path: str, query: dict[str, list[str]],
+                headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        request = Request(method, path, query, headers, body)
+        with self._lock:
+            self.requests.append(request)
+        return self.answer(request)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.url
 
     def start(self) -> FakeKube:
-        self.thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def answer(self, request: Request) -> tuple[int, Any]:
         routed = self.routes.get((request.method, request.path))

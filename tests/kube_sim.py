@@ -87,14 +87,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 import kubernetes.client
 import psutil
 import yaml
+from json_http import JsonHttpServer
 
 from liveml_ext.backends.k8s_manifests import parse_quantity
 
@@ -633,46 +633,7 @@ class KubeSim:
         for name in ("default", "kube-system"):
             self._namespaces[name] = self._created
 
-        sim = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    code, payload = sim._serve(self.command, unquote(parts.path), query, headers, body)
-                except ApiError as err:
-                    code, payload = err.code, err.status()
-                except ValueError as exc:  # a malformed query value
-                    code, payload = 400, status(400, "BadRequest", f"invalid request: {exc}")
-                except Exception as exc:  # noqa: BLE001 - a simulator bug answers 500 and shows
-                    traceback.print_exc()
-                    code, payload = 500, status(500, "InternalError", f"simulator error: {exc!r}")
-                text = isinstance(payload, str)
-                data = payload.encode() if text else json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain" if text else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if sim._stopping:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._server_thread = threading.Thread(target=self.server.serve_forever, name="kubesim-api",
-                                               kwargs={"poll_interval": 0.05}, daemon=True)
+        self.http = JsonHttpServer(self._answer, name="kubesim-api", closing=lambda: self._stopping)
         self._controller = threading.Thread(target=self._control_loop, name="kubesim-controllers",
                                             daemon=True)
 
@@ -680,7 +641,7 @@ class KubeSim:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.url
 
     def api_client(self) -> kubernetes.client.ApiClient:
         """A client of the official library pointed at this API server."""
@@ -689,7 +650,7 @@ class KubeSim:
     def start(self) -> KubeSim:
         if not self._started:
             self._started = True
-            self._server_thread.start()
+            self.http.start()
             self._controller.start()
         return self
 
@@ -720,9 +681,7 @@ class KubeSim:
             self._kill_all(pod)  # anything started while stopping
             if pod.workdir:
                 shutil.rmtree(pod.workdir, ignore_errors=True)
-        if self._started:
-            self.server.shutdown()
-        self.server.server_close()
+        self.http.stop()
 
     def processes(self) -> dict[str, int]:
         """Pod name -> PID of its running container process."""
@@ -731,6 +690,20 @@ class KubeSim:
                     if p.current is not None and p.current.proc is not None}
 
     # ------------------------------------------------------------------------------ routing
+
+    def _answer(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                body: bytes) -> tuple[int, Any]:
+        """One API request: the last value of each query parameter, errors as ``Status``."""
+        try:
+            return self._serve(method, unquote(path), {k: v[-1] for k, v in query.items()},
+                               headers, body)
+        except ApiError as err:
+            return err.code, err.status()
+        except ValueError as exc:  # a malformed query value
+            return 400, status(400, "BadRequest", f"invalid request: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a simulator bug answers 500 and shows
+            traceback.print_exc()
+            return 500, status(500, "InternalError", f"simulator error: {exc!r}")
 
     def _serve(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
                body: bytes) -> tuple[int, Any]:

@@ -21,17 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_kubernetes_backend as suite
+from conftest import free_port, start_server
+from test_kubernetes_backend import Setup
 
-KUBECONFIG = os.environ.get("LIVEML_E2E_KUBECONFIG")
-pytestmark = pytest.mark.skipif(not KUBECONFIG, reason="LIVEML_E2E_KUBECONFIG is not set: no cluster to "
-                                "test against (a skip is not a pass; see tests/e2e_kubernetes/README.md)")
+from e2e_kubernetes.cluster_env import IMAGE, KUBECONFIG, NAMESPACE, POD_ENV, needs_cluster
 
-import test_kubernetes_backend as suite  # noqa: E402
-from conftest import free_port, start_server  # noqa: E402
-from test_kubernetes_backend import Setup  # noqa: E402
-
-NAMESPACE = os.environ.get("LIVEML_E2E_NAMESPACE", "liveml-e2e")
-IMAGE = os.environ.get("LIVEML_E2E_IMAGE", "liveml/runtime:0.1.0")
+pytestmark = needs_cluster
 STORE = os.environ.get("LIVEML_E2E_ARTIFACT_STORE", "")
 CONTROL_PLANE_URL = os.environ.get("LIVEML_E2E_CONTROL_PLANE_URL", "")
 PORT = int(os.environ.get("LIVEML_E2E_CONTROL_PLANE_PORT", "0"))
@@ -80,7 +76,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         ("--control-plane-url", CONTROL_PLANE_URL, "--host", "0.0.0.0")
     server = start_server(home, port=port, args=args, timeout=120)
     cluster = KubernetesCluster.from_config(NAMESPACE, KUBECONFIG)
-    env = {k[len("LIVEML_E2E_ENV_"):]: v for k, v in os.environ.items() if k.startswith("LIVEML_E2E_ENV_")}
+    env = dict(POD_ENV)
     s = Setup("kubernetes", server, None, home, args, cluster, remote=True,
               runtime={"cpu": 0.25, "memory": "512MiB", "env": env})
     yield s

@@ -26,12 +26,9 @@ from typing import Any
 
 import pytest
 
-KUBECONFIG = os.environ.get("LIVEML_E2E_KUBECONFIG")
-pytestmark = pytest.mark.skipif(not KUBECONFIG, reason="LIVEML_E2E_KUBECONFIG is not set: no cluster to "
-                                "test against (a skip is not a pass; see tests/e2e_kubernetes/README.md)")
+from e2e_kubernetes.cluster_env import IMAGE, KUBECONFIG, NAMESPACE, POD_ENV, needs_cluster
 
-NAMESPACE = os.environ.get("LIVEML_E2E_NAMESPACE", "liveml-e2e")
-IMAGE = os.environ.get("LIVEML_E2E_IMAGE", "liveml/runtime:0.1.0")
+pytestmark = needs_cluster
 ARTIFACT = os.environ.get("LIVEML_E2E_ARTIFACT_URL", "")
 TIMEOUT = float(os.environ.get("LIVEML_E2E_TIMEOUT", "300"))
 TOKEN_SECRET = "liveml-replica-token"
@@ -66,8 +63,7 @@ def make_spec(api_name: str, **changes: Any) -> Any:
 
     runtime = {"minReplicas": 1, "maxReplicas": 1, "cpu": 0.25, "memory": "512MiB", "gpu": 0,
                "gpuType": "", "threadCount": 1, "queueSize": 16,
-               "env": {k[len("LIVEML_E2E_ENV_"):]: v for k, v in os.environ.items()
-                       if k.startswith("LIVEML_E2E_ENV_")},
+               "env": dict(POD_ENV),
                **changes.pop("runtime", {})}
     base = dict(deployment_rid=f"ri.foundry-ml-live.main.live-deployment.{uuid.uuid4()}", api_name=api_name,
                 liveml_namespace="e2e", kube_namespace=NAMESPACE,
