@@ -3,13 +3,14 @@
 The transport of the two Kubernetes API stand-ins (``kube_fake.FakeKube``, ``kube_sim.KubeSim``):
 ``answer(method, path, query, headers, body)`` gets the raw path, the query as a dict of lists
 and lower-cased headers, and returns ``(status, payload)``; a ``str`` payload is sent as
-text/plain, anything else as JSON.
+text/plain, an iterator of ``bytes`` is streamed as chunked text/plain (a followed log), anything
+else as JSON.
 """
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -36,6 +37,9 @@ class JsonHttpServer:
                 code, payload = answer(self.command, parts.path,
                                        parse_qs(parts.query, keep_blank_values=True),
                                        {k.lower(): v for k, v in self.headers.items()}, body)
+                if isinstance(payload, Iterator):
+                    self._stream(code, payload)
+                    return
                 text = isinstance(payload, str)
                 data = payload.encode() if text else json.dumps(payload).encode()
                 self.send_response(code)
@@ -46,6 +50,20 @@ class JsonHttpServer:
                     self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, code: int, chunks: Iterator[bytes]) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in chunks:
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client went away
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

@@ -53,8 +53,9 @@ Not modelled (do not rely on it):
   host's file system and Python: the image is a name (``python`` runs ``sys.executable``), the
   working directory is a fresh temporary directory, no volumes, no user switching, no CPU limit.
 - Server-side apply is simplified: lists are atomic (no merge keys), no schema validation beyond
-  a few rules, no dry run, no ``PUT``, no watches (``watch=true`` is refused with 400), no
-  ``follow`` on logs, label selectors are equality based only, namespaces are implicit.
+  a few rules, no dry run, no ``PUT``, no watches (``watch=true`` is refused with 400), label
+  selectors are equality based only, namespaces are implicit. A followed log (``follow=true``)
+  streams until the container has exited, as the kubelet's does.
 - Exactly one container per pod (no init or sidecar containers: such a Deployment is refused).
 - Time: probe periods are ``min(periodSeconds, probe_period)``; back-off is ``backoff_base *
   2**(n-1)`` capped at ``backoff_cap``; preStop hooks are cut after ``prestop_cap`` seconds.
@@ -84,7 +85,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import TracebackType
@@ -1124,8 +1125,6 @@ class KubeSim:
         if query.get("container") not in (None, "", container):
             raise ApiError(400, "BadRequest",
                            f"container {query['container']} is not valid for pod {pod.name}")
-        if _truthy(query.get("follow")):
-            raise ApiError(400, "BadRequest", "follow is not supported by the simulator")
         if _truthy(query.get("previous")):
             # the kubelet's lastState.terminated instance
             instance = pod.last if (pod.current is not None or pod.waiting is not None) else (
@@ -1138,6 +1137,8 @@ class KubeSim:
                 reason = pod.waiting[0] if pod.waiting else "ContainerCreating"
                 raise ApiError(400, "BadRequest", f"{where} is waiting to start: {reason}")
         lines = list(instance.lines)
+        follow = _truthy(query.get("follow")) and not _truthy(query.get("previous"))
+        last = lines[-1][0] if lines else 0
         if query.get("sinceSeconds"):
             floor = time.time_ns() - int(float(query["sinceSeconds"]) * 1e9)
             lines = [line for line in lines if line[0] >= floor]
@@ -1148,10 +1149,33 @@ class KubeSim:
             tail = int(query["tailLines"])
             lines = lines[-tail:] if tail > 0 else []
         stamp = _truthy(query.get("timestamps"))
-        text = "".join(f"{rfc3339_nano(at)} {line}\n" if stamp else f"{line}\n" for at, line in lines)
+
+        def render(lines: Iterable[tuple[int, str]]) -> str:
+            return "".join(f"{rfc3339_nano(at)} {line}\n" if stamp else f"{line}\n"
+                           for at, line in lines)
+
+        if follow:
+            return self._follow(instance, render(lines), last, render)
+        text = render(lines)
         if query.get("limitBytes"):
             text = text.encode()[:int(query["limitBytes"])].decode("utf-8", errors="ignore")
         return text
+
+    def _follow(self, instance: _Instance, first: str, last: int,
+                render: Callable[[Iterable[tuple[int, str]]], str]) -> Iterator[bytes]:
+        """``follow=true``: what there is, then each new line until the container has exited
+        and its output is read (the kubelet ends the stream then)."""
+        yield first.encode()
+        while not self._stopping:
+            done = instance.exit_code is not None and not (instance.reader and
+                                                            instance.reader.is_alive())
+            new = [line for line in list(instance.lines) if line[0] > last]
+            if new:
+                last = new[-1][0]
+                yield render(new).encode()
+            if done:
+                return
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------------------- events
 

@@ -153,6 +153,11 @@ def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path)
     assert loops.failures() == [], loops.failures()[:5]
     assert len(loops.results) > 20
     wait_for(lambda: len(s.processes(rid)) == 2, timeout=60, what="old replicas stopped")
+    # what a replica logs as it drains and exits is kept, up to its last line
+    for gone in first:
+        wait_for(lambda n=gone: c.logs(rid, query=f'tags.node_id:"{n}" AND "Replica stopped"',
+                                       since="1h")["data"], timeout=30,
+                 what=f"the last log line of {gone}")
 
     # the startup story of one replica, found by its node id
     node = sorted(ready_nodes(doc))[0]

@@ -502,6 +502,23 @@ def test_kubernetes_pod_log_asks_for_timestamps_since_and_previous(fake: FakeKub
     assert cluster.pod_log("p1", previous=True) == ""
 
 
+def test_kubernetes_follow_pod_log_streams_whole_lines(fake: FakeKube,
+                                                       cluster: KubernetesCluster) -> None:
+    """A terminating pod's log is followed: ``follow=true`` with timestamps, read as the server
+    streams it (chunked), handed on in whole lines only, until the server ends the stream."""
+    log_path = f"{PODS}/p1/log"
+    fake.route("GET", log_path, 200, iter([b"2026-11-26T12:00:00.5Z Draining\n2026-11-26T12:00:01Z Repl",
+                                           b"ica stopped\n"]))
+    chunks = list(cluster.follow_pod_log("p1", since_seconds=3))
+    assert "".join(chunks) == "2026-11-26T12:00:00.5Z Draining\n2026-11-26T12:00:01Z Replica stopped\n"
+    assert all(chunk.endswith("\n") for chunk in chunks), chunks
+    (read,) = fake.made("GET", log_path)
+    assert read.query == {"container": ["replica"], "follow": ["true"], "sinceSeconds": ["3"],
+                          "timestamps": ["true"]}
+    fake.route("GET", log_path, 400, status(400, "BadRequest", "container is waiting to start"))
+    assert list(cluster.follow_pod_log("p1")) == []
+
+
 def test_kubernetes_events_nodes_managed_and_all_pod_metrics(fake: FakeKube,
                                                              cluster: KubernetesCluster) -> None:
     fake.route("GET", f"/api/v1/namespaces/{NS}/events", 200,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import kubernetes.client
 import pytest
+from conftest import wait_for
 from kube_fake import FakeKube
 
 from liveml_ext.artifacts import ArtifactStore
@@ -22,8 +23,14 @@ from liveml_ext.store.db import Store
 
 
 @pytest.fixture
-def controller(tmp_path: Path) -> Iterator[KubeController]:
+def fake() -> Iterator[FakeKube]:
     fake = FakeKube().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def controller(tmp_path: Path, fake: FakeKube) -> Iterator[KubeController]:
     api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=fake.url))
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     logs = LogStore(tmp_path / "logs.db")
@@ -33,7 +40,6 @@ def controller(tmp_path: Path) -> Iterator[KubeController]:
                          KubeSettings(), shipper=shipper, state_file=tmp_path / "tails.json")
     yield ctl
     api.close()
-    fake.stop()
     logs.close()
     store.close()
 
@@ -59,6 +65,43 @@ def test_kubernetes_log_tail_ships_each_line_once(controller: KubeController) ->
     assert {r["node_id"] for r in found["data"]} == {"pod-a"}
     # a line that is not JSON is dated by the kubelet, not by when it was read
     assert min(r["time"] for r in found["data"]).startswith("2026-11-26T12:00:00.1")
+
+
+def test_kubernetes_terminating_pod_log_is_followed_to_its_end(controller: KubeController,
+                                                               fake: FakeKube) -> None:
+    """A running pod is read by polls; a terminating one is followed once, to the end of the
+    stream, and not read again; a follow that fails gives the pod back to polling."""
+    path = "/api/v1/namespaces/liveml/pods/{}/log"
+    pod = {"phase": "Running", "restarts": 0, "terminating": False, "release_version": "1.0"}
+    fake.route("GET", path.format("p-a"), 200, "2026-11-26T12:00:00Z Replica ready\n")
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a"}])
+    assert "follow" not in fake.made("GET", path.format("p-a"))[-1].query
+
+    fake.route("GET", path.format("p-a"), 200, iter([b"2026-11-26T12:00:00Z Replica ready\n",
+                                                     b"2026-11-26T12:00:02Z Draining\n",
+                                                     b"2026-11-26T12:00:03Z Replica stopped\n"]))
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
+    wait_for(lambda: controller._following.get("p-a") is False, what="the followed stream's end")
+    assert fake.made("GET", path.format("p-a"))[-1].query["follow"] == ["true"]
+    reads = len(fake.made("GET", path.format("p-a")))
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
+    assert len(fake.made("GET", path.format("p-a"))) == reads  # followed to its end already
+    controller.shipper.flush()
+    found = controller.shipper.store.search("ri.x", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                                            end=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), limit=10)
+    assert sorted(r["message"] for r in found["data"]) == ["Draining", "Replica ready",
+                                                           "Replica stopped"]
+
+    fake.route("GET", path.format("p-b"), 500, {"kind": "Status", "code": 500})
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b", "terminating": True}])
+    wait_for(lambda: "p-b" not in controller._following, what="the failed follow given up")
+    fake.route("GET", path.format("p-b"), 200, "2026-11-26T12:00:04Z Replica stopped\n")
+    controller._following["p-b"] = True  # as if still followed: polls leave it alone
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b"}])
+    assert fake.made("GET", path.format("p-b"))[-1].query["follow"] == ["true"]
+    del controller._following["p-b"]
+    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b"}])
+    assert "follow" not in fake.made("GET", path.format("p-b"))[-1].query
 
 
 def test_kubernetes_events_map_to_deployments_warnings_become_events(controller: KubeController) -> None:

@@ -30,7 +30,7 @@ import dataclasses
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import kubernetes.client
@@ -313,6 +313,34 @@ class KubernetesCluster:
                 return ""
             raise
         return response.data.decode("utf-8", errors="replace")
+
+    def follow_pod_log(self, pod: str, since_seconds: int | None = None, idle_timeout: float = 60.0,
+                       container: str = CONTAINER) -> Iterator[str]:
+        """A pod's log as it is written (``follow=true``, with timestamps), in chunks of whole
+        lines, until its container exits (the kubelet ends the stream), the pod is gone, or no
+        byte came for ``idle_timeout`` seconds. Nothing when the container has not started."""
+        kwargs: dict[str, Any] = {"_preload_content": False, "container": container,
+                                  "timestamps": True, "follow": True,
+                                  "_request_timeout": (self._call["_request_timeout"], idle_timeout)}
+        if since_seconds is not None:
+            kwargs["since_seconds"] = max(1, int(since_seconds))
+        try:
+            response = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
+        except ApiException as exc:
+            if exc.status in (400, 404):
+                return
+            raise
+        partial = b""
+        try:
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                partial += chunk
+                whole, _, partial = partial.rpartition(b"\n")
+                if whole:
+                    yield (whole + b"\n").decode("utf-8", errors="replace")
+            if partial:
+                yield partial.decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
 
     def events(self) -> list[dict[str, Any]]:
         """The namespace's events (``v1 Event``), for the pods and Deployments liveml made."""

@@ -11,7 +11,8 @@ deployment should be and lets Kubernetes do it. Per deployment, in a background 
    rollout and served release in the store, and the gateway pool (the ready pods' URLs, or the
    Service). New pod log lines (the pod log API, with the kubelet's timestamps) go to the log
    store with ``tags.node_id`` = the pod name; a restarted container's previous log is read too,
-   so a crash's traceback is kept.
+   so a crash's traceback is kept. A terminating pod's log is followed (``follow=true``) until
+   its container exits, so what it logs as it drains is kept up to the last line.
 
 Once per poll the namespace's Kubernetes events (FailedScheduling, BackOff, Unhealthy, ...)
 become liveml events (warnings) or log records (normal ones). Metrics come from
@@ -26,6 +27,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +151,9 @@ class KubeController(ControllerBase):
         self.runtimes: dict[str, KubeRuntime] = {}
         self.state_file = state_file  # log read positions, kept across restarts
         self.tails: dict[str, LogTail] = self._load_tails()
+        self._tails_lock = threading.Lock()
+        #: pods whose log is followed to its end: True while the stream runs, False after
+        self._following: dict[str, bool] = {}
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="liveml-kube")
         self._tasks: set[asyncio.Task] = set()
         self._pending_deletes: set[str] = set()
@@ -452,10 +457,9 @@ class KubeController(ControllerBase):
     # --- logs ------------------------------------------------------------------------------
     def _tail_logs(self, rid: str, pods: list[dict[str, Any]]) -> None:
         """New lines of each pod's log into the shipper (on a worker thread)."""
-        now = time.time()
         for pod in pods:
             node = pod["node_id"]
-            if pod["phase"] == "Pending" and not pod["restarts"]:
+            if (pod["phase"] == "Pending" and not pod["restarts"]) or node in self._following:
                 continue
             tail = self.tails.setdefault(node, LogTail())
             tags = {"node_id": node, "deployment_rid": rid,
@@ -464,14 +468,43 @@ class KubeController(ControllerBase):
                 if pod["restarts"] > tail.restarts:  # the crashed container's last words first
                     self._ship(tail, self.cluster.pod_log(node, previous=True), tags)
                     tail.restarts = pod["restarts"]
-                since = None if not tail.last else math.ceil(now - _epoch(tail.last)) + 2
-                self._ship(tail, self.cluster.pod_log(node, since_seconds=since), tags)
+                if pod["terminating"]:  # its last lines come after the last poll: follow it
+                    self._following[node] = True
+                    threading.Thread(target=self._follow, args=(tail, node, tags), daemon=True,
+                                     name=f"liveml-log-{node}").start()
+                    continue
+                self._ship(tail, self.cluster.pod_log(node, since_seconds=self._since(tail)),
+                           tags)
             except Exception as exc:  # noqa: BLE001 - try again next poll
                 log.debug("could not read the log of pod %s: %s", node, exc)
         listed = {p["node_id"] for p in pods}
-        for node in [n for n in self.tails if n not in listed and self._owned(rid, n)]:
+        for node in [n for n in self.tails if n not in listed and self._owned(rid, n)
+                     and not self._following.get(n)]:
             self.tails.pop(node, None)  # the pod is gone
+            self._following.pop(node, None)
         self._save_tails()
+
+    @staticmethod
+    def _since(tail: LogTail) -> int | None:
+        """``sinceSeconds`` that covers the last line shipped (a little before: dedupe does the
+        rest), or None for the whole log."""
+        return None if not tail.last else math.ceil(time.time() - _epoch(tail.last)) + 2
+
+    def _follow(self, tail: LogTail, node: str, tags: dict[str, str]) -> None:
+        """A terminating pod's log to its last line (on a thread of its own, as long as the
+        pod drains). A stream that fails gives the pod back to polling."""
+        ended = False
+        try:
+            for text in self.cluster.follow_pod_log(node, since_seconds=self._since(tail)):
+                self._ship(tail, text, tags)
+            ended = True
+        except Exception as exc:  # noqa: BLE001 - polled again instead
+            log.debug("could not follow the log of pod %s: %s", node, exc)
+        finally:
+            if ended:
+                self._following[node] = False
+            else:
+                self._following.pop(node, None)
 
     def _owned(self, rid: str, pod: str) -> bool:
         return self._by_name().get(_object_of(pod)) == rid
@@ -483,15 +516,16 @@ class KubeController(ControllerBase):
 
     def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
         lines, times = [], []
-        for stamp, line in split_log(text):
-            digest = zlib.crc32(line)  # stable across restarts, unlike hash()
-            if stamp < tail.last or (stamp == tail.last and digest in tail.at_last):
-                continue
-            if stamp > tail.last:
-                tail.last, tail.at_last = stamp, set()
-            tail.at_last.add(digest)
-            lines.append(line)
-            times.append(stamp)
+        with self._tails_lock:
+            for stamp, line in split_log(text):
+                digest = zlib.crc32(line)  # stable across restarts, unlike hash()
+                if stamp < tail.last or (stamp == tail.last and digest in tail.at_last):
+                    continue
+                if stamp > tail.last:
+                    tail.last, tail.at_last = stamp, set()
+                tail.at_last.add(digest)
+                lines.append(line)
+                times.append(stamp)
         if lines:
             self.shipper.ingest(lines, tags, times)
 
@@ -508,8 +542,9 @@ class KubeController(ControllerBase):
     def _save_tails(self) -> None:
         if self.state_file is None:
             return
-        doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
-               for pod, t in list(self.tails.items())}
+        with self._tails_lock:
+            doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
+                   for pod, t in list(self.tails.items())}
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self.state_file)
