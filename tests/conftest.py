@@ -17,6 +17,7 @@ from pathlib import Path
 import joblib
 import pytest
 import requests
+from kube_fake import FakeKube
 
 from liveml_ext.client import Client
 
@@ -222,3 +223,11 @@ class Loops:
 
     def failures(self) -> list[tuple[int, object]]:
         return [r for loop in self.loops for r in loop.failures()]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKube]:
+    """A recording fake Kubernetes API server (tests/kube_fake.py), for contract tests."""
+    server = FakeKube().start()
+    yield server
+    server.stop()

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import kubernetes.client
 from json_http import JsonHttpServer
 
 
@@ -61,6 +62,10 @@ class FakeKube:
     @property
     def url(self) -> str:
         return self.http.url
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """A client of the official library pointed at this server (the caller closes it)."""
+        return kubernetes.client.ApiClient(kubernetes.client.Configuration(host=self.url))
 
     def start(self) -> FakeKube:
         self.http.start()

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes.client
 import pytest
 import yaml
 from kube_fake import FakeKube, status
@@ -55,16 +54,8 @@ PODS = f"/api/v1/namespaces/{NS}/pods"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKube]:
-    server = FakeKube().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def cluster(fake: FakeKube) -> Iterator[KubernetesCluster]:
-    configuration = kubernetes.client.Configuration(host=fake.url)
-    api_client = kubernetes.client.ApiClient(configuration)
+    api_client = fake.api_client()
     yield KubernetesCluster(NS, api_client)
     api_client.close()
 

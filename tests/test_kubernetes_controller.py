@@ -7,7 +7,6 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import kubernetes.client
 import pytest
 from conftest import wait_for
 from kube_fake import FakeKube
@@ -23,15 +22,8 @@ from liveml_ext.store.db import Store
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKube]:
-    fake = FakeKube().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def controller(tmp_path: Path, fake: FakeKube) -> Iterator[KubeController]:
-    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=fake.url))
+    api = fake.api_client()
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     logs = LogStore(tmp_path / "logs.db")
     shipper = LogShipper(logs, tmp_path / "offsets.json")
