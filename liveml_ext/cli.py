@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -425,18 +426,12 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         from .controlplane import Settings, default_home
         from .server import serve
 
+        # every server option named as a Settings field is that field
+        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
+                   if f.name != "home" and hasattr(args, f.name)}
         home = Path(args.home) if args.home else default_home()
         run_loop(serve(args.host, args.port, settings=Settings(
-            home=home, profiles_file=args.profiles or "", max_thread_count=args.max_thread_count,
-            database_url=args.database_url, artifact_url=args.artifact_url,
-            pin_cpus=args.pin_cpus,
-            progress_deadline=args.progress_deadline, startup_timeout=args.startup_timeout,
-            log_retention_days=args.log_retention_days, metrics_interval=args.metrics_interval,
-            backend=args.backend, kube_namespace=args.kube_namespace, kubeconfig=args.kubeconfig,
-            kube_context=args.kube_context, image=args.image,
-            replica_token_secret=args.replica_token_secret,
-            control_plane_url=args.control_plane_url, gateway_route=args.gateway_route,
-            kube_poll_interval=args.kube_poll_interval)))
+            home=home, profiles_file=args.profiles or "", **options)))
         return None
     return COMMANDS[args.command](client or Client(), args)
 
