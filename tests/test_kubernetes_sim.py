@@ -81,6 +81,11 @@ def runtime_processes(prefix: str) -> list[int]:
     return out
 
 
+def settled(seen: dict[str, Any]) -> bool:
+    """ACTIVE, and the Deployment controller has counted the rollout COMPLETE."""
+    return seen["state"] == "ACTIVE" and seen["rollout"]["state"] == "COMPLETE"
+
+
 def observe_until(cluster: KubernetesCluster, name: str, check: Callable[[dict[str, Any]], bool],
                   what: str, timeout: float = TIMEOUT) -> dict[str, Any]:
     seen: dict[str, Any] = {}
@@ -155,7 +160,7 @@ def served(cluster: KubernetesCluster, artifacts: dict[str, Path]) -> KubeDeploy
     """Two replicas of the linear model, ACTIVE (shared by the serving tests, in file order)."""
     spec = make_spec("served", artifacts["linear"])
     cluster.apply(spec)
-    observe_until(cluster, name_of(spec), lambda s: s["state"] == "ACTIVE", "the deployment to be ACTIVE")
+    observe_until(cluster, name_of(spec), settled, "the deployment to be ACTIVE with its rollout COMPLETE")
     return spec
 
 
@@ -164,8 +169,10 @@ def served(cluster: KubernetesCluster, artifacts: dict[str, Path]) -> KubeDeploy
 
 def test_kubernetes_sim_serves_predictions_behind_the_replica_token(cluster: KubernetesCluster,
                                                                     served: KubeDeployment) -> None:
-    seen = observe_until(cluster, name_of(served), lambda s: s["state"] == "ACTIVE", "ACTIVE")
-    assert seen["reason"] == "" and seen["desired"] == 2 and seen["rollout"]["state"] == "COMPLETE"
+    # pods turn ready before the Deployment controller counts them: ACTIVE may come a moment
+    # before the rollout is COMPLETE, so wait for both
+    seen = observe_until(cluster, name_of(served), settled, "ACTIVE with the rollout COMPLETE")
+    assert seen["reason"] == "" and seen["desired"] == 2
     assert len(seen["urls"]) == 2
     assert all(re.fullmatch(r"http://127\.1\.\d+\.\d+:8080", url) for url in seen["urls"])
     pods = {p["metadata"]["name"] for p in cluster.pods(name_of(served))}
@@ -219,7 +226,7 @@ def test_kubernetes_sim_pod_and_node_metrics(cluster: KubernetesCluster, served:
 def test_kubernetes_sim_reroll_keeps_two_ready_pods_and_replaces_the_processes(
         cluster: KubernetesCluster, served: KubeDeployment) -> None:
     name = name_of(served)
-    before = observe_until(cluster, name, lambda s: s["state"] == "ACTIVE", "ACTIVE")
+    before = observe_until(cluster, name, settled, "ACTIVE with the rollout COMPLETE")
     old_pods = {p["node_id"] for p in before["pods"]}
     assert all(runtime_processes(pod) for pod in old_pods)
     cluster.apply(dataclasses.replace(served, generation=2, release_version="1.1.0"))
