@@ -188,3 +188,54 @@ def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
     assert controller.observed("ri.dep")["autoscaling"] == {"desiredReplicas": 3, "load": 0.93}
     rt.applied = spec(runtime={"minReplicas": 2, "maxReplicas": 2})  # a fixed count: no load
     assert controller.observed("ri.dep")["autoscaling"]["load"] == 0.0
+
+
+def test_kubernetes_a_pass_that_read_before_a_disable_does_not_route_again(
+        controller: KubeController, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user disables the deployment while a pass reads its pods: that pass must not put the
+    ready pods back into the gateway pool (queries would get answers after the 'disabled')."""
+    import asyncio
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from test_kubernetes_contract import spec
+
+    from liveml_ext.controller.base import DISABLED_REASON
+
+    rid = "ri.dep"
+    rt = controller._runtime(rid, "default")
+    row = SimpleNamespace(enabled=True, environment="production", api_name="house_prices",
+                          namespace="default", state="ACTIVE", reason="",
+                          served_release_rid="ri.release")
+    release = SimpleNamespace(rid="ri.release", version="1.2.0")
+    monkeypatch.setattr(controller, "desired", lambda rt: (row, release, object()))
+    monkeypatch.setattr(controller, "spec", lambda row, release, sub: spec())
+    rt.applied, rt.applied_at = spec(), time.monotonic()  # nothing to apply: straight to reading
+    pod = {"node_id": "p1", "url": "http://10.0.0.1:8080", "ready": True, "terminating": False,
+           "current": True, "release_rid": "ri.release", "phase": "Running", "restarts": 0,
+           "reason": "", "message": "", "release_version": "1.2.0", "generation": "3"}
+    summary = {"state": "ACTIVE", "reason": "", "pods": [pod], "urls": [pod["url"]], "ready": 1,
+               "desired": 1, "rollout": None, "exists": True}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        def observe(name: str) -> dict:  # on the executor thread, as the real read is
+            done = threading.Event()
+
+            def disable() -> None:
+                controller.changed(rid, "disabled")
+                done.set()
+
+            loop.call_soon_threadsafe(disable)
+            assert done.wait(10)
+            return summary
+
+        monkeypatch.setattr(controller.cluster, "observe", observe)
+        await controller._sync_once(rt)
+
+    asyncio.run(scenario())
+    pool = controller.gateway.pools[rid]
+    assert pool.members == [] and pool.unavailable_reason == DISABLED_REASON
+    assert rt.observed_at < 0  # the next pass reads again, with the deployment disabled

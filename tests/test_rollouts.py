@@ -402,3 +402,64 @@ def test_memory_is_checked_afresh_before_a_replica_takes_traffic(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_deployment_deleted_while_a_replica_starts_leaves_no_process(tmp_path):
+    """The controller awaits the backend's start; a delete that lands meanwhile has already
+    stopped what the deployment ran, so the replica that comes up afterwards must be stopped by
+    the pass that started it (it belongs to no deployment any more)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from liveml_ext.artifacts import ArtifactStore
+    from liveml_ext.controller.reconciler import Controller
+    from liveml_ext.core.registry import Registry
+    from liveml_ext.gateway.pool import Gateway
+    from liveml_ext.store.db import Store
+
+    class Gated(LocalBackend):
+        """The real backend; ``start`` returns only when the test lets it."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.started, self.gate = asyncio.Event(), asyncio.Event()
+
+        async def start(self, spec):
+            handle = await super().start(spec)
+            self.started.set()
+            await self.gate.wait()
+            return handle
+
+    row = SimpleNamespace(enabled=True, generation=1, api_name="house", environment="production",
+                          runtime_configuration={"minReplicas": 1, "maxReplicas": 1})
+    release = SimpleNamespace(rid="ri.release", version="1.0.0")
+    sub = SimpleNamespace(model_uuid="u", artifact_sha256="ab" * 32, requirements={})
+
+    async def scenario(event: str) -> tuple[Gated, Controller, BaseException | None]:
+        store = Store(f"sqlite:///{tmp_path / f'{event}.sqlite'}")
+        backend = Gated(tmp_path / event, gpus=[])
+        ctl = Controller(store, Registry(store), ArtifactStore(str(tmp_path / "a"), tmp_path / "c"),
+                         backend, Gateway(), drain_timeout=5.0)
+        ctl.desired = lambda rt: (row, release, sub)  # the read that the change makes outdated
+        rt = ctl._runtime("ri.dep", "default")
+        task = asyncio.get_running_loop().create_task(ctl.reconcile(rt))
+        await asyncio.wait_for(backend.started.wait(), 30)
+        ctl.changed("ri.dep", event)  # as the service does: stop everything it ran
+        backend.gate.set()
+        # the loop logs a pass's exception and goes on; what matters is what is left running
+        (outcome,) = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+        await asyncio.wait_for(asyncio.gather(*ctl._stopping), 30)
+        store.close()
+        return backend, ctl, outcome
+
+    backend, ctl, outcome = asyncio.run(scenario("deleted"))
+    assert not backend.replicas, "the replica of a deleted deployment was left running"
+    assert "ri.dep" not in ctl.runtimes and outcome is None
+
+    backend, ctl, outcome = asyncio.run(scenario("disabled"))
+    pool = ctl.gateway.pools["ri.dep"]
+    assert pool.members == [] and "disabled" in pool.unavailable_reason  # not STARTING's reason
+    assert ctl.runtimes["ri.dep"].state == "STARTING"  # nothing recorded from the outdated read
+    assert outcome is None
+    for handle in list(backend.replicas.values()):  # the next pass would retire it
+        asyncio.run(backend.stop(handle, grace=5.0))

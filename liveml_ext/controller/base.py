@@ -39,6 +39,7 @@ class RuntimeBase:
     served: str | None = None
     desired: Desired | None = None  # (deployment, release, submission) as last read
     desired_at: float = 0.0
+    changes: int = 0  # desired-state changes notified so far (a pass that awaited checks it)
 
 
 class ControllerBase:
@@ -80,6 +81,7 @@ class ControllerBase:
         rt = self.runtimes.get(rid)
         if rt is not None:
             rt.desired = None  # read it again on the next pass
+            rt.changes += 1
         if event == "deleted":
             self.runtimes.pop(rid, None)
             self.gateway.pools.pop(rid, None)
@@ -148,6 +150,12 @@ class ControllerBase:
 
     async def reconcile(self, rt: Any) -> None:
         raise NotImplementedError
+
+    def outdated(self, rt: RuntimeBase, changes: int) -> bool:
+        """Whether a pass that read the desired state at ``changes`` must stop after an await:
+        the deployment was changed (disabled, edited) or deleted meanwhile. The next pass reads
+        it again; acting on the old read would undo what the change just did."""
+        return rt.changes != changes or self.runtimes.get(rt.rid) is not rt
 
     def desired(self, rt: RuntimeBase) -> Desired:
         """The deployment row, the release it should serve and its submission (cached for

@@ -265,6 +265,7 @@ class KubeController(ControllerBase):
             rt.busy = False
 
     async def _sync_once(self, rt: KubeRuntime) -> None:
+        changes = rt.changes
         row, release, sub = self.desired(rt)
         if row is None or rt.rid not in self.runtimes:
             return
@@ -282,9 +283,14 @@ class KubeController(ControllerBase):
         if (spec != rt.applied or now_ - rt.applied_at > self.settings.reapply) \
                 and now_ >= rt.retry_at:
             await self._apply(rt, spec)
+        if self.outdated(rt, changes):
+            return  # changed (e.g. disabled) or deleted meanwhile: the next pass reads it again
         if now_ - rt.observed_at >= self.settings.poll_interval:
             rt.observed_at = now_
             await self._observe(rt)
+            if self.outdated(rt, changes):
+                rt.observed_at = -1e9  # look again at once, with the new desired state
+                return
             self._update(rt, row, release)  # status and pool together: ready means routable
             pods = self._pods(rt)
             if self.shipper is not None and pods:

@@ -161,11 +161,14 @@ class Controller(ControllerBase):
                 "autoscaling": {"desiredReplicas": rt.want or 0, "load": round(rt.load, 3)}}
 
     async def reconcile(self, rt: Runtime) -> None:
+        changes = rt.changes
         row, release, sub = self.desired(rt)
         if row is None:
             return
         pool = self.gateway.pools[rt.rid]
         await self._observe(rt, pool)
+        if self.outdated(rt, changes):
+            return
         now_ = time.monotonic()
         config = row.runtime_configuration
         want = self._autoscale(rt, config, pool, now_) if row.enabled else 0
@@ -197,13 +200,17 @@ class Controller(ControllerBase):
         if not blocked and release and sub:
             room = want + self.max_surge - len(current) - len(old_ready) if old_ready else want
             for _ in range(max(0, min(want - len(current), room))):
-                if not await self._start(rt, row, release, sub):
+                if not await self._start(rt, row, release, sub) or self.outdated(rt, changes):
                     break
+            if self.outdated(rt, changes):
+                return  # what was started is the next pass's to keep or retire
         # a failed target's starting replicas take no traffic: stop them
         if target is not None and target.failed:
             for r in [r for r in current if r.state == STARTING]:
                 self._retire(rt, r)
             await self._heal_serving(rt, row.api_name, want, key)
+            if self.outdated(rt, changes):
+                return
         # surplus of the target: not-ready ones first, then the newest ready ones
         current = [r for r in rt.replicas if r.key == key and r.state in (STARTING, READY)]
         surplus = len(current) - want
@@ -285,11 +292,15 @@ class Controller(ControllerBase):
         except NoCapacity as exc:
             rt.pending_reason = str(exc)
             return False
-        rt.replicas.append(Replica(node_id, key, spec.release_version, handle))
+        replica = Replica(node_id, key, spec.release_version, handle)
+        rt.replicas.append(replica)
         path = self.backend.log_path(handle)
         if path and self.shipper is not None:
             self.shipper.watch(path, {"node_id": node_id, "deployment_rid": rt.rid,
                                       "release": spec.release_version})
+        if self.runtimes.get(rt.rid) is not rt:  # deleted while it started: nothing would stop it
+            self._retire(rt, replica, drain=False)
+            return False
         log.info("deployment %s: started replica %s of release %s", rt.rid, node_id,
                  spec.release_version)
         return True
