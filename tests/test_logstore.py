@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from liveml_ext.core.errors import InvalidArgument
 from liveml_ext.observability.logquery import InvalidLogQuery, compile_query, parse
 from liveml_ext.observability.logstore import InvalidLogColumn, LogStore
+from liveml_ext.observability.shipper import LogShipper
 
 RID = "ri.foundry-ml-live.main.live-deployment.00000000-0000-0000-0000-000000000001"
 OTHER = "ri.foundry-ml-live.main.live-deployment.00000000-0000-0000-0000-000000000002"
@@ -355,3 +357,30 @@ def test_every_kind_of_term_runs(store: LogStore, fts: bool) -> None:
         store.search(RID, query, start=T0)
     assert messages(store, "fields.port<43758 fields.port>43756") == ["Replica listening on 127.0.0.1:43757"]
     assert messages(store, "time>=2026-11-26T10:00:05Z") == ["Replica ready", "slow request"]
+
+
+def test_shipper_keeps_the_lines_written_while_a_replica_finishes(tmp_path: Path) -> None:
+    """A replica writes its last line and exits while a flush is reading its file: the flush
+    that read before ``finish()`` must not delete the file (its last line would be lost)."""
+    store = LogStore(tmp_path / "logs.db")
+    shipper = LogShipper(store, tmp_path / "offsets.json")
+    log_file = tmp_path / "n1.log"
+    log_file.write_text(json.dumps(rec(0, "Draining")) + "\n")
+    shipper.watch(str(log_file), {"node_id": "n1", "deployment_rid": RID})
+    read = shipper._read
+
+    def read_then_the_replica_finishes(*args):
+        lines = read(*args)
+        with open(log_file, "a") as fh:
+            fh.write(json.dumps(rec(1, "Replica stopped")) + "\n")
+        shipper.finish(str(log_file))  # the backend saw the process exit
+        return lines
+
+    shipper._read = read_then_the_replica_finishes  # type: ignore[method-assign]
+    shipper.flush()
+    shipper._read = read  # type: ignore[method-assign]
+    assert log_file.exists()
+    shipper.flush()
+    assert not log_file.exists() and not shipper.sources
+    assert [r["message"] for r in store.search(RID)["data"]] == ["Replica stopped", "Draining"]
+    store.close()

@@ -83,8 +83,11 @@ class LogShipper:
             sources = list(self.sources.values())
         done = []
         for source in sources:
-            batch.extend(self._read(source))
-            if source.final:
+            # decided before reading: a finish() that lands during the read waits for the next
+            # pass, or lines written after the read would be deleted with the file
+            final = source.final
+            batch.extend(self._read(source, final))
+            if final:
                 done.append(source)
         written = 0
         for start in range(0, len(batch), self.max_batch):
@@ -102,14 +105,14 @@ class LogShipper:
         return written
 
     @staticmethod
-    def _read(source: _Source) -> list[dict[str, Any]]:
+    def _read(source: _Source, final: bool) -> list[dict[str, Any]]:
         try:
             with open(source.path, "rb") as fh:
                 fh.seek(source.offset)
                 data = fh.read()
         except OSError:
             return []
-        end = data.rfind(b"\n") + 1 if not source.final else len(data)
+        end = data.rfind(b"\n") + 1 if not final else len(data)
         source.offset += end
         return parse_lines(data[:end].splitlines(), source.tags)
 
