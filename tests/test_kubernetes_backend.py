@@ -71,10 +71,11 @@ current-context: sim
 
 
 #: the simulator's cut of the rendered 5 s preStop pause. A terminating pod serves on for this
-#: long, while the control plane (polling every 0.5 s here) takes it out of the gateway pool: as
-#: in a cluster (5 s against a 2 s poll), it has to be a few polls long, or a busy machine shows
-#: failed queries that a cluster would not.
-PRESTOP = 2.0
+#: long, while the control plane (polling every 0.5 s here) takes it out of the gateway pool and
+#: starts following its log to the end: as in a cluster (5 s against a 2 s poll), it has to be
+#: several polls long, or a busy machine shows failed queries or lost last log lines that a
+#: cluster would not. (A poll is slower than its interval under load: 2 s proved too short.)
+PRESTOP = 3.0
 
 
 @pytest.fixture(scope="module", params=["local", "kubernetes"])

@@ -467,7 +467,8 @@ class KubeController(ControllerBase):
             node = pod["node_id"]
             if (pod["phase"] == "Pending" and not pod["restarts"]) or node in self._following:
                 continue
-            tail = self.tails.setdefault(node, LogTail())
+            with self._tails_lock:  # other deployments' passes run on other threads
+                tail = self.tails.setdefault(node, LogTail())
             tags = {"node_id": node, "deployment_rid": rid,
                     "release": pod.get("release_version") or ""}
             try:
@@ -484,9 +485,12 @@ class KubeController(ControllerBase):
             except Exception as exc:  # noqa: BLE001 - try again next poll
                 log.debug("could not read the log of pod %s: %s", node, exc)
         listed = {p["node_id"] for p in pods}
-        for node in [n for n in self.tails if n not in listed and self._owned(rid, n)
+        with self._tails_lock:
+            known = list(self.tails)
+        for node in [n for n in known if n not in listed and self._owned(rid, n)
                      and not self._following.get(n)]:
-            self.tails.pop(node, None)  # the pod is gone
+            with self._tails_lock:
+                self.tails.pop(node, None)  # the pod is gone
             self._following.pop(node, None)
         self._save_tails()
 
