@@ -94,6 +94,13 @@ def test_query_language_paging_and_errors(observed):
     with pytest.raises(LiveMLClientError) as err:
         c.logs(rid, since="soon")
     assert err.value.status == 400 and err.value.parameters["field"] == "since"
+    for path in ("logs", "events"):  # a bad limit is the caller's error, never a 500
+        for limit in ("many", "0", "-1", "10001", "2.5"):
+            with pytest.raises(LiveMLClientError) as err:
+                c.api("GET", f"deployments/{rid}/{path}", params={"limit": limit})
+            assert (err.value.status, err.value.name) == (400, "InvalidArgument"), (path, limit)
+            assert err.value.parameters["field"] == "limit"
+    assert len(c.events(rid, limit=2)) == 2
 
 
 def test_cli_logs_download_and_errors(observed, tmp_path):

@@ -179,7 +179,7 @@ COLUMNS_QUERY = {"name": "columns", "in": "query", "required": False,
                  "schema": {"type": "string"}}
 LIMIT_QUERY = {"name": "limit", "in": "query", "required": False,
                "description": "At most this many, newest first.",
-               "schema": {"type": "integer", "default": 100}}
+               "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 10000}}
 INFERENCE_ERRORS = (E.InferenceInvalidInput, E.InferenceFailure, E.PermissionDenied,
                     E.LiveDeploymentNotFound, E.RequestEntityTooLarge, E.MalformedRequestBody,
                     E.TooManyRequests, E.ServiceUnavailable, InferenceTimeout)
@@ -290,13 +290,13 @@ OPERATIONS: list[Op] = [
                    "at a time with no downtime; a replica-count change adds or removes some."),
     Op(f"{DEP}/events", "get", mg.EventsHandler, "listDeploymentEvents", "deployments",
        "A live deployment's events (rollouts, scaling, replica failures), newest first",
-       listing(m.DescribeEvent), errors=DEPLOYMENT_ERRORS, query=(LIMIT_QUERY,)),
+       listing(m.DescribeEvent), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
+       query=(LIMIT_QUERY,)),
     Op(f"{DEP}/logs", "get", mg.LogsHandler, "searchDeploymentLogs", "observability",
        "Search a live deployment's service logs, newest first", ref(m.LogPage),
        errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument, InvalidLogQuery, InvalidLogColumn),
        query=(*WINDOW_QUERY, LOG_QUERY, COLUMNS_QUERY,
-              {**LIMIT_QUERY, "schema": {"type": "integer", "default": 100, "minimum": 1,
-                                         "maximum": 10000}},
+              LIMIT_QUERY,
               {"name": "pageToken", "in": "query", "required": False,
                "description": "nextPageToken of the previous page.", "schema": {"type": "string"}}),
        description="Query language: `field:value` on any field (dotted tags such as "

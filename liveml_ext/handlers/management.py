@@ -167,10 +167,22 @@ class RuntimeConfigurationHandler(LiveMLHandlerMixin):
                                                        self.principal))
 
 
+def _limit(handler: LiveMLHandlerMixin, default: int = 100, most: int = 10_000) -> int:
+    """The ``limit`` query argument: a whole number from 1 to ``most``."""
+    text = handler.get_argument("limit", str(default))  # type: ignore[attr-defined]
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= most:
+        raise InvalidArgument(f"limit must be a whole number from 1 to {most}, not {text!r}",
+                              field="limit")
+    return limit
+
+
 class EventsHandler(LiveMLHandlerMixin):
     def get(self, ref: str) -> None:
-        limit = int(self.get_argument("limit", "100"))  # type: ignore[attr-defined]
-        self.reply({"data": self.cp.deployments.events(ref, self.principal, limit)})
+        self.reply({"data": self.cp.deployments.events(ref, self.principal, _limit(self))})
 
 
 def _window(handler: LiveMLHandlerMixin) -> tuple[Any, Any]:
@@ -193,9 +205,7 @@ class LogsHandler(LiveMLHandlerMixin):
 
     async def get(self, ref: str) -> None:
         args = _log_args(self, ref)
-        limit = int(self.get_argument("limit", "100"))  # type: ignore[attr-defined]
-        if not 1 <= limit <= 10_000:
-            raise InvalidArgument("limit must be between 1 and 10000", field="limit")
+        limit = _limit(self)
         token = self.get_argument("pageToken", None)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         page = await loop.run_in_executor(
