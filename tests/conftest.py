@@ -193,7 +193,7 @@ class QueryLoop(threading.Thread):
                 resp = session.post(self.url, json=self.body, headers=self.headers, timeout=30)
                 value = resp.json()["responseData"][0][self.field] if resp.ok else resp.text
                 self.results.append((resp.status_code, value))
-            except requests.RequestException as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded as a failure: the loop goes on
                 self.results.append((0, repr(exc)))
 
     def failures(self) -> list[tuple[int, object]]:
@@ -223,6 +223,17 @@ class Loops:
 
     def failures(self) -> list[tuple[int, object]]:
         return [r for loop in self.loops for r in loop.failures()]
+
+    def mark(self, in_flight: int = 1) -> list[int]:
+        """Where each loop's answers stand now, past the ``in_flight`` queries it may have sent
+        before (those can still be answered by what served then)."""
+        return [len(loop.results) + in_flight for loop in self.loops]
+
+    def since(self, marks: list[int], more: int = 1, timeout: float = 60) -> list[object]:
+        """The values answered after ``marks``, once every loop has ``more`` answers there."""
+        wait_for(lambda: all(len(loop.results) >= m + more for loop, m in zip(self.loops, marks)),
+                 timeout=timeout, what="answers after the mark")
+        return [value for loop, m in zip(self.loops, marks) for _, value in loop.results[m:]]
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from test_kubernetes_backend import kubeconfig
 from liveml_ext.client import Client
 
 #: the first test builds the image (pip installs): more than the suite's 300 s may be needed
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "kubernetes"
 ROW = {"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5}

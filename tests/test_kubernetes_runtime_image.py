@@ -38,7 +38,7 @@ from test_kubernetes_manifests import spec as manifest_spec
 from liveml_ext.backends.k8s_manifests import render_deployment
 
 #: the first test builds the image (pip installs): more than the suite's 300 s may be needed
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = REPO / "runtime"  # the Dockerfile's build context
 TOKEN = "rehearsal-replica-token"

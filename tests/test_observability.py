@@ -68,10 +68,13 @@ def test_control_plane_events_are_log_records(observed):
 def test_query_language_paging_and_errors(observed):
     server, rid = observed
     c = server.client
-    everything = c.logs(rid, since="1h", limit=10_000)["data"]
+    # one fixed window for both reads: a record shipped in between must not tell them apart
+    now = dt.datetime.now(dt.UTC)
+    window = {"start": (now - dt.timedelta(hours=1)).isoformat(), "end": now.isoformat()}
+    everything = c.logs(rid, limit=10_000, **window)["data"]
     seen, token = [], None
     while True:
-        page = c.logs(rid, since="1h", limit=7, page_token=token)
+        page = c.logs(rid, limit=7, page_token=token, **window)
         seen += page["data"]
         token = page["nextPageToken"]
         if not token:
@@ -114,10 +117,12 @@ def test_cli_logs_download_and_errors(observed, tmp_path):
               "node_id,message")
     assert out.returncode == 0 and out.stdout.count("Self-test prediction passed") == 2
     target = tmp_path / "logs.txt"
-    out = cli("logs", rid, "--since", "1h", "--download", str(target))
+    now = dt.datetime.now(dt.UTC)
+    start, end = (now - dt.timedelta(hours=1)).isoformat(), now.isoformat()
+    out = cli("logs", rid, "--start", start, "--end", end, "--download", str(target))
     assert out.returncode == 0, out.stderr
     lines = target.read_text().splitlines()
-    total = len(server.client.logs(rid, since="1h", limit=10_000)["data"])
+    total = len(server.client.logs(rid, start=start, end=end, limit=10_000)["data"])
     assert len(lines) == total + 1  # a header, then every record
     bad = cli("logs", rid, "--query", "level:(")
     assert bad.returncode == 1 and "InvalidLogQuery" in bad.stderr and "position" in bad.stderr
@@ -127,6 +132,15 @@ def test_metrics_per_replica_with_plausible_values_and_plot(observed, tmp_path):
     server, rid = observed
     c = server.client
     nodes = {r["nodeId"] for r in c.deployment(rid)["status"]["replicas"]}
+
+    def sampled() -> list[dict] | None:
+        """The requests' metrics once the sampler has counted the fixture's 400 (it samples
+        every second, later on a busy machine)."""
+        reqs = c.metrics(rid, kind="requests", since="10m")
+        return reqs if sum(r["value"] for r in reqs if r["name"] == "status_400"
+                           and r["nodeId"] == "*") >= 1 else None
+
+    reqs = wait_for(sampled, timeout=30, what="the 400 in the request metrics")
     container = c.metrics(rid, kind="container", since="10m")
     by_node = {}
     for row in container:
@@ -140,7 +154,6 @@ def test_metrics_per_replica_with_plausible_values_and_plot(observed, tmp_path):
     host = c.metrics(rid, kind="host", since="10m")
     assert {r["name"] for r in host} == {"cpu_percent", "memory_percent"}
     assert all(0 <= r["value"] <= 100 for r in host)
-    reqs = c.metrics(rid, kind="requests", since="10m")
     total = sum(r["value"] for r in reqs if r["nodeId"] == "*" and r["name"] == "count")
     assert total > 10
     assert sum(r["value"] for r in reqs if r["name"] == "status_400" and r["nodeId"] == "*") == 1
