@@ -82,7 +82,7 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(home: Path, port: int | None = None, timeout: float = 30,
+def start_server(home: Path, port: int | None = None, timeout: float = 60,
                  args: tuple[str, ...] = ()) -> Server:
     port = port or free_port()
     conn = home / "connection.json"
