@@ -219,7 +219,8 @@ class Client:
 
     def wait(self, ref: str, timeout: float = 300.0, interval: float = 0.1,
              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Poll until the deployment is ACTIVE with all replicas of its target ready, or FAILED."""
+        """Poll until the deployment is ACTIVE with exactly its desired replicas, all of its
+        target, ready (after a scale-down: the surplus gone), or FAILED."""
         deadline = time.monotonic() + timeout
         while True:
             doc = self.deployment(ref)
@@ -232,7 +233,7 @@ class Client:
             current = rollout.get("generation", doc.get("generation")) == doc.get("generation")
             if status["state"] == "ACTIVE" and status["isReady"] and not status["reason"] and \
                     (target is None or target == served) and current and \
-                    status.get("readyReplicas", 0) >= status.get("desiredReplicas", 0) and \
+                    status.get("readyReplicas", 0) == status.get("desiredReplicas", 0) and \
                     rollout.get("state", "COMPLETE") == "COMPLETE":
                 return doc
             if status["state"] in ("FAILED", "DISABLED") or \
