@@ -14,6 +14,7 @@ from ..core import models as m
 from ..core.errors import ArtifactNotFound, InvalidArgument, PermissionDenied
 from ..core.registry import Principal
 from ..core.timewindow import window
+from ..observability.logstore import MAX_LIMIT
 from ..observability.metrics import KINDS
 from .base import LiveMLHandlerMixin
 
@@ -167,7 +168,7 @@ class RuntimeConfigurationHandler(LiveMLHandlerMixin):
                                                        self.principal))
 
 
-def _limit(handler: LiveMLHandlerMixin, default: int = 100, most: int = 10_000) -> int:
+def _limit(handler: LiveMLHandlerMixin, default: int = 100, most: int = MAX_LIMIT) -> int:
     """The ``limit`` query argument: a whole number from 1 to ``most``."""
     text = handler.get_argument("limit", str(default))  # type: ignore[attr-defined]
     try:
