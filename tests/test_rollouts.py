@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 import requests
-from conftest import Loops, start_server, wait_for
+from conftest import Loops, query, start_server, wait_for
 from model_fixtures import EnvEcho, Slow, save
 
 from liveml_ext.backends.base import NoCapacity, ReplicaSpec
@@ -48,8 +48,7 @@ def pids(server, rid: str) -> set[int]:
     """PIDs of the ready replicas, asked of the model itself (EnvEcho answers its pid)."""
     seen = set()
     for _ in range(12):
-        resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
-                             headers=server.headers(), timeout=30)
+        resp = query(server, rid, X)
         seen.add(resp.json()["responseData"][0]["pid"])
     return seen
 
@@ -234,8 +233,7 @@ def test_crash_loop_backs_off_and_shows_in_the_state(server, tmp_path):
 
     def in_the_back_off() -> tuple[dict, requests.Response] | None:
         """The second crash backs off 4 s: state and a query, both within it."""
-        resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
-                             headers=server.headers(), timeout=30)
+        resp = query(server, rid, X)
         doc = c.deployment(rid)
         return (doc, resp) if doc["status"]["state"] in ("FAILED", "DEGRADED") else None
 
@@ -297,8 +295,7 @@ def test_rollout_stops_at_its_deadline(tmp_path):
                        timeout=30, what="the deadline")
         assert "did not finish within 3s" in doc["status"]["reason"]
         assert nodes(doc) == old and len(doc["status"]["replicas"]) == 1  # the slow one stopped
-        resp = requests.post(server.infer_url(rid), json={"requestData": X, "requestParams": {}},
-                             headers=server.headers(), timeout=30)
+        resp = query(server, rid, X)
         assert resp.status_code == 200
     finally:
         server.stop()
@@ -312,9 +309,7 @@ def test_thread_count_caps_concurrency_then_429(server, tmp_path):
 
     def one() -> None:
         together.wait(30)
-        answers.append(requests.post(server.infer_url(rid),
-                                     json={"requestData": X, "requestParams": {}},
-                                     headers=server.headers(), timeout=30))
+        answers.append(query(server, rid, X))
 
     threads = [threading.Thread(target=one) for _ in range(5)]
     for t in threads:
