@@ -76,6 +76,22 @@ class Client:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
 
+    def __repr__(self) -> str:
+        return f"liveml Client({self.url})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: where it is connected, and whether the control plane answers."""
+        from . import display as ui
+
+        try:
+            count = len(self.deployments())
+        except LiveMLClientError as err:
+            return ui.page(ui.error(err))
+        return ui.page(ui.note(
+            f"Connected to the liveml control plane at <code>{ui.escape(self.url)}</code>: "
+            f"{count} live deployment(s). <span class='lm-muted'>%liveml panel opens the "
+            f"deployments panel; %liveml -h lists the commands.</span>", "ok"))
+
     # --- plumbing --------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout)

@@ -11,7 +11,7 @@ import argparse
 import io
 import json
 import shlex
-from html import escape
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -19,28 +19,51 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import HTML, Image, display
 
 from . import cli, notebook
+from . import display as ui
 from .client import LiveMLClientError
 
-FRAMES = {"ls": lambda doc: pd.DataFrame([notebook.summary(d) for d in doc]),
-          "objective": lambda doc: pd.DataFrame(doc) if isinstance(doc, list) else doc,
-          "releases": pd.DataFrame, "events": pd.DataFrame,
-          "submissions": lambda doc: pd.DataFrame([{k: v for k, v in r.items()
-                                                    if k not in ("api", "requirements")}
-                                                   for r in doc]),
-          "logs": lambda doc: pd.DataFrame(doc["data"]) if "data" in doc else doc,
-          "metrics": pd.DataFrame}
+
+def _objectives(doc: Any) -> Any:
+    if isinstance(doc, list):
+        return ui.frame(doc, ["name", "namespace", "description"], empty="no objectives yet")
+    return ui.Record(doc, ui.note(f"Objective <b>{ui.escape(doc['name'])}</b> created in "
+                                  f"namespace <code>{ui.escape(doc['namespace'])}</code> "
+                                  f"{ui.short_id(doc['rid'])}", "ok"), f"objective {doc['name']}")
+
+
+def _html(html: str) -> HTML:
+    return HTML(ui.page(html))
+
+
+# a command's answer -> what a notebook shows best (the CLI prints text for the same answers)
+VIEWS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+    "ls": lambda doc, a: notebook.deployments_frame(doc),
+    "objective": lambda doc, a: _objectives(doc),
+    "submit": lambda doc, a: ui.Record(doc, ui.submission_card(doc), doc["name"]),
+    "release": lambda doc, a: notebook.release_record(doc, a.submission),
+    "promote": lambda doc, a: notebook.release_record(doc),
+    "releases": lambda doc, a: notebook.releases_frame(
+        doc, notebook.connect().submissions(a.objective)),
+    "submissions": lambda doc, a: ui.frame(notebook.submission_rows(doc),
+                                           ["name", "adapter", "inputs", "createdAt"],
+                                           empty="no submissions yet"),
+    "events": lambda doc, a: notebook.events_frame(doc),
+    "logs": lambda doc, a: ui.frame(doc["data"], empty="no log records match in this window")
+    if "data" in doc else _html(ui.note(f"wrote {doc['bytes']:,} bytes to "
+                                         f"<code>{ui.escape(doc['file'])}</code>", "ok")),
+    "metrics": lambda doc, a: _html(ui.metrics_summary(doc, a.kind or "")),
+    "profiles": lambda doc, a: _html(ui.profiles_html(doc)),
+    "delete": lambda doc, a: notebook.deleted(doc),
+    "token": lambda doc, a: _html(ui.note(
+        f"<code>{ui.escape(doc['token'])}</code> (scope {ui.escape(doc['scope'])}, namespace "
+        f"{ui.escape(doc.get('namespace') or 'all')}; shown once: keep it safe)", "warn"))
+    if "scope" in doc else doc,
+}
 
 
 def error_html(err: LiveMLClientError) -> HTML:
     """The error envelope, readably: what was wrong and which input or column."""
-    params = dict(err.parameters)
-    message = params.pop("message", "")
-    detail = params.pop("errorType", None)
-    rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(json.dumps(v))}</td></tr>"
-                   for k, v in {**(detail or {}), **params}.items())
-    return HTML(f"<div style='border-left:4px solid #c62828;padding:4px 8px'>"
-                f"<b>{escape(err.name)}</b> ({err.status}): {escape(message)}"
-                f"{'<table>' + rows + '</table>' if rows else ''}</div>")
+    return HTML(ui.page(ui.error(err)))
 
 
 def rich(command: str, doc: Any, args: argparse.Namespace) -> Any:
@@ -49,14 +72,13 @@ def rich(command: str, doc: Any, args: argparse.Namespace) -> Any:
         return notebook.Deployment(doc["rid"])
     if command == "query":
         if isinstance(doc, dict) and "responseData" in doc:
-            return pd.DataFrame(doc["responseData"])
+            return ui.data_frame(doc["responseData"])
         outs = {k: notebook.rows_frame(v) for k, v in doc.items()}
         return next(iter(outs.values())) if len(outs) == 1 else outs
     if command == "metrics" and getattr(args, "plot", None):
         display(Image(filename=args.plot))
-    if command in FRAMES:
-        return FRAMES[command](doc)
-    return doc
+    view = VIEWS.get(command)
+    return doc if view is None else view(doc, args)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:

@@ -9,14 +9,19 @@
 
 It finds the control plane as the CLI does (``LIVEML_URL``/``LIVEML_TOKEN`` or the connection file
 that ``liveml server`` or the Jupyter extension writes) and says what to do when none runs.
+Answers are dicts and DataFrames as before; in a notebook they show as cards and readable tables
+(``display.Record``, ``display.Frame``).
 """
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from . import display as ui
 from .client import Client, LiveMLClientError
 
 _client: Client | None = None
@@ -40,8 +45,13 @@ def dumps(model: Any) -> bytes:
 
 
 def submit(objective: str, model: Any, name: str = "", create: bool = True,
-           namespace: str = "default") -> dict[str, Any]:
-    """Submit a model object (or a file path) to an objective, creating the objective if needed."""
+           namespace: str = "default", exist_ok: bool = False) -> ui.Record:
+    """Submit a model object (or a file path) to an objective, creating the objective if needed.
+
+    Submitting the same model under the same name again returns the existing submission; another
+    model under a name in use is refused (``SubmissionAlreadyExists``): pick a new name, or pass
+    ``exist_ok=True`` to keep and return the existing submission (a notebook that runs again).
+    """
     c = connect()
     if create:
         try:
@@ -50,27 +60,69 @@ def submit(objective: str, model: Any, name: str = "", create: bool = True,
             if err.name != "ObjectiveAlreadyExists":
                 raise
     data = model if isinstance(model, (str, bytes)) else dumps(model)
-    return c.submit(objective, data, name=name)
+    try:
+        doc = c.submit(objective, data, name=name)
+    except LiveMLClientError as err:
+        existing = [s for s in c.submissions(objective) if s["name"] == name]
+        if not (exist_ok and err.name == "SubmissionAlreadyExists" and existing):
+            raise
+        doc = existing[0]
+        kept = ui.note(f"{ui.escape(objective)} already has a submission named <b>"
+                       f"{ui.escape(name)}</b> (another artifact, submitted "
+                       f"{ui.escape(ui.fmt.short_time(doc['createdAt']))}): kept it, and this "
+                       "model was not submitted. Submit it under a new name to release it.",
+                       "warn")
+        return ui.Record(doc, kept + ui.submission_card(doc),
+                         f"kept the existing submission {name} ({doc['rid']})")
+    return ui.Record(doc, ui.submission_card(doc), f"submission {doc['name']} ({doc['rid']})")
+
+
+def release_record(doc: dict[str, Any], submission: str = "") -> ui.Record:
+    return ui.Record(doc, ui.release_line(doc, submission),
+                     f"release {doc['version']} ({doc.get('tag') or 'no tag'})")
 
 
 def release(objective: str, submission: str, version: str, note: str = "",
-            tag: str | None = None) -> dict[str, Any]:
-    return connect().release(objective, submission, version, note, tag)
+            tag: str | None = None) -> ui.Record:
+    """Release a submission as ``version`` (with a tag). Releasing the same submission under the
+    same version again returns the existing release as it is (its tag is not moved)."""
+    return release_record(connect().release(objective, submission, version, note, tag),
+                           submission)
 
 
-def promote(objective: str, version: str) -> dict[str, Any]:
+def promote(objective: str, version: str) -> ui.Record:
     """Mark a release as production (deployments following production move to it)."""
-    return connect().promote(objective, version)
+    return release_record(connect().promote(objective, version))
 
 
-def releases(objective: str) -> pd.DataFrame:
-    return pd.DataFrame(connect().releases(objective))
+RELEASE_COLUMNS = ["version", "tag", "submission", "note", "createdAt", "createdBy"]
 
 
-def submissions(objective: str) -> pd.DataFrame:
-    rows = connect().submissions(objective)
-    return pd.DataFrame([{k: v for k, v in r.items() if k not in ("api", "requirements")}
-                         for r in rows])
+def releases(objective: str) -> ui.Frame:
+    """An objective's releases, newest first: version, tag, submission name, note, time."""
+    c = connect()
+    return releases_frame(c.releases(objective), c.submissions(objective))
+
+
+def releases_frame(releases: list[dict[str, Any]], submissions: list[dict[str, Any]]) -> ui.Frame:
+    names = {s["rid"]: s["name"] for s in submissions}
+    rows = [{**r, "submission": names.get(r["submissionRid"], r["submissionRid"]),
+             "tag": r.get("tag") or ""} for r in releases]
+    return ui.frame(rows, RELEASE_COLUMNS, empty="no releases yet")
+
+
+def submissions(objective: str) -> ui.Frame:
+    return ui.frame(submission_rows(connect().submissions(objective)),
+                    ["name", "adapter", "inputs", "createdAt"],
+                    empty=f"{objective} has no submissions yet")
+
+
+def submission_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Submissions without their API and requirements documents, inputs as a short list."""
+    return [{**{k: v for k, v in r.items() if k not in ("api", "requirements")},
+             "adapter": r["adapter"].rsplit(".", 1)[-1],
+             "inputs": ", ".join(i["name"] for i in (r.get("api") or {}).get("inputs", []))}
+            for r in rows]
 
 
 def deploy(objective: str, name: str, wait: bool = True, **options: Any) -> Deployment:
@@ -89,23 +141,44 @@ def deployment(ref: str) -> Deployment:
     return Deployment(c.deployment(ref)["rid"], c)
 
 
-def deployments() -> pd.DataFrame:
-    return pd.DataFrame([summary(d) for d in connect().deployments()])
+def deployments() -> ui.Frame:
+    return deployments_frame(connect().deployments())
+
+
+def deployments_frame(docs: list[dict[str, Any]]) -> ui.Frame:
+    return ui.frame([summary(d) for d in docs], empty="no live deployments yet")
 
 
 def summary(d: dict[str, Any]) -> dict[str, Any]:
     st = d["status"]
     return {"name": d["name"], "apiName": d["apiName"], "state": st["state"],
             "ready": f"{st['readyReplicas']}/{st['desiredReplicas']}",
-            "environment": d["environment"], "release": (d.get("release") or {}).get("version"),
-            "reason": st["reason"], "rid": d["rid"]}
+            "environment": d["environment"].title(),
+            "release": (d.get("release") or {}).get("version"), "reason": st["reason"],
+            "rid": d["rid"]}
+
+
+def events_frame(rows: list[dict[str, Any]]) -> ui.Frame:
+    return ui.frame(rows, ["at", "kind", "message", "fields"], empty="no events")
 
 
 def rows_frame(rows: Any) -> pd.DataFrame | Any:
     """Rows (a list of objects) as a DataFrame; anything else as it is."""
     if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
-        return pd.DataFrame(rows)
+        return ui.data_frame(rows)
     return rows
+
+
+def deleted(doc: dict[str, Any], name: str = "") -> ui.Record:
+    what = f"{name} ({doc['rid']})" if name else doc["rid"]
+    return ui.Record(doc, ui.note(f"Deleted <b>{ui.escape(name or doc['rid'])}</b> "
+                                  f"{ui.short_id(doc['rid'])}: its RID answers 404 from now on",
+                                  "ok"), f"deleted {what}")
+
+
+def deployment_record(doc: dict[str, Any]) -> ui.Record:
+    return ui.Record(doc, ui.deployment_card(doc),
+                     f"{doc['name']} ({doc['apiName']}): {doc['status']['state']}")
 
 
 class Deployment:
@@ -133,7 +206,7 @@ class Deployment:
         """Single tabular I/O: rows in, the output rows out, as a DataFrame."""
         rows = frame.to_dict(orient="records") if isinstance(frame, pd.DataFrame) else frame
         body = {"requestData": rows, "requestParams": params or {}}
-        return pd.DataFrame(self.client.query(self.rid, body)["responseData"])
+        return ui.data_frame(self.client.query(self.rid, body)["responseData"])
 
     def transform_v2(self, **inputs: Any) -> dict[str, Any]:
         """Multi I/O: one keyword per named input (DataFrames or values) -> outputs by name."""
@@ -143,38 +216,67 @@ class Deployment:
 
     def logs(self, query: str = "", since: str = "1h", limit: int = 200,
              columns: list[str] | None = None, **window: Any) -> pd.DataFrame:
+        """Log records, newest first (``query`` in the log query language)."""
         page = self.client.logs(self.rid, query, since=since, limit=limit, columns=columns,
                                 **window)
-        return pd.DataFrame(page["data"])
+        return ui.frame(page["data"], empty="no log records match in this window")
 
     def metrics(self, kind: str | None = None, since: str = "1h",
                 node: str | None = None) -> pd.DataFrame:
-        frame = pd.DataFrame(self.client.metrics(self.rid, kind, since=since, node=node))
+        frame = ui.frame(self.client.metrics(self.rid, kind, since=since, node=node),
+                         empty="no samples in this window")
         if not frame.empty:
             frame["time"] = pd.to_datetime(frame["time"])
         return frame
 
-    def plot_metrics(self, kind: str = "container", since: str = "1h") -> Plot:
-        """One panel per metric, one line per replica (a matplotlib Figure, shown inline)."""
-        from .observability.plots import plot_metrics
+    def plot_metrics(self, kind: str = "container", since: str = "1h", min_samples: int = 6,
+                     timeout: float = 90.0,
+                     progress: Callable[[int, int], None] | None = None) -> Plot:
+        """One panel per metric, one line per replica (a matplotlib Figure, shown inline).
+
+        Waits (with a progress bar, at most ``timeout`` seconds) until every replica has
+        ``min_samples`` samples in the window, so the plot has lines worth reading.
+        """
+        from .observability.plots import plot_metrics, samples_per_replica
 
         rows = self.client.metrics(self.rid, kind, since=since)
+        deadline = time.monotonic() + timeout
+        bar = None
+        def have() -> int:
+            return min(samples_per_replica(rows).values(), default=0)
+
+        while min_samples and have() < min_samples and time.monotonic() < deadline:
+            if progress is not None:
+                progress(have(), min_samples)
+            else:
+                if bar is None:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=min_samples, desc=f"waiting for {kind} samples",
+                               bar_format="{desc} {bar} {n}/{total}", leave=False)
+                bar.n = have()
+                bar.refresh()
+            time.sleep(1.0)
+            rows = self.client.metrics(self.rid, kind, since=since)
+        if bar is not None:
+            bar.close()
         return Plot(plot_metrics(rows, title=f"{self.describe()['name']}: {kind} metrics"))
 
-    def update(self, **changes: Any) -> dict[str, Any]:
-        return self.client.update(self.rid, **changes)
+    def update(self, **changes: Any) -> ui.Record:
+        return deployment_record(self.client.update(self.rid, **changes))
 
-    def disable(self) -> dict[str, Any]:
-        return self.client.disable(self.rid)
+    def disable(self) -> ui.Record:
+        return deployment_record(self.client.disable(self.rid))
 
-    def enable(self) -> dict[str, Any]:
-        return self.client.enable(self.rid)
+    def enable(self) -> ui.Record:
+        return deployment_record(self.client.enable(self.rid))
 
-    def delete(self) -> dict[str, Any]:
-        return self.client.delete(self.rid)
+    def delete(self) -> ui.Record:
+        name = self.describe()["name"]
+        return deleted(self.client.delete(self.rid), name)
 
     def _repr_html_(self) -> str:
-        return deployment_html(self.describe())
+        return ui.page(ui.deployment_card(self.describe()))
 
     def __repr__(self) -> str:
         return f"Deployment({self.rid!r})"
@@ -189,29 +291,15 @@ class Plot:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.figure, name)
 
-    def _repr_png_(self) -> bytes:
+    def png(self) -> bytes:
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=90)
         return buffer.getvalue()
 
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
 
 def deployment_html(d: dict[str, Any]) -> str:
-    """A deployment as a small HTML card with its replicas."""
-    from html import escape
-
-    st = d["status"]
-    color = {"ACTIVE": "#2e7d32", "DEGRADED": "#ef6c00", "FAILED": "#c62828"}.get(st["state"],
-                                                                                 "#555")
-    replicas = "".join(
-        f"<tr><td>{escape(r['nodeId'])}</td><td>{r['state']}</td><td>{r['health']}</td>"
-        f"<td>{escape(r['releaseVersion'])}</td><td>{escape(r['reason'])}</td></tr>"
-        for r in st["replicas"])
-    rc = d["runtimeConfiguration"]
-    return (f"<div><b>{escape(d['name'])}</b> <code>{escape(d['apiName'])}</code> "
-            f"<span style='color:{color};font-weight:bold'>{st['state']}</span> "
-            f"{escape(st['reason'])}<br><small>{escape(d['rid'])}</small><br>"
-            f"release {(d.get('release') or {}).get('version', '-')} · {d['environment']} · "
-            f"replicas {rc['minReplicas']}..{rc['maxReplicas']} · cpu {rc['cpu']} · "
-            f"memory {rc['memory']} · threads {rc['threadCount']}"
-            f"<table><tr><th>node</th><th>state</th><th>health</th><th>release</th>"
-            f"<th>reason</th></tr>{replicas}</table></div>")
+    """A deployment as a card with its replicas (with liveml's stylesheet)."""
+    return ui.page(ui.deployment_card(d))

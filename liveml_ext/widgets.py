@@ -2,6 +2,9 @@
 
 ``%liveml panel`` shows ``Panel()``. Every action runs on a worker thread, so the kernel never
 blocks while a deployment starts or a query runs; errors show inline in the form that caused them.
+Results are written into widgets' values (``HTML``, ``Image``, a ``Box``'s children), never
+through an ``Output`` widget's context: an ``Output`` only captures what its own thread displays,
+so what a worker thread shows there never reaches the browser.
 """
 from __future__ import annotations
 
@@ -10,28 +13,34 @@ import re
 import shlex
 import threading
 from collections.abc import Callable
-from html import escape
 from typing import Any
 
 import ipywidgets as w
-import pandas as pd
-from IPython.display import display
 
+from . import display as ui
 from . import notebook
 from .client import Client, LiveMLClientError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
 API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+LABEL = {"description_width": "8.5em"}  # wide enough for every label here, none cut
 
 
 def _error(err: Exception) -> str:
-    if isinstance(err, LiveMLClientError):
-        detail = err.parameters.get("errorType") or {
-            k: v for k, v in err.parameters.items() if k != "message"}
-        extra = f"<br><small>{escape(json.dumps(detail))}</small>" if detail else ""
-        return (f"<span style='color:#c62828'><b>{escape(err.name)}</b>: "
-                f"{escape(err.parameters.get('message', ''))}{extra}</span>")
-    return f"<span style='color:#c62828'>{escape(type(err).__name__)}: {escape(str(err))}</span>"
+    return ui.page(ui.error(err))
+
+
+def _note(text: str, kind: str = "info") -> str:
+    return ui.page(ui.note(text, kind))
+
+
+def _button(description: str, style: str = "", icon: str = "") -> w.Button:
+    return w.Button(description=description, button_style=style, icon=icon,
+                    layout=w.Layout(width="auto", min_width="7em"))
+
+
+def _field(cls: type, description: str, width: str = "24em", **kwargs: Any) -> Any:
+    return cls(description=description, style=LABEL, layout=w.Layout(width=width), **kwargs)
 
 
 class Base:
@@ -51,11 +60,10 @@ class Base:
         def work() -> None:
             try:
                 result = action()
+                if done is not None:
+                    done(result)
             except Exception as err:  # noqa: BLE001 - shown in the form, never raised into the kernel
                 target.value = _error(err)
-                return
-            if done is not None:
-                done(result)
 
         if self.background:
             thread = threading.Thread(target=work, daemon=True)
@@ -79,25 +87,30 @@ class CreateDeploymentForm(Base):
         self.on_created = on_created
         profiles = self.client.profiles()
         objectives = [o["name"] for o in self.client.objectives()]
-        self.objective = w.Dropdown(options=objectives, description="Objective")
-        self.name = w.Text(description="Name", placeholder="House prices")
-        self.api_name = w.Text(description="API name", placeholder="(from the name)")
-        self.description = w.Textarea(description="Description")
+        self.objective = _field(w.Dropdown, "Objective", options=objectives,
+                                value=objectives[0] if objectives else None)
+        self.name = _field(w.Text, "Name", placeholder="House prices")
+        self.api_name = _field(w.Text, "API name", placeholder="(from the name)")
+        self.description = _field(w.Textarea, "Description", width="36em")
         self.environment = w.ToggleButtons(options=["Staging", "Production"], value="Production",
-                                           description="Environment")
-        self.replica_profile = w.Dropdown(
-            options=[p["name"] for p in profiles["replicaProfiles"]], value="default",
-            description="Replicas")
-        self.resource_profile = w.Dropdown(
-            options=[p["name"] for p in profiles["resourceProfiles"]], value="default",
-            description="Resources")
-        self.create = w.Button(description="Create deployment", button_style="primary")
-        self.progress = w.IntProgress(min=0, max=1, description="starting", layout={"width": "60%"})
-        self.progress.layout.visibility = "hidden"
+                                           description="Environment", style=LABEL)
+        self.replica_profile = _field(
+            w.Dropdown, "Replicas", value="default",
+            options=[(f"{p['name']} ({p['minReplicas']}" + (
+                f"–{p['maxReplicas']}" if p["maxReplicas"] != p["minReplicas"] else "") +
+                ")", p["name"]) for p in profiles["replicaProfiles"]])
+        self.resource_profile = _field(
+            w.Dropdown, "Resources", value="default",
+            options=[(f"{p['name']} ({ui.fmt.number(p['cpu'])} vCPU, {p['memory']})", p["name"])
+                     for p in profiles["resourceProfiles"]])
+        self.create = _button("Create deployment", "primary", "rocket")
+        self.progress = w.IntProgress(min=0, max=1, description="", style=LABEL,
+                                      layout=w.Layout(width="36em", visibility="hidden"))
         self.create.on_click(lambda _: self.submit())
-        self.widget = w.VBox([self.objective, self.name, self.api_name, self.description,
-                              self.environment, self.replica_profile, self.resource_profile,
-                              self.create, self.progress, self.message])
+        self.widget = w.VBox([w.HTML("<b>New live deployment</b>"), self.objective, self.name,
+                              self.api_name, self.description, self.environment,
+                              self.replica_profile, self.resource_profile, self.create,
+                              self.progress, self.message])
         self.rid: str | None = None
 
     def validate(self) -> str:
@@ -111,17 +124,17 @@ class CreateDeploymentForm(Base):
         tags = {r["tag"] for r in self.client.releases(self.objective.value)}
         if self.environment.value.upper() not in tags:
             return (f"objective {self.objective.value!r} has no release tagged "
-                    f"{self.environment.value}: release one first")
+                    f"{self.environment.value}: release one first (%liveml releases-panel "
+                    f"{self.objective.value})")
         return ""
 
     def submit(self) -> None:
         problem = self.validate()
         if problem:
-            self.message.value = f"<span style='color:#c62828'>{escape(problem)}</span>"
+            self.message.value = _note(ui.escape(problem), "error")
             return
-        self.message.value = "creating…"
+        self.message.value = _note("creating…")
         self.create.disabled = True
-        self.progress.layout.visibility = "visible"
 
         def action() -> dict[str, Any]:
             try:
@@ -131,13 +144,18 @@ class CreateDeploymentForm(Base):
                     resource_profile=self.resource_profile.value,
                     api_name=self.api_name.value or None, description=self.description.value)
                 self.rid = doc["rid"]
+                self._progress(doc)
+                self.progress.layout.visibility = "visible"
                 return self.client.wait(doc["rid"], progress=self._progress)
             finally:
                 self.create.disabled = False
 
         def done(doc: dict[str, Any]) -> None:
-            self.message.value = (f"<span style='color:#2e7d32'>{escape(doc['name'])} is "
-                                  f"{doc['status']['state']}</span> <code>{doc['rid']}</code>")
+            self._progress(doc)
+            self.message.value = _note(
+                f"<b>{ui.escape(doc['name'])}</b> is {ui.badge(doc['status']['state'])} "
+                f"<code>{ui.escape(doc['apiName'])}</code> {ui.short_id(doc['rid'])}", "ok")
+            self.name.value = self.api_name.value = self.description.value = ""
             if self.on_created:
                 self.on_created(doc["rid"])
 
@@ -147,7 +165,9 @@ class CreateDeploymentForm(Base):
         st = doc["status"]
         self.progress.max = max(1, st["desiredReplicas"])
         self.progress.value = min(self.progress.max, st["readyReplicas"])
-        self.progress.description = st["state"].lower()
+        self.progress.description = f"{st['state'].lower()} {self.progress.value}/" \
+                                    f"{self.progress.max}"
+        self.progress.bar_style = "success" if st["state"] == "ACTIVE" else ""
 
 
 class DeploymentView(Base):
@@ -157,90 +177,107 @@ class DeploymentView(Base):
         super().__init__(client, background)
         self.rid = rid
         doc = self.client.deployment(rid)
+        self.doc = doc
         self.api = self._model_api(doc)
         # overview
-        self.status = w.HTML(notebook.deployment_html(doc))
-        self.api_name = w.Text(value=doc["apiName"], description="API name")
-        self.save_api_name = w.Button(description="Save API name")
+        self.status = w.HTML()
+        self.api_name = _field(w.Text, "API name", value=doc["apiName"])
+        self.save_api_name = _button("Save API name")
         rc = doc["runtimeConfiguration"]
-        self.min_replicas = w.BoundedIntText(value=rc["minReplicas"], min=0, max=64,
-                                             description="Min replicas")
-        self.max_replicas = w.BoundedIntText(value=rc["maxReplicas"], min=0, max=64,
-                                             description="Max replicas")
-        self.cpu = w.BoundedFloatText(value=rc["cpu"], min=0.01, max=256, description="vCPU")
-        self.memory = w.Text(value=rc["memory"], description="Memory")
-        self.threads = w.BoundedIntText(value=rc["threadCount"], min=1, max=1024,
-                                        description="Threads")
-        self.save_config = w.Button(description="Save configuration")
-        self.disable = w.Button(description="Disable")
-        self.enable = w.Button(description="Enable")
-        self.delete = w.Button(description="Delete", button_style="danger")
-        self.confirm = w.Button(description="Confirm", button_style="warning")
-        self.confirm.layout.display = "none"
+        self.min_replicas = _field(w.BoundedIntText, "Min replicas", "13em",
+                                   value=rc["minReplicas"], min=0, max=64)
+        self.max_replicas = _field(w.BoundedIntText, "Max replicas", "13em",
+                                   value=rc["maxReplicas"], min=0, max=64)
+        self.cpu = _field(w.BoundedFloatText, "vCPU", "13em", value=rc["cpu"], min=0.01, max=256)
+        self.memory = _field(w.Text, "Memory", "13em", value=rc["memory"])
+        self.threads = _field(w.BoundedIntText, "Threads", "13em", value=rc["threadCount"],
+                              min=1, max=1024)
+        self.save_config = _button("Save configuration")
+        self.disable = _button("Disable", "warning", "pause")
+        self.enable = _button("Enable", "success", "play")
+        self.delete = _button("Delete", "danger", "trash")
+        self.confirm = _button("Confirm", "danger")
+        self.cancel = _button("Cancel")
+        self.confirm.layout.display = self.cancel.layout.display = "none"
         self._pending: Callable[[], Any] | None = None
         self.save_api_name.on_click(lambda _: self.act(
-            lambda: self.client.set_api_name(self.rid, self.api_name.value)))
+            lambda: self.client.set_api_name(self.rid, self.api_name.value),
+            "API name saved"))
         self.save_config.on_click(lambda _: self.act(lambda: self.client.update(
             self.rid, runtimeConfiguration={
                 "minReplicas": self.min_replicas.value, "maxReplicas": self.max_replicas.value,
                 "cpu": self.cpu.value, "memory": self.memory.value,
-                "threadCount": self.threads.value})))
-        self.disable.on_click(lambda _: self.ask("disable", lambda: self.client.disable(self.rid)))
-        self.enable.on_click(lambda _: self.act(lambda: self.client.enable(self.rid)))
-        self.delete.on_click(lambda _: self.ask("delete", lambda: self.client.delete(self.rid)))
+                "threadCount": self.threads.value}), "configuration saved: rolling out"))
+        self.disable.on_click(lambda _: self.ask(
+            "disable", lambda: self.client.disable(self.rid), "disabled (the RID is kept)"))
+        self.enable.on_click(lambda _: self.act(lambda: self.client.enable(self.rid),
+                                                "enabled: starting"))
+        self.delete.on_click(lambda _: self.ask(
+            "delete", lambda: self.client.delete(self.rid), "deleted for good"))
         self.confirm.on_click(lambda _: self._confirmed())
+        self.cancel.on_click(lambda _: self._cancel())
         overview = w.VBox([self.status, w.HBox([self.api_name, self.save_api_name]),
                            w.HBox([self.min_replicas, self.max_replicas]),
                            w.HBox([self.cpu, self.memory, self.threads]), self.save_config,
-                           w.HBox([self.disable, self.enable, self.delete, self.confirm]),
+                           w.HBox([self.disable, self.enable, self.delete, self.confirm,
+                                   self.cancel]),
                            self.message])
         # query
         self.rows: list[dict[str, Any]] = []
         columns = self._columns()
         self.single = self.api is not None and len(self.api["inputs"]) == 1 and bool(columns)
-        self.cells = {c["name"]: w.Text(description=c["name"], placeholder=c["type"])
+        self.cells = {c["name"]: w.Text(description=c["name"], placeholder=c["type"],
+                                        style={"description_width": "initial"},
+                                        layout=w.Layout(width="auto"))
                       for c in columns}
-        self.add_row = w.Button(description="Add row")
+        self.add_row = _button("Add row", icon="plus")
         self.add_row.on_click(lambda _: self._add_row())
-        self.json_body = w.Textarea(description="Body", layout={"width": "90%", "height": "8em"},
+        self.json_body = w.Textarea(description="Body", style=LABEL,
+                                    layout={"width": "90%", "height": "8em"},
                                     value=json.dumps({i["name"]: [] if i["kind"] == "tabular"
                                                       else i.get("default")
                                                       for i in (self.api or {}).get("inputs", [])}))
-        self.send = w.Button(description="Send", button_style="primary")
+        self.send = _button("Send", "primary", "paper-plane")
         self.send.on_click(lambda _: self.query())
-        self.curl = w.Button(description="Copy as curl")
+        self.curl = _button("Copy as curl", icon="terminal")
         self.curl.on_click(lambda _: self.show_curl())
-        self.curl_text = w.Textarea(layout={"width": "90%", "height": "6em"})
-        self.result = w.Output()
+        self.python = _button("Copy as Python", icon="code")
+        self.python.on_click(lambda _: self.show_python())
+        self.snippet = w.Textarea(layout={"width": "90%", "height": "7em", "display": "none"})
+        self.result = w.HTML()
         self.query_message = w.HTML()
-        editor = [w.HBox(list(self.cells.values())), self.add_row] if self.single else \
-            [self.json_body]
-        query = w.VBox([*editor, w.HBox([self.send, self.curl]), self.query_message,
-                        self.result, self.curl_text])
+        editor = [w.HBox(list(self.cells.values()), layout=w.Layout(flex_flow="row wrap")),
+                  self.add_row] if self.single else [self.json_body]
+        query = w.VBox([*editor, w.HBox([self.send, self.curl, self.python]),
+                        self.query_message, self.result, self.snippet])
         # logs and metrics
-        self.window = w.Dropdown(options=["15m", "1h", "24h", "7d"], value="1h",
-                                 description="Window")
-        self.search_text = w.Text(description="Query", placeholder='level:ERROR or "text"')
-        self.columns = w.SelectMultiple(
+        self.window = _field(w.Dropdown, "Window", "14em", options=["15m", "1h", "24h", "7d"],
+                             value="1h")
+        self.search_text = _field(w.Text, "Query", "36em",
+                                  placeholder='level:ERROR or "free text"')
+        self.columns = _field(
+            w.SelectMultiple, "Columns", "24em",
             options=["time", "level", "node_id", "logger", "message", "release", "traceback"],
-            value=["time", "level", "node_id", "message"], description="Columns")
-        self.search = w.Button(description="Search")
+            value=["time", "level", "node_id", "message"], rows=4)
+        self.search = _button("Search", "primary", "search")
         self.search.on_click(lambda _: self.search_logs())
-        self.download = w.Button(description="Download")
+        self.download = _button("Download", icon="download")
         self.download.on_click(lambda _: self.download_logs())
         self.plot_kind = w.ToggleButtons(options=["host", "container", "requests"],
-                                         value="container")
-        self.plot = w.Button(description="Plot metrics")
+                                         value="container", description="Metrics", style=LABEL)
+        self.plot = _button("Plot metrics", icon="line-chart")
         self.plot.on_click(lambda _: self.plot_metrics())
-        self.logs_out = w.Output()
-        self.plot_out = w.Output()
+        self.logs_table = w.HTML()
+        self.plot_image = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        self.plot_image.layout.display = "none"
         self.logs_message = w.HTML()
         observe = w.VBox([w.HBox([self.window, self.search_text]), self.columns,
                           w.HBox([self.search, self.download]), self.logs_message,
-                          self.logs_out, w.HBox([self.plot_kind, self.plot]), self.plot_out])
+                          self.logs_table, w.HBox([self.plot_kind, self.plot]), self.plot_image])
         self.widget = w.Tab(children=[overview, query, observe])
         for i, title in enumerate(["Overview", "Query", "Logs & Metrics"]):
             self.widget.set_title(i, title)
+        self.show_status(doc)
 
     def _model_api(self, doc: dict[str, Any]) -> dict[str, Any] | None:
         release = doc.get("release") or doc.get("targetRelease")
@@ -257,25 +294,45 @@ class DeploymentView(Base):
         return inputs[0]["columns"] if len(inputs) == 1 and inputs[0]["kind"] == "tabular" else []
 
     # overview actions
+    def show_status(self, doc: dict[str, Any]) -> None:
+        """The card, and only the buttons that apply: Enable when disabled, else Disable."""
+        self.doc = doc
+        self.status.value = notebook.deployment_html(doc)
+        self.disable.layout.display = None if doc["enabled"] else "none"
+        self.enable.layout.display = "none" if doc["enabled"] else None
+
     def refresh(self) -> None:
-        self.status.value = notebook.deployment_html(self.client.deployment(self.rid))
+        self.show_status(self.client.deployment(self.rid))
 
-    def act(self, action: Callable[[], Any]) -> None:
-        self.message.value = "working…"
-        self.run(action, lambda _: (self.refresh(), setattr(self.message, "value", "done")))
+    def act(self, action: Callable[[], Any], done: str = "done", refresh: bool = True) -> None:
+        self.message.value = _note("working…")
 
-    def ask(self, what: str, action: Callable[[], Any]) -> None:
-        """Destructive actions take a second click on Confirm."""
-        self._pending = action
+        def finished(_: Any) -> None:
+            if refresh:
+                self.refresh()
+            self.message.value = _note(ui.escape(done), "ok")
+
+        self.run(action, finished)
+
+    def ask(self, what: str, action: Callable[[], Any], done: str = "done") -> None:
+        """Destructive actions take a second click on Confirm (or Cancel)."""
+        self._pending = lambda: self.act(action, done, refresh=what != "delete")
         self.confirm.description = f"Confirm {what}"
-        self.confirm.layout.display = None
-        self.message.value = f"click <b>Confirm {what}</b> to go on"
+        self.confirm.layout.display = self.cancel.layout.display = None
+        self.message.value = _note(f"{ui.escape(what.capitalize())} "
+                                   f"<b>{ui.escape(self.doc['name'])}</b>? Click "
+                                   f"<b>Confirm {what}</b> to go on.", "warn")
+
+    def _cancel(self) -> None:
+        self._pending = None
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.message.value = ""
 
     def _confirmed(self) -> None:
         action, self._pending = self._pending, None
-        self.confirm.layout.display = "none"
+        self.confirm.layout.display = self.cancel.layout.display = "none"
         if action is not None:
-            self.run(action, lambda _: setattr(self.message, "value", "done"))
+            action()
 
     # query
     def _typed(self, name: str, text: str) -> Any:
@@ -293,7 +350,8 @@ class DeploymentView(Base):
 
     def _add_row(self) -> None:
         self.rows.append({n: self._typed(n, t.value) for n, t in self.cells.items()})
-        self.query_message.value = f"{len(self.rows)} row(s) to send"
+        self.query_message.value = _note(f"{len(self.rows)} row(s) to send: change the values "
+                                         "for the next row, or click Send")
 
     def body(self) -> tuple[Any, bool]:
         if self.single:
@@ -307,35 +365,61 @@ class DeploymentView(Base):
         except ValueError as err:
             self.query_message.value = _error(err)
             return
+        self.query_message.value = _note("sending…")
 
         def done(doc: Any) -> None:
-            self.query_message.value = ""
             self.rows = []
             shown = doc["responseData"] if "responseData" in doc else doc
-            self.last = pd.DataFrame(shown) if isinstance(shown, list) else \
+            self.last = ui.data_frame(shown) if isinstance(shown, list) else \
                 {k: notebook.rows_frame(v) for k, v in shown.items()}
-            self.result.clear_output()
-            with self.result:
-                display(self.last)
+            outputs = self.last if isinstance(self.last, dict) else {"": self.last}
+            self.result.value = ui.page(*[
+                (f"<h4>{ui.escape(k)}</h4>" if k else "") + (
+                    ui.table(v.to_dict(orient="records"), labels=False, hide_empty=False)
+                    if hasattr(v, "to_dict") else f"<code>{ui.escape(json.dumps(v))}</code>")
+                for k, v in outputs.items()])
+            self.query_message.value = _note("answered", "ok")
 
         self.run(lambda: self.client.query(self.rid, body, v2=v2), done, self.query_message)
 
-    def show_curl(self) -> None:
-        body, v2 = self.body()
-        url = f"{self.client.url}foundry-ml-live/api/inference/transform/{self.rid}" + \
+    def _url(self, v2: bool) -> str:
+        return f"{self.client.url}foundry-ml-live/api/inference/transform/{self.rid}" + \
             ("/v2" if v2 else "")
-        self.curl_text.value = (f"curl -s -X POST {shlex.quote(url)} \\\n  -H 'Authorization: "
-                                f"Bearer $LIVEML_TOKEN' -H 'Content-Type: application/json' \\\n"
-                                f"  -d {shlex.quote(json.dumps(body))}")
+
+    def show_curl(self) -> None:
+        """A curl command that works from a terminal on this machine (the token via the CLI)."""
+        body, v2 = self.body()
+        self.snippet.layout.display = None
+        self.snippet.value = (
+            f"curl -s -X POST {shlex.quote(self._url(v2))} \\\n"
+            f"  -H \"Authorization: Bearer $(liveml token show)\" "
+            f"-H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(body))}")
+
+    def show_python(self) -> None:
+        """Python that works in this notebook (or any kernel that finds the control plane)."""
+        body, v2 = self.body()
+        api = self.doc["apiName"]
+        self.snippet.layout.display = None
+        if v2:
+            args = ", ".join(f"{k}={v!r}" for k, v in body.items())
+            self.snippet.value = ("import liveml_ext.notebook as lm\n"
+                                  f"lm.deployment({api!r}).transform_v2({args})")
+        else:
+            self.snippet.value = ("import pandas as pd\nimport liveml_ext.notebook as lm\n"
+                                  f"rows = {body['requestData']!r}\n"
+                                  f"lm.deployment({api!r}).transform(pd.DataFrame(rows))")
 
     # logs and metrics
     def search_logs(self) -> None:
+        self.logs_message.value = _note("searching…")
+
         def done(page: dict[str, Any]) -> None:
-            self.logs_message.value = f"{len(page['data'])} record(s), newest first"
-            self.last_logs = pd.DataFrame(page["data"])
-            self.logs_out.clear_output()
-            with self.logs_out:
-                display(self.last_logs)
+            self.last_logs = ui.frame(page["data"])
+            more = " (more: narrow the window or the query)" if page.get("nextPageToken") else ""
+            self.logs_message.value = _note(f"{len(page['data']):,} record(s), newest first"
+                                            f"{more}", "ok")
+            self.logs_table.value = self.last_logs._repr_html_() if page["data"] else _note(
+                "no log records match in this window", "warn")
 
         self.run(lambda: self.client.logs(self.rid, self.search_text.value,
                                           since=self.window.value, limit=500,
@@ -347,20 +431,28 @@ class DeploymentView(Base):
         self.run(lambda: self.client.download_logs(
             self.rid, target, self.search_text.value, since=self.window.value,
             columns=list(self.columns.value)),
-            lambda size: setattr(self.logs_message, "value",
-                                 f"wrote {size} bytes to <code>{escape(target)}</code>"),
+            lambda size: setattr(self.logs_message, "value", _note(
+                f"wrote {ui.fmt.size(size)} to <code>{ui.escape(target)}</code> (beside the "
+                "notebook)", "ok")),
             self.logs_message)
 
     def plot_metrics(self) -> None:
+        kind = self.plot_kind.value
+        self.logs_message.value = _note(f"reading {kind} metrics…")
+
+        def waiting(have: int, want: int) -> None:
+            self.logs_message.value = _note(f"waiting for {kind} samples: {have}/{want} per "
+                                            "replica (one every few seconds)")
+
         def done(plot: Any) -> None:
             self.last_plot = plot
-            self.plot_out.clear_output()
-            with self.plot_out:
-                display(plot)
+            self.plot_image.value = plot.png()
+            self.plot_image.layout.display = None
+            self.logs_message.value = _note(f"{kind} metrics, last {self.window.value}", "ok")
 
         dep = notebook.Deployment(self.rid, self.client)
-        self.run(lambda: dep.plot_metrics(self.plot_kind.value, since=self.window.value), done,
-                 self.logs_message)
+        self.run(lambda: dep.plot_metrics(kind, since=self.window.value, min_samples=3,
+                                          timeout=30, progress=waiting), done, self.logs_message)
 
 
 class ReleasesView(Base):
@@ -371,52 +463,84 @@ class ReleasesView(Base):
         super().__init__(client, background)
         self.objective = objective
         self.table = w.HTML()
-        self.submission = w.Dropdown(description="Submission")
-        self.version = w.Text(description="Version")
-        self.note = w.Text(description="Note")
-        self.release_button = w.Button(description="Release to Staging")
+        self.submission = _field(w.Dropdown, "Submission")
+        self.version = _field(w.Text, "Version", "16em", placeholder="e.g. 1.1")
+        self.note = _field(w.Text, "Note", "24em")
+        self.release_button = _button("Release to Staging", "primary")
         self.release_button.on_click(lambda _: self.release())
-        self.release_pick = w.Dropdown(description="Release")
-        self.promote_button = w.Button(description="Mark as Production", button_style="warning")
+        self.release_pick = _field(w.Dropdown, "Release")
+        self.promote_button = _button("Mark as Production", "warning")
         self.promote_button.on_click(lambda _: self.ask_promote())
-        self.confirm = w.Button(description="Confirm", button_style="danger")
-        self.confirm.layout.display = "none"
+        self.confirm = _button("Confirm", "danger")
+        self.cancel = _button("Cancel")
+        self.confirm.layout.display = self.cancel.layout.display = "none"
         self.confirm.on_click(lambda _: self.promote())
-        self.widget = w.VBox([self.table, w.HBox([self.submission, self.version, self.note,
-                                                  self.release_button]),
-                              w.HBox([self.release_pick, self.promote_button, self.confirm]),
+        self.cancel.on_click(lambda _: self._cancel())
+        self.widget = w.VBox([w.HTML(f"<b>Releases of {ui.escape(objective)}</b>"), self.table,
+                              w.HBox([self.submission, self.version]),
+                              w.HBox([self.note, self.release_button]),
+                              w.HBox([self.release_pick, self.promote_button, self.confirm,
+                                      self.cancel]),
                               self.message])
         self.refresh()
 
     def refresh(self) -> None:
         subs = self.client.submissions(self.objective)
         releases = self.client.releases(self.objective)
-        self.submission.options = [s["name"] for s in subs]
-        self.release_pick.options = [r["version"] for r in releases]
-        frame = pd.DataFrame([{k: r[k] for k in ("version", "tag", "note", "createdAt",
-                                                 "createdBy")} for r in releases])
-        self.table.value = frame.to_html(index=False) if len(frame) else "no releases yet"
+        self.submission.options = [s["name"] for s in subs]  # newest first
+        self.submission.value = subs[0]["name"] if subs else None
+        self.release_pick.options = [(f"{r['version']} ({(r.get('tag') or 'no tag').lower()})",
+                                      r["version"]) for r in releases]
+        candidates = [r for r in releases if r.get("tag") != "PRODUCTION"] or releases
+        self.release_pick.value = candidates[0]["version"] if candidates else None
+        self.promote_button.disabled = not releases
+        self.table.value = notebook.releases_frame(releases, subs)._repr_html_()
 
     def release(self) -> None:
-        if not self.version.value.strip():
-            self.message.value = "<span style='color:#c62828'>give the release a version</span>"
+        if not self.submission.value:
+            self.message.value = _note("no submission yet: submit a model first "
+                                       f"(lm.submit({self.objective!r}, model))", "error")
             return
+        if not self.version.value.strip():
+            self.message.value = _note("give the release a version (e.g. 1.1)", "error")
+            return
+
+        def done(doc: dict[str, Any]) -> None:
+            self.refresh()
+            self.version.value = self.note.value = ""
+            self.message.value = _note(f"released {ui.escape(doc['version'])} to Staging", "ok")
+
         self.run(lambda: self.client.release(self.objective, self.submission.value,
                                              self.version.value.strip(), self.note.value,
-                                             tag="staging"),
-                 lambda doc: (self.refresh(), setattr(
-                     self.message, "value", f"released {escape(doc['version'])} to Staging")))
+                                             tag="staging"), done)
 
     def ask_promote(self) -> None:
+        if not self.release_pick.value:
+            self.message.value = _note("choose a release to mark as Production", "error")
+            return
         self.confirm.description = f"Confirm: {self.release_pick.value} to Production"
-        self.confirm.layout.display = None
+        self.confirm.layout.display = self.cancel.layout.display = None
+        self.message.value = _note(
+            f"Deployments that follow Production will upgrade to <b>"
+            f"{ui.escape(self.release_pick.value)}</b>.", "warn")
+
+    def _cancel(self) -> None:
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.message.value = ""
 
     def promote(self) -> None:
-        self.confirm.layout.display = "none"
+        self.confirm.layout.display = self.cancel.layout.display = "none"
         version = self.release_pick.value
-        self.run(lambda: self.client.promote(self.objective, version),
-                 lambda doc: (self.refresh(), setattr(
-                     self.message, "value", f"{escape(doc['version'])} is now Production")))
+        if not version:
+            self.message.value = _note("choose a release to mark as Production", "error")
+            return
+
+        def done(doc: dict[str, Any]) -> None:
+            self.refresh()
+            self.message.value = _note(f"{ui.escape(doc['version'])} is now Production: "
+                                       "deployments that follow it are upgrading", "ok")
+
+        self.run(lambda: self.client.promote(self.objective, version), done)
 
 
 class Panel(Base):
@@ -425,11 +549,12 @@ class Panel(Base):
     def __init__(self, client: Client | None = None, background: bool = True) -> None:
         super().__init__(client, background)
         self.table = w.HTML()
-        self.pick = w.Dropdown(description="Deployment")
-        self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.auto = w.Checkbox(value=False, description="Live status (every 5 s)")
-        self.new = w.Button(description="New deployment", button_style="primary")
-        self.details = w.Output()
+        self.pick = _field(w.Dropdown, "Deployment", "36em")
+        self.refresh_button = _button("Refresh", icon="refresh")
+        self.auto = w.Checkbox(value=False, description="Live status (every 5 s)",
+                               indent=False, layout=w.Layout(width="auto"))
+        self.new = _button("New deployment", "primary", "plus")
+        self.details = w.VBox()
         self.refresh_button.on_click(lambda _: self.refresh())
         self.pick.observe(lambda change: self.show(change["new"]), names="value")
         self.new.on_click(lambda _: self.show_form())
@@ -437,43 +562,52 @@ class Panel(Base):
         self.view: DeploymentView | None = None
         self.form: CreateDeploymentForm | None = None
         self._stop = threading.Event()
-        self.widget = w.VBox([w.HBox([self.refresh_button, self.auto, self.new]), self.table,
+        self.widget = w.VBox([w.HBox([self.refresh_button, self.new, self.auto]), self.table,
                               self.pick, self.message, self.details])
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, select: str | None = None) -> None:
         try:
             docs = self.client.deployments()
         except LiveMLClientError as err:
             self.message.value = _error(err)
             return
-        frame = pd.DataFrame([notebook.summary(d) for d in docs])
-        self.table.value = frame.drop(columns=["rid"]).to_html(index=False) if len(frame) \
-            else "no live deployments yet: click <b>New deployment</b>"
+        rows = [{**notebook.summary(d), "state": ui.badge(d["status"]["state"])} for d in docs]
+        self.table.value = ui.page(ui.table(rows, raw={"state"})) if rows else _note(
+            "no live deployments yet: click <b>New deployment</b>")
         options = [(f"{d['name']} ({d['apiName']})", d["rid"]) for d in docs]
-        if [o[1] for o in options] != [o[1] for o in self.pick.options]:
+        if options != list(self.pick.options):
+            current = self.pick.value
             self.pick.options = options
-            self.pick.value = None
-        if self.view is not None:
+            keep = select or current
+            self.pick.value = keep if keep in [o[1] for o in options] else None
+        elif select:
+            self.pick.value = select
+        if self.view is not None and self.pick.value == self.view.rid:
             try:
                 self.view.refresh()
             except LiveMLClientError:
                 self.view = None
 
     def show(self, rid: str | None) -> None:
-        self.details.clear_output()
         if not rid:
+            self.view = None
+            if self.form is None or self.form.widget not in self.details.children:
+                self.details.children = []
             return
         self.view = DeploymentView(rid, self.client, self.background)
-        with self.details:
-            display(self.view.widget)
+        self.details.children = [self.view.widget]
 
     def show_form(self) -> None:
-        self.form = CreateDeploymentForm(self.client, self.background,
-                                         on_created=lambda rid: self.refresh())
-        self.details.clear_output()
-        with self.details:
-            display(self.form.widget)
+        self.form = CreateDeploymentForm(self.client, self.background, on_created=self._created)
+        self.pick.value = None
+        self.details.children = [self.form.widget]
+
+    def _created(self, rid: str) -> None:
+        """After a create: the new deployment is selected and shown, the form goes."""
+        if self.form is not None:
+            self.message.value = self.form.message.value
+        self.refresh(select=rid)
 
     def _auto(self, on: bool) -> None:
         self._stop.set()
@@ -488,4 +622,6 @@ class Panel(Base):
             threading.Thread(target=loop, daemon=True).start()
 
     def _ipython_display_(self) -> None:
+        from IPython.display import display
+
         display(self.widget)

@@ -133,7 +133,7 @@ def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
     assert list(view.last["house-location"]) == ["Austin", "Chicago"]
     assert view.last["prediction"].gt(0).all()
     view.show_curl()
-    assert rid in view.curl_text.value and "Authorization: Bearer" in view.curl_text.value
+    assert rid in view.snippet.value and "Authorization: Bearer" in view.snippet.value
     view.cells["bedrooms"].value = "two"
     view.send.click()
     assert "InferenceInvalidInput" in view.query_message.value and "bedrooms" in \

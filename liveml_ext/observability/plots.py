@@ -8,6 +8,24 @@ from typing import Any
 from .metrics import UNITS
 
 SCALE = {"bytes": (1 / 2**20, "MiB")}
+FLOOR = {"%": 1.0, "cores": 0.05, "MiB": 1.0}  # the least y range drawn, so a flat line shows
+
+
+def sample_counts(rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """How many samples each (metric, replica) series has (per-status counters left out)."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        if not row["name"].startswith("status_"):
+            counts[(row["name"], row["nodeId"])] += 1
+    return dict(counts)
+
+
+def samples_per_replica(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Per replica (node id), the sample count of its longest series."""
+    out: dict[str, int] = {}
+    for (_, node), n in sample_counts(rows).items():
+        out[node] = max(out.get(node, 0), n)
+    return out
 
 
 def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] | None = None) -> Any:
@@ -35,15 +53,27 @@ def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] |
     for ax, name in zip(axes, order):
         unit = UNITS.get(name, "")
         factor, unit = SCALE.get(unit, (1.0, unit))
+        top = 0.0
         for node, points in sorted(series[name].items()):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, [y * factor for y in ys], linewidth=1.4,
-                    label="all replicas" if node == "*" else node)
+            values = [y * factor for y in ys]
+            top = max(top, *values)
+            # markers while there are few samples: every point shows, even on a flat line
+            ax.plot(xs, values, linewidth=1.4, marker="o" if len(xs) <= 40 else None,
+                    markersize=3.5, label="all replicas" if node == "*" else node)
+        if min(v for pts in series[name].values() for _, v in pts) >= 0:
+            ax.set_ylim(0, max(top * 1.15, FLOOR.get(unit, 1.0)))
         ax.set_ylabel(f"{name}\n({unit})" if unit else name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
     axes[-1].set_xlabel("time (UTC)")
     axes[-1].xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+    counts = sample_counts(rows)
+    times = [dt.datetime.fromisoformat(r["time"]) for r in rows]
+    span = f"{min(times):%H:%M:%S}–{max(times):%H:%M:%S} UTC" if times else ""
     if title:
         fig.suptitle(title)
+    low, high = min(counts.values()), max(counts.values())
+    axes[0].set_title(f"{low if low == high else f'{low}–{high}'} samples per series, {span}",
+                      fontsize="small", loc="right", color="#555")
     return fig
