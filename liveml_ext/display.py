@@ -25,7 +25,8 @@ from . import formatting as fmt
 STYLE = """<style>
 .lm-out{font-family:var(--jp-ui-font-family,system-ui,sans-serif);
   font-size:var(--jp-ui-font-size1,13px);color:var(--jp-ui-font-color1,#212121);line-height:1.45}
-.lm-out .lm-table{border-collapse:collapse;margin:4px 0;border:none}
+.lm-out .lm-table{border-collapse:collapse;margin:4px 0;border:none;font-size:inherit;
+  color:inherit}
 .lm-out .lm-table th,.lm-out .lm-table td{padding:3px 12px 3px 6px;text-align:left;
   border:none;border-bottom:1px solid var(--jp-border-color2,#e0e0e0);white-space:nowrap;
   vertical-align:top}
@@ -69,11 +70,12 @@ STATE_CLASS = {"ACTIVE": "lm-ok", "READY": "lm-ok", "HEALTHY": "lm-ok", "COMPLET
 # column headers of liveml's own tables (user data keeps its column names)
 LABELS = {"apiName": "API name", "rid": "RID", "nodeId": "node", "node_id": "node",
           "createdAt": "created", "createdBy": "by", "updatedAt": "updated", "at": "time",
-          "objectiveRid": "objective", "submissionRid": "submission", "releaseVersion": "release",
+          "objectiveRid": "objective RID", "submissionRid": "submission RID", "releaseVersion": "release",
           "artifactSha256": "artifact", "artifactBytes": "size", "modelUuid": "model UUID",
           "cpu": "vCPU", "gpu": "GPU", "gpuType": "GPU type", "minReplicas": "min replicas",
           "maxReplicas": "max replicas", "threadCount": "threads"}
 WRAP = {"message", "reason", "note", "description", "traceback", "fields", "detail"}
+HASH = re.compile(r"^(?:[0-9a-f]{64}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
 SIZE_COLUMNS = {"artifactBytes", "bytes", "memory_bytes"}
 
@@ -142,7 +144,7 @@ def cell(value: Any, column: str = "", floats: str = "plain") -> tuple[str, str]
         text = ", ".join(str(v) for v in value)
         return escape(text), "lm-wrap" if len(text) > 60 else ""
     text = str(value)
-    if text.startswith("ri.") and " " not in text:
+    if text.startswith("ri.") and " " not in text or HASH.match(text):
         return short_id(text), ""
     if TIME.match(text):
         return f"<span title='{escape(text)}'>{escape(fmt.short_time(text))}</span>", ""

@@ -8,6 +8,10 @@ from typing import Any
 from .metrics import UNITS
 
 SCALE = {"bytes": (1 / 2**20, "MiB")}
+NAMES = {"memory_bytes": "memory", "cpu_cores": "CPU", "cpu_percent": "CPU",
+         "memory_percent": "memory", "requests_per_second": "requests", "p50_ms": "p50 latency",
+         "p95_ms": "p95 latency", "p99_ms": "p99 latency", "inflight": "in flight",
+         "count": "requests", "errors": "errors"}
 FLOOR = {"%": 1.0, "cores": 0.05, "MiB": 1.0}  # the least y range drawn, so a flat line shows
 
 
@@ -62,8 +66,10 @@ def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] |
             ax.plot(xs, values, linewidth=1.4, marker="o" if len(xs) <= 40 else None,
                     markersize=3.5, label="all replicas" if node == "*" else node)
         if min(v for pts in series[name].values() for _, v in pts) >= 0:
-            ax.set_ylim(0, max(top * 1.15, FLOOR.get(unit, 1.0)))
-        ax.set_ylabel(f"{name}\n({unit})" if unit else name)
+            high = max(top * 1.15, FLOOR.get(unit, 1.0))
+            ax.set_ylim(-0.03 * high, high)  # a line at zero stays above the axis, visible
+        label = NAMES.get(name, name)
+        ax.set_ylabel(f"{label}\n({unit})" if unit else label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
     axes[-1].set_xlabel("time (UTC)")
