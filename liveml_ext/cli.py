@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -548,7 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     if doc is not None:
-        print(json.dumps(doc, indent=2) if args.json else render(args.command, doc, args))
+        try:
+            print(json.dumps(doc, indent=2) if args.json else render(args.command, doc, args),
+                  flush=True)
+        except BrokenPipeError:  # `liveml submit ... | head -2`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
