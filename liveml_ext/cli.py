@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import formatting as fmt
 from .client import Client, LiveMLClientError
 
 Handler = Callable[[Client, argparse.Namespace], Any]
@@ -68,6 +70,18 @@ def cmd_submit(c: Client, a: argparse.Namespace) -> Any:
     if not Path(a.model_file).is_file():
         raise SystemExit(f"liveml: no such model file: {a.model_file}")
     return c.submit(a.objective, a.model_file, a.name or "")
+
+
+def cmd_promote(c: Client, a: argparse.Namespace) -> Any:
+    """The promoted release, plus ``previousTag``: the tag it held before."""
+    before = next((r["tag"] for r in c.releases(a.objective) if r["version"] == a.version), None)
+    return {**c.promote(a.objective, a.version), "previousTag": before}
+
+
+def cmd_token(c: Client, a: argparse.Namespace) -> Any:
+    if a.action == "show":  # what the client found (LIVEML_URL/TOKEN, or the connection file)
+        return {"url": c.url, "token": c.token}
+    return c.create_token(a.namespace, a.scope, a.description or "")
 
 
 def cmd_deploy(c: Client, a: argparse.Namespace) -> Any:
@@ -137,8 +151,33 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
             last = row.get("time", last)
 
 
-def _log_line(row: dict[str, Any]) -> str:
-    return "  ".join(str(v) for v in row.values())
+#: Columns a log line shows in fixed places; others follow the message as ``key=value``.
+LOG_PLACES = ("time", "level", "node_id", "message")
+#: The store's default columns (observability.logstore.DEFAULT_COLUMNS): the line leaves out
+#: ``logger`` then, since the node and the message say where a record comes from.
+DEFAULT_LOG_COLUMNS = {"time", "level", "node_id", "logger", "message"}
+
+
+def _log_line(row: dict[str, Any], node_width: int = 14) -> str:
+    """One record as fixed columns: ``2026-12-01 08:12:03  INFO   node      message  k=v``."""
+    parts = []
+    if "time" in row:
+        parts.append(fmt.short_time(row["time"]))
+    if "level" in row:
+        parts.append(f"{row['level'] or '':<7}")
+    if "node_id" in row:
+        parts.append(f"{row['node_id'] or '':<{node_width}}")
+    if "message" in row:
+        parts.append(str(row["message"]))
+    skip = set(LOG_PLACES) | ({"logger"} if set(row) == DEFAULT_LOG_COLUMNS else set())
+    parts += [f"{k}={'' if v is None else v}" for k, v in row.items() if k not in skip]
+    return "  ".join(parts).rstrip()
+
+
+def _log_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Records (oldest first) as lines, the node column as wide as its widest value here."""
+    width = max([14, *(len(str(r.get("node_id") or "")) for r in rows)])
+    return [_log_line(r, width) for r in rows]
 
 
 def cmd_metrics(c: Client, a: argparse.Namespace) -> Any:
@@ -167,7 +206,7 @@ COMMANDS: dict[str, Handler] = {
     "release": lambda c, a: c.release(a.objective, a.submission, a.version, a.note, a.tag),
     "releases": lambda c, a: c.releases(a.objective),
     "submissions": lambda c, a: c.submissions(a.objective),
-    "promote": lambda c, a: c.promote(a.objective, a.version),
+    "promote": cmd_promote,
     "deploy": cmd_deploy,
     "ls": lambda c, a: c.deployments(a.namespace),
     "status": lambda c, a: c.deployment(a.deployment),
@@ -181,13 +220,64 @@ COMMANDS: dict[str, Handler] = {
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": lambda c, a: c.enable(a.deployment),
     "delete": lambda c, a: c.delete(a.deployment),
-    "token": lambda c, a: c.create_token(a.namespace, a.scope, a.description or ""),
+    "token": cmd_token,
     "profiles": lambda c, a: c.profiles(),
 }
 
 
-def render(command: str, doc: Any) -> str:
-    """Human-readable text for a command's result."""
+def _ports(ports: list[dict[str, Any]]) -> str:
+    """A model API's inputs or outputs: ``input_df (house-location:string, bedrooms:double)``."""
+    out = []
+    for p in ports:
+        if p.get("kind", "tabular") == "tabular":
+            cols = ", ".join(f"{c['name']}:{c.get('type', 'any')}" for c in p.get("columns") or [])
+            out.append(f"{p['name']} (table: {cols or 'any columns'})")
+        else:
+            default = "" if p.get("required") or p.get("default") is None else \
+                f" = {p['default']!r}"
+            out.append(f"{p['name']}:{p.get('type', 'any')}{default}")
+    return "; ".join(out) or "-"
+
+
+def _submission_text(d: dict[str, Any], objective: str = "OBJECTIVE") -> str:
+    reqs = ", ".join(f"{k} {v}" for k, v in sorted((d.get("requirements") or {}).items()))
+    return "\n".join([
+        f"submission {d['name']}  ({d['rid']})",
+        f"  adapter:    {d['adapter']}",
+        f"  inputs:     {_ports(d['api'].get('inputs', []))}",
+        f"  outputs:    {_ports(d['api'].get('outputs', []))}",
+        f"  artifact:   {fmt.size(d.get('artifactBytes'))}, sha256 {d['artifactSha256'][:12]}…",
+        f"  python:     {d.get('python') or '-'}; requires {reqs or '-'}",
+        "  self-test:  passed",
+        f"  submitted:  {fmt.short_time(d['createdAt'])} UTC by {d.get('createdBy') or '-'}",
+        f"  next:       liveml release {objective} {d['name']} --version VERSION --tag staging"])
+
+
+def _release_text(d: dict[str, Any]) -> str:
+    return (f"release {d['version']}  ({d['rid']})\n"
+            f"  tag:         {d['tag'] or '-'}\n"
+            f"  submission:  {d['submissionRid']}\n"
+            f"  created:     {fmt.short_time(d['createdAt'])} UTC"
+            + (f"\n  note:        {d['note']}" if d.get("note") else ""))
+
+
+def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> str:
+    """Human-readable text for a command's result (``query``: its JSON, indented)."""
+    if command == "query":
+        return json.dumps(doc, indent=2)
+    if command == "submit":
+        return _submission_text(doc, getattr(args, "objective", "OBJECTIVE"))
+    if command == "release":
+        return _release_text(doc)
+    if command == "promote":
+        was = doc.get("previousTag")
+        return f"{doc['version']} is now {doc['tag']}" + \
+            (f" (was {was})" if was and was != doc["tag"] else
+             " (it was already)" if was else " (was untagged)")
+    if command == "objective" and isinstance(doc, dict):
+        return (f"objective {doc['name']}  (namespace {doc['namespace']})\n"
+                f"  rid:  {doc['rid']}\n"
+                f"  next: liveml submit {doc['name']} MODEL.joblib --name NAME")
     if command == "ls":
         return _deployments_text(doc) if doc else "no live deployments (create one: liveml deploy)"
     if command in ("status", "deploy", "wait", "disable", "enable", "api-name", "update") and \
@@ -195,8 +285,8 @@ def render(command: str, doc: Any) -> str:
         return _deployment_text(doc)
     if command == "logs":
         if "file" in doc:
-            return f"wrote {doc['bytes']} bytes to {doc['file']}"
-        lines = [_log_line(r) for r in reversed(doc["data"])]
+            return f"wrote {fmt.size(doc['bytes'])} to {doc['file']}"
+        lines = _log_lines(list(reversed(doc["data"])))  # the page is newest first
         more = "\n(more: narrow the window or raise --limit)" if doc.get("nextPageToken") else ""
         return ("\n".join(lines) if lines else "no log records in this window") + more
     if command == "metrics":
@@ -205,8 +295,8 @@ def render(command: str, doc: Any) -> str:
             latest[(row["nodeId"], row["name"])] = row
         return _rows(sorted(latest.values(), key=lambda r: (r["kind"], r["nodeId"], r["name"])), [
             ("KIND", lambda r: r["kind"]), ("NODE", lambda r: r["nodeId"]),
-            ("METRIC", lambda r: r["name"]), ("LATEST", lambda r: f"{r['value']:.4g}"),
-            ("UNIT", lambda r: r["unit"]), ("AT", lambda r: r["time"][11:19])]) \
+            ("METRIC", lambda r: r["name"]), ("LATEST", lambda r: fmt.quantity(r["value"], r["unit"])),
+            ("AT", lambda r: fmt.short_time(r["time"]))]) \
             if doc else "no samples in this window"
     if command == "events":
         return _rows(doc, [("TIME", lambda e: e["at"][:19]), ("KIND", lambda e: e["kind"]),
@@ -228,6 +318,8 @@ def render(command: str, doc: Any) -> str:
     if command == "submissions":
         return _rows(doc, [("NAME", lambda r: r["name"]), ("RID", lambda r: r["rid"]),
                            ("ADAPTER", lambda r: r["adapter"].rsplit(".", 1)[-1])])
+    if command == "token" and "url" in doc:  # token show [--url]
+        return f"{doc['url']}\n{doc['token']}" if getattr(args, "url", False) else doc["token"]
     if command == "token":
         return f"{doc['token']}\n(scope {doc['scope']}, namespace {doc['namespace'] or 'all'}; " \
                "shown once: keep it safe)"
@@ -379,7 +471,8 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("deployment")
     sp.add_argument("--limit", type=int, default=50)
 
-    sp = add("logs", "search a deployment's service logs (newest first)")
+    sp = add("logs", "search a deployment's service logs: the newest --limit records, oldest "
+                     "first (the newest at the bottom, as tail prints)")
     sp.add_argument("deployment")
     sp.add_argument("--query", "-q", help='e.g. tags.node_id:NODE AND level:ERROR, "free text"')
     sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
@@ -399,8 +492,12 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--node", help="only this replica (node id)")
     sp.add_argument("--plot", metavar="FILE.png", help="draw them with matplotlib")
 
-    sp = add("token", "create an API token")
+    sp = add("token", "create an API token, or show the one this CLI uses")
     tsub = sp.add_subparsers(dest="action", required=True)
+    ts = tsub.add_parser("show", help="print the token this CLI uses (LIVEML_TOKEN, else the "
+                                      "connection file in LIVEML_HOME); --url: the URL first")
+    ts.add_argument("--url", action="store_true", help="print the URL on a line before it")
+    ts.add_argument("--json", action="store_true", help='{"url": ..., "token": ...}')
     tc = tsub.add_parser("create", help="create a token (shown once)")
     tc.add_argument("--namespace")
     tc.add_argument("--scope", choices=["query", "manage"], default="query")
@@ -452,7 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     if doc is not None:
-        print(json.dumps(doc, indent=2) if args.json else render(args.command, doc))
+        try:
+            print(json.dumps(doc, indent=2) if args.json else render(args.command, doc, args),
+                  flush=True)
+        except BrokenPipeError:  # `liveml submit ... | head -2`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -133,7 +133,7 @@ def cell(value: Any, column: str = "", floats: str = "plain") -> tuple[str, str]
         number = float(value)
         if column in SIZE_COLUMNS:
             return fmt.size(number), "lm-num"
-        return (fmt.money(number) if floats == "money" else fmt.number(number)), "lm-num"
+        return (fmt.money(number) if floats == "money" else fmt.decimal(number)), "lm-num"
     if isinstance(value, (pd.Timestamp, dt.datetime)):
         return escape(value.strftime("%Y-%m-%d %H:%M:%S")), ""
     if isinstance(value, Mapping):
@@ -307,7 +307,7 @@ def deployment_card(d: Mapping[str, Any]) -> str:
         if target and target != release else "")
     replicas = (f"{rc['minReplicas']}" if rc["minReplicas"] == rc["maxReplicas"]
                 else f"{rc['minReplicas']} to {rc['maxReplicas']} (autoscaled)")
-    resources = f"{fmt.number(rc['cpu'])} vCPU, {escape(rc['memory'])}" + (
+    resources = f"{fmt.decimal(rc['cpu'])} vCPU, {escape(rc['memory'])}" + (
         f", {rc['gpu']} GPU" if rc.get("gpu") else "") + f", {rc['threadCount']} thread(s)"
     items = [("API name", f"<code>{escape(d['apiName'])}</code>"), ("RID", short_id(d["rid"])),
              ("environment", escape(d["environment"].title())), ("release", served),
@@ -372,19 +372,7 @@ def metrics_summary(rows: Sequence[Mapping[str, Any]], what: str = "") -> str:
         if key not in latest or row["time"] >= latest[key]["time"]:
             latest[key] = dict(row)
     out = [{"kind": r["kind"], "node": "all replicas" if r["nodeId"] == "*" else r["nodeId"],
-            "metric": r["name"], "latest": unit_value(r["value"], r["unit"]),
+            "metric": r["name"], "latest": fmt.quantity(r["value"], r["unit"]),
             "samples": counts[(r["nodeId"], r["name"])], "at": r["time"]}
            for r in sorted(latest.values(), key=lambda r: (r["kind"], r["nodeId"], r["name"]))]
     return table(out, labels=False)
-
-
-def unit_value(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return fmt.size(value)
-    if unit == "%":
-        return f"{value:.1f} %"
-    if unit == "ms":
-        return f"{value:,.2f} ms"
-    if unit == "cores":
-        return f"{value:.3f} cores"
-    return f"{fmt.number(value, 2)} {unit}".strip()

@@ -57,7 +57,8 @@ VIEWS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
     "token": lambda doc, a: _html(ui.note(
         f"<code>{ui.escape(doc['token'])}</code> (scope {ui.escape(doc['scope'])}, namespace "
         f"{ui.escape(doc.get('namespace') or 'all')}; shown once: keep it safe)", "warn"))
-    if "scope" in doc else doc,
+    if "scope" in doc else _html(ui.note(f"<code>{ui.escape(doc['token'])}</code> for "
+                                         f"<code>{ui.escape(doc['url'])}</code>")),
 }
 
 

@@ -13,12 +13,18 @@ import tornado.web
 
 from .controlplane import ControlPlane, Settings
 from .handlers import routes
+from .handlers.index import IndexHandler
 
 log = logging.getLogger("liveml.server")
 
 
 def make_app(cp: ControlPlane, base_url: str = "/") -> tornado.web.Application:
-    return tornado.web.Application(routes(cp, base_url), log_function=_access_log)
+    """The REST API under ``base_url``, and its root: an index of where things are (``GET /``,
+    with a token; without one the 401 envelope says how to get it)."""
+    prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    index = type("IndexHandler", (IndexHandler, tornado.web.RequestHandler), {})
+    return tornado.web.Application([*routes(cp, base_url), (prefix + "?$", index, {"cp": cp})],
+                                   log_function=_access_log)
 
 
 def _access_log(handler: tornado.web.RequestHandler) -> None:

@@ -101,7 +101,7 @@ class CreateDeploymentForm(Base):
                 ")", p["name"]) for p in profiles["replicaProfiles"]])
         self.resource_profile = _field(
             w.Dropdown, "Resources", value="default",
-            options=[(f"{p['name']} ({ui.fmt.number(p['cpu'])} vCPU, {p['memory']})", p["name"])
+            options=[(f"{p['name']} ({ui.fmt.decimal(p['cpu'])} vCPU, {p['memory']})", p["name"])
                      for p in profiles["resourceProfiles"]])
         self.create = _button("Create deployment", "primary", "rocket")
         self.progress = w.IntProgress(min=0, max=1, description="", style=LABEL,

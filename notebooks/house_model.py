@@ -39,4 +39,9 @@ def train() -> Pipeline:
 
 
 if __name__ == "__main__":
-    joblib.dump(train(), sys.argv[1] if len(sys.argv) > 1 else "house_model.joblib")
+    from pathlib import Path
+
+    out = sys.argv[1] if len(sys.argv) > 1 else "house_model.joblib"
+    joblib.dump(train(), out)
+    kib = Path(out).stat().st_size / 1024
+    print(f"wrote {out}: house-price pipeline (one-hot location + ridge), {kib:.1f} KiB")

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import joblib
 import pytest
 import requests
 from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, wait_for
@@ -31,10 +32,8 @@ def test_registry_submissions_releases_and_tags(server, house_model):
     assert set(sub["requirements"]) >= {"scikit-learn", "numpy"}
 
     c.release("registry", "ridge", "1.0", note="first", tag="staging")
-    c.release("registry", "ridge", "1.1", tag="staging")
-    with pytest.raises(LiveMLClientError) as err:
-        c.release("registry", "ridge", "1.1")
-    assert err.value.status == 409
+    rel = c.release("registry", "ridge", "1.1", tag="staging")
+    assert c.release("registry", "ridge", "1.1") == rel  # a retry (409s: test_a_second_release_...)
     tags = {r["version"]: r["tag"] for r in c.releases("registry")}
     assert tags == {"1.0": None, "1.1": "STAGING"}  # one release holds a tag at a time
 
@@ -190,3 +189,127 @@ def test_cli_end_to_end(server, house_model):
     cli("delete", "cli-houses-2")
     gone = cli("status", "cli-houses-2", ok=False)
     assert "LiveDeploymentNotFound" in gone.stderr
+
+
+def _post(server, path: str, body: dict) -> requests.Response:
+    return requests.post(f"{server.url}liveml/api/{path}", json=body, headers=server.headers(),
+                         timeout=120)
+
+
+def _upload(server, data: bytes) -> str:
+    resp = requests.put(f"{server.url}liveml/api/artifacts", data=data,
+                        headers={**server.headers(), "Content-Type": "application/octet-stream"},
+                        timeout=60)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["artifactId"]
+
+
+def test_a_second_submission_of_a_name_is_a_retry_or_a_conflict(server, house_model, tmp_path):
+    server.client.create_objective("dup-subs")
+    same = _upload(server, house_model.read_bytes())
+    other_file = tmp_path / "other.joblib"  # the same model, other bytes: another artifact
+    joblib.dump(joblib.load(house_model), other_file, compress=3)
+    other = _upload(server, other_file.read_bytes())
+    assert other != same
+
+    first = _post(server, "objectives/dup-subs/submissions", {"artifactId": same, "name": "ridge"})
+    assert first.status_code == 201, first.text
+    retry = _post(server, "objectives/dup-subs/submissions", {"artifactId": same, "name": "ridge"})
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json()  # the same submission: RID, model uuid, time
+
+    clash = _post(server, "objectives/dup-subs/submissions", {"artifactId": other, "name": "ridge"})
+    assert clash.status_code == 409, clash.text
+    env = clash.json()
+    assert env["errorName"] == "SubmissionAlreadyExists" and env["errorCode"] == "CONFLICT"
+    message = env["parameters"]["message"]
+    assert first.json()["rid"] in message and "'ridge'" in message
+    assert first.json()["createdAt"][:10] in message
+    assert "'ridge-2'" in message and "release the existing one" in message
+    assert env["parameters"]["submissionRid"] == first.json()["rid"]
+    assert [s["name"] for s in server.client.submissions("dup-subs")] == ["ridge"]
+
+    # no name: a made-up one, never one that is taken
+    _post(server, "objectives/dup-subs/submissions", {"artifactId": other, "name": "submission-2"})
+    unnamed = [_post(server, "objectives/dup-subs/submissions", {"artifactId": same})
+               for _ in range(2)]
+    assert [r.status_code for r in unnamed] == [201, 201]
+    names = [s["name"] for s in server.client.submissions("dup-subs")]
+    assert len(names) == len(set(names)) == 4, names
+    assert {r.json()["name"] for r in unnamed} == set(names) - {"ridge", "submission-2"}
+
+
+def test_a_second_release_of_a_version_is_a_retry_or_a_conflict(server, house_model, tmp_path):
+    c = server.client
+    c.create_objective("dup-rels")
+    c.submit("dup-rels", house_model, name="ridge")
+    other_file = tmp_path / "other.joblib"
+    joblib.dump(joblib.load(house_model), other_file, compress=3)
+    c.submit("dup-rels", other_file, name="lasso")
+
+    first = _post(server, "objectives/dup-rels/releases",
+                  {"submission": "ridge", "version": "1.0", "tag": "STAGING"})
+    assert first.status_code == 201, first.text
+    c.release("dup-rels", "ridge", "1.1", tag="staging")  # the tag moves on to 1.1
+
+    # the same submission and version again: that release, and its tag did not move back
+    retry = _post(server, "objectives/dup-rels/releases",
+                  {"submission": "ridge", "version": "1.0", "tag": "STAGING"})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["rid"] == first.json()["rid"] and retry.json()["tag"] is None
+    assert {r["version"]: r["tag"] for r in c.releases("dup-rels")} == {"1.0": None,
+                                                                        "1.1": "STAGING"}
+    history = c.api("GET", "objectives/dup-rels/tag-history")["data"]
+    assert [(h["version"], h["tag"]) for h in history] == [("1.0", "STAGING"), ("1.1", "STAGING")]
+
+    clash = _post(server, "objectives/dup-rels/releases", {"submission": "lasso", "version": "1.1"})
+    assert clash.status_code == 409, clash.text
+    env = clash.json()
+    assert env["errorName"] == "ReleaseVersionAlreadyExists"
+    message = env["parameters"]["message"]
+    ridge = next(s for s in c.submissions("dup-rels") if s["name"] == "ridge")
+    assert "'ridge'" in message and ridge["rid"] in message and "'1.2'" in message
+    assert env["parameters"]["submission"] == "ridge"
+    assert len(c.releases("dup-rels")) == 2
+
+
+def test_a_home_with_duplicate_submission_names_starts_and_uses_the_newest(house_model, tmp_path):
+    """A home from before names were unique may hold two `ridge`: it starts, `ridge` is the
+    newest, and a retry with the newest's artifact is that one."""
+    import sqlite3
+
+    from conftest import start_server
+
+    home = tmp_path / "home"
+    server = start_server(home)
+    try:
+        c = server.client
+        c.create_objective("old")
+        old = c.submit("old", house_model, name="ridge")
+    finally:
+        server.stop()
+    db = sqlite3.connect(home / "liveml.db")
+    with db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(submissions)")]
+        row = dict(zip(columns, db.execute("SELECT * FROM submissions").fetchone()))
+        newer_rid = old["rid"][:-12] + "0123456789ab"
+        row.update(rid=newer_rid, artifact_sha256="f" * 64,
+                   created_at="2999-01-01 00:00:00.000000")
+        db.execute(f"INSERT INTO submissions ({','.join(columns)}) "
+                   f"VALUES ({','.join('?' * len(columns))})", [row[k] for k in columns])
+    db.close()
+
+    server = start_server(home)
+    try:
+        c = server.client
+        assert [s["rid"] for s in c.submissions("old")] == [old["rid"], newer_rid]
+        assert c.release("old", "ridge", "1.0")["submissionRid"] == newer_rid
+        retry = _post(server, "objectives/old/submissions",
+                      {"artifactId": "f" * 64, "name": "ridge"})
+        assert retry.status_code == 200 and retry.json()["rid"] == newer_rid, retry.text
+        clash = _post(server, "objectives/old/submissions",
+                      {"artifactId": old["artifactSha256"], "name": "ridge"})
+        assert clash.status_code == 409 and newer_rid in clash.json()["parameters"]["message"]
+        assert len(c.submissions("old")) == 2
+    finally:
+        server.stop()

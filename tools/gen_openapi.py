@@ -212,9 +212,14 @@ OPERATIONS: list[Op] = [
     Op(f"{OBJ}/submissions", "post", mg.SubmissionsHandler, "createSubmission", "submissions",
        "Submit an uploaded artifact as a new immutable model version",
        ref(m.DescribeSubmission), 201, m.CreateSubmission,
-       (*BODY, E.InvalidModelArtifact, E.PermissionDenied, E.ObjectiveNotFound),
+       (*BODY, E.InvalidModelArtifact, E.PermissionDenied, E.ObjectiveNotFound,
+        E.SubmissionAlreadyExists),
        "The artifact is loaded and self-tested in a separate process; its declared API and "
-       "requirements are recorded. Upload the bytes first with `PUT /liveml/api/artifacts`."),
+       "requirements are recorded. Upload the bytes first with `PUT /liveml/api/artifacts`. "
+       "Names are unique per objective: the same name with the same artifact is a retry and "
+       "answers 200 with the existing submission (nothing is created); the same name with "
+       "another artifact is a 409 `SubmissionAlreadyExists`. Without a name, a new one is "
+       "made up (`submission-N`)."),
     Op(f"{OBJ}/releases", "get", mg.ReleasesHandler, "listReleases", "releases",
        "List an objective's releases, newest first", listing(m.DescribeRelease),
        errors=(E.ObjectiveNotFound,)),
@@ -223,7 +228,10 @@ OPERATIONS: list[Op] = [
        m.CreateRelease, (*BODY, E.PermissionDenied, E.ObjectiveNotFound, E.SubmissionNotFound,
                          E.ReleaseVersionAlreadyExists),
        "Tagging a release moves the tag off the objective's other releases; deployments that "
-       "follow that tag roll over to it."),
+       "follow that tag roll over to it. A version the same submission already holds is a "
+       "retry: it answers 200 with that release unchanged (its tag is not moved; use "
+       "`PUT .../tag`). A version another submission holds is a 409 "
+       "`ReleaseVersionAlreadyExists`."),
     Op(f"{REL}/tag", "put", mg.ReleaseTagHandler, "tagRelease", "releases",
        "Move a tag (STAGING or PRODUCTION) onto a release", ref(m.DescribeRelease),
        body=m.TagRelease, errors=(*BODY, *TAG_ERRORS),

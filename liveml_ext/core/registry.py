@@ -1,6 +1,7 @@
 """The model registry: namespaces, objectives, submissions (immutable versions) and releases."""
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .errors import (
     PermissionDenied,
     ReleaseNotFound,
     ReleaseVersionAlreadyExists,
+    SubmissionAlreadyExists,
     SubmissionNotFound,
 )
 
@@ -46,6 +48,17 @@ class Principal:
                 f"this token may not {scope} namespace {namespace!r}; "
                 "create one with `liveml token create --namespace NS --scope manage`",
                 namespace=namespace, requiredScope=scope)
+
+
+def next_version(version: str, taken: set[str]) -> str:
+    """A free version after ``version``: its last number raised (``1.1`` → ``1.2``), else
+    ``-2``, ``-3``, ... appended."""
+    match = re.fullmatch(r"(.*?)(\d+)", version)
+    for n in range(1, len(taken) + 2):
+        candidate = f"{match[1]}{int(match[2]) + n}" if match else f"{version}-{n + 1}"
+        if candidate not in taken:
+            return candidate
+    return f"{version}-new"
 
 
 class Registry:
@@ -125,16 +138,59 @@ class Registry:
             return self.describe_objective(self.objective(s, ref, who))
 
     # --- submissions -----------------------------------------------------------------------
-    def add_submission(self, objective_ref: str, name: str, artifact_uri: str, sha256: str,
-                       size: int, info: dict[str, Any], who: Principal) -> dict[str, Any]:
+    # Names are unique per objective. The store has no unique constraint on them (a home from an
+    # earlier version may hold two submissions of one name, and must still start): the registry
+    # checks, and a name that is there twice means its newest submission.
+    def existing_submission(self, objective_ref: str, name: str, sha256: str,
+                            who: Principal) -> dict[str, Any] | None:
+        """The submission a retry of ``(name, artifact)`` means, or None when it is new.
+
+        Same name and same artifact: the existing submission (an idempotent retry). Same name,
+        another artifact: ``SubmissionAlreadyExists``. No name: always new (None)."""
         with self.store.session() as s:
             obj = self.objective(s, objective_ref, who)
             who.require(obj.namespace)
-            count = s.scalar(select(func.count()).select_from(Submission)
-                             .where(Submission.objective_rid == obj.rid)) or 0
+            row = self._same_name(s, obj, name, sha256)
+            return self.describe_submission(row) if row is not None else None
+
+    def _same_name(self, s: Session, obj: Objective, name: str, sha256: str) -> Submission | None:
+        if not name:
+            return None
+        row = s.scalars(select(Submission).where(Submission.objective_rid == obj.rid,
+                                                 Submission.name == name)
+                        .order_by(Submission.created_at.desc())).first()
+        if row is None or row.artifact_sha256 == sha256:
+            return row
+        taken = set(s.scalars(select(Submission.name)
+                              .where(Submission.objective_rid == obj.rid)))
+        other = next(f"{name}-{n}" for n in range(2, len(taken) + 3) if f"{name}-{n}" not in taken)
+        raise SubmissionAlreadyExists(
+            f"objective {obj.name!r} already has a submission {name!r} ({row.rid}, submitted "
+            f"{row.created_at:%Y-%m-%d %H:%M:%S} UTC) with another artifact; submit under "
+            f"another name, e.g. {other!r}, or release the existing one "
+            f"(`liveml release {obj.name} {name} --version VERSION`)",
+            name=name, submissionRid=row.rid, createdAt=row.created_at.isoformat(),
+            artifactId=row.artifact_sha256, suggestedName=other)
+
+    def add_submission(self, objective_ref: str, name: str, artifact_uri: str, sha256: str,
+                       size: int, info: dict[str, Any], who: Principal) -> dict[str, Any]:
+        """A new submission; with the name and artifact of an existing one, that one."""
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            who.require(obj.namespace)
+            same = self._same_name(s, obj, name, sha256)
+            if same is not None:
+                return self.describe_submission(same)
+            if not name:
+                taken = set(s.scalars(select(Submission.name)
+                                      .where(Submission.objective_rid == obj.rid)))
+                count = len(taken) + 1
+                while f"submission-{count}" in taken:
+                    count += 1
+                name = f"submission-{count}"
             row = Submission(
                 rid=new_rid("submission"), objective_rid=obj.rid,
-                name=name or f"submission-{count + 1}", model_uuid=str(uuid.uuid4()),
+                name=name, model_uuid=str(uuid.uuid4()),
                 artifact_uri=artifact_uri, artifact_sha256=sha256, artifact_bytes=size,
                 adapter=info.get("adapter", ""), api=info["api"],
                 requirements=info.get("requirements", {}), python=info.get("python", ""),
@@ -169,17 +225,49 @@ class Registry:
         return row
 
     # --- releases --------------------------------------------------------------------------
+    def existing_release(self, objective_ref: str, req: m.CreateRelease,
+                         who: Principal) -> dict[str, Any] | None:
+        """The release a retry of ``req`` means, or None when its version is new.
+
+        The version of the same submission: that release, unchanged (a retry does not move its
+        tag, even when ``req.tag`` differs; move tags with ``PUT .../tag`` or promote). The
+        version of another submission: ``ReleaseVersionAlreadyExists``."""
+        with self.store.session() as s:
+            obj = self.objective(s, objective_ref, who)
+            who.require(obj.namespace)
+            row = self._same_version(s, obj, self.submission(s, obj, req.submission), req.version)
+            return self.describe_release(row) if row is not None else None
+
+    def _same_version(self, s: Session, obj: Objective, sub: Submission,
+                      version: str) -> Release | None:
+        row = s.scalar(select(Release).where(Release.objective_rid == obj.rid,
+                                             Release.version == version))
+        if row is None or row.submission_rid == sub.rid:
+            return row
+        holder = s.get(Submission, row.submission_rid)
+        holder_name = holder.name if holder is not None else row.submission_rid
+        raise ReleaseVersionAlreadyExists(
+            f"objective {obj.name!r} already has release {version!r}, of submission "
+            f"{holder_name!r} ({row.submission_rid}); release {sub.name!r} under a new version, "
+            f"e.g. {next_version(version, self._versions(s, obj))!r} (`liveml releases "
+            f"{obj.name}` lists them)",
+            version=version, submission=holder_name, submissionRid=row.submission_rid)
+
+    @staticmethod
+    def _versions(s: Session, obj: Objective) -> set[str]:
+        return set(s.scalars(select(Release.version).where(Release.objective_rid == obj.rid)))
+
     def create_release(self, objective_ref: str, req: m.CreateRelease,
                        who: Principal) -> dict[str, Any]:
+        """A new release (moving ``req.tag`` onto it); for a version this submission already
+        holds, that release unchanged: its tag is NOT moved."""
         with self.store.session() as s:
             obj = self.objective(s, objective_ref, who)
             who.require(obj.namespace)
             sub = self.submission(s, obj, req.submission)
-            if s.scalar(select(Release).where(Release.objective_rid == obj.rid,
-                                              Release.version == req.version)):
-                raise ReleaseVersionAlreadyExists(
-                    f"objective {obj.name!r} already has a release {req.version!r}",
-                    version=req.version)
+            same = self._same_version(s, obj, sub, req.version)
+            if same is not None:
+                return self.describe_release(same)
             seq = (s.scalar(select(func.max(Release.seq))
                             .where(Release.objective_rid == obj.rid)) or 0) + 1
             row = Release(rid=new_rid("release"), objective_rid=obj.rid, submission_rid=sub.rid,

@@ -88,7 +88,14 @@ class SubmissionsHandler(LiveMLHandlerMixin):
         self.reply({"data": self.cp.registry.list_submissions(ref, self.principal)})
 
     async def post(self, ref: str) -> None:
+        """201 with a new submission; 200 with the existing one when its name and artifact are
+        the request's (a retry, checked before the artifact is inspected again); 409
+        ``SubmissionAlreadyExists`` when the name holds another artifact."""
         req = self.parse(m.CreateSubmission)
+        existing = self.cp.registry.existing_submission(ref, req.name, req.artifact_id,
+                                                        self.principal)
+        if existing is not None:
+            return self.reply(existing)
         self.reply(await self.cp.submit(ref, req, self.principal), 201)
 
 
@@ -97,8 +104,13 @@ class ReleasesHandler(LiveMLHandlerMixin):
         self.reply({"data": self.cp.registry.list_releases(ref, self.principal)})
 
     def post(self, ref: str) -> None:
-        self.reply(self.cp.registry.create_release(ref, self.parse(m.CreateRelease),
-                                                   self.principal), 201)
+        """201 with a new release; 200 with the existing one, unchanged (its tag is not moved),
+        when this submission already holds the version; 409 when another one does."""
+        req = self.parse(m.CreateRelease)
+        existing = self.cp.registry.existing_release(ref, req, self.principal)
+        if existing is not None:
+            return self.reply(existing)
+        self.reply(self.cp.registry.create_release(ref, req, self.principal), 201)
 
 
 class ReleaseTagHandler(LiveMLHandlerMixin):
