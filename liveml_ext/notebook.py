@@ -242,6 +242,7 @@ class Deployment:
         rows = self.client.metrics(self.rid, kind, since=since)
         deadline = time.monotonic() + timeout
         bar = None
+
         def have() -> int:
             return min(samples_per_replica(rows).values(), default=0)
 
@@ -259,6 +260,7 @@ class Deployment:
             time.sleep(1.0)
             rows = self.client.metrics(self.rid, kind, since=since)
         if bar is not None:
+            bar.n = min(have(), min_samples)  # full (green) when the samples came
             bar.close()
         return Plot(plot_metrics(rows, title=f"{self.describe()['name']}: {kind} metrics"))
 

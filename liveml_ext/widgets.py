@@ -36,7 +36,7 @@ def _note(text: str, kind: str = "info") -> str:
 
 def _button(description: str, style: str = "", icon: str = "") -> w.Button:
     return w.Button(description=description, button_style=style, icon=icon,
-                    layout=w.Layout(width="auto", min_width="7em"))
+                    layout=w.Layout(width="fit-content", min_width="7em"))
 
 
 def _field(cls: type, description: str, width: str = "24em", **kwargs: Any) -> Any:
