@@ -173,9 +173,11 @@ class CreateDeploymentForm(Base):
 class DeploymentView(Base):
     """Details of one deployment: overview and edits, Query, Logs & Metrics."""
 
-    def __init__(self, rid: str, client: Client | None = None, background: bool = True) -> None:
+    def __init__(self, rid: str, client: Client | None = None, background: bool = True,
+                 on_change: Callable[[], None] | None = None) -> None:
         super().__init__(client, background)
         self.rid = rid
+        self.on_change = on_change  # after an edit, disable, enable or delete (the panel's list)
         doc = self.client.deployment(rid)
         self.doc = doc
         self.api = self._model_api(doc)
@@ -271,9 +273,11 @@ class DeploymentView(Base):
         self.plot_image = w.Image(format="png", layout=w.Layout(max_width="900px"))
         self.plot_image.layout.display = "none"
         self.logs_message = w.HTML()
+        self.plot_message = w.HTML()
         observe = w.VBox([w.HBox([self.window, self.search_text]), self.columns,
                           w.HBox([self.search, self.download]), self.logs_message,
-                          self.logs_table, w.HBox([self.plot_kind, self.plot]), self.plot_image])
+                          self.logs_table, w.HBox([self.plot_kind, self.plot]),
+                          self.plot_message, self.plot_image])
         self.widget = w.Tab(children=[overview, query, observe])
         for i, title in enumerate(["Overview", "Query", "Logs & Metrics"]):
             self.widget.set_title(i, title)
@@ -311,6 +315,8 @@ class DeploymentView(Base):
             if refresh:
                 self.refresh()
             self.message.value = _note(ui.escape(done), "ok")
+            if self.on_change is not None:
+                self.on_change()
 
         self.run(action, finished)
 
@@ -438,21 +444,21 @@ class DeploymentView(Base):
 
     def plot_metrics(self) -> None:
         kind = self.plot_kind.value
-        self.logs_message.value = _note(f"reading {kind} metrics…")
+        self.plot_message.value = _note(f"reading {kind} metrics…")
 
         def waiting(have: int, want: int) -> None:
-            self.logs_message.value = _note(f"waiting for {kind} samples: {have}/{want} per "
+            self.plot_message.value = _note(f"waiting for {kind} samples: {have}/{want} per "
                                             "replica (one every few seconds)")
 
         def done(plot: Any) -> None:
             self.last_plot = plot
             self.plot_image.value = plot.png()
             self.plot_image.layout.display = None
-            self.logs_message.value = _note(f"{kind} metrics, last {self.window.value}", "ok")
+            self.plot_message.value = _note(f"{kind} metrics, last {self.window.value}", "ok")
 
         dep = notebook.Deployment(self.rid, self.client)
         self.run(lambda: dep.plot_metrics(kind, since=self.window.value, min_samples=3,
-                                          timeout=30, progress=waiting), done, self.logs_message)
+                                          timeout=30, progress=waiting), done, self.plot_message)
 
 
 class ReleasesView(Base):
@@ -566,7 +572,8 @@ class Panel(Base):
                               self.pick, self.message, self.details])
         self.refresh()
 
-    def refresh(self, select: str | None = None) -> None:
+    def refresh(self, select: str | None = None, keep_view: bool = False) -> None:
+        """The list and the picker; the open deployment's card too unless ``keep_view``."""
         try:
             docs = self.client.deployments()
         except LiveMLClientError as err:
@@ -576,6 +583,9 @@ class Panel(Base):
         self.table.value = ui.page(ui.table(rows, raw={"state"})) if rows else _note(
             "no live deployments yet: click <b>New deployment</b>")
         options = [(f"{d['name']} ({d['apiName']})", d["rid"]) for d in docs]
+        if self.view is not None and self.view.rid not in {rid for _, rid in options}:
+            self.message.value = _note(f"<b>{ui.escape(self.view.doc['name'])}</b> was deleted: "
+                                       "its RID answers 404 from now on", "ok")
         if options != list(self.pick.options):
             current = self.pick.value
             self.pick.options = options
@@ -583,7 +593,7 @@ class Panel(Base):
             self.pick.value = keep if keep in [o[1] for o in options] else None
         elif select:
             self.pick.value = select
-        if self.view is not None and self.pick.value == self.view.rid:
+        if self.view is not None and self.pick.value == self.view.rid and not keep_view:
             try:
                 self.view.refresh()
             except LiveMLClientError:
@@ -595,7 +605,8 @@ class Panel(Base):
             if self.form is None or self.form.widget not in self.details.children:
                 self.details.children = []
             return
-        self.view = DeploymentView(rid, self.client, self.background)
+        self.view = DeploymentView(rid, self.client, self.background,
+                                   on_change=lambda: self.refresh(keep_view=True))
         self.details.children = [self.view.widget]
 
     def show_form(self) -> None:
