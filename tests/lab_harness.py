@@ -61,6 +61,14 @@ class Lab:
         return requests.get(self.url + path, headers={"Authorization": f"token {self.token}"},
                             timeout=10, **kw)
 
+    def shutdown_kernels(self) -> None:
+        """End every kernel session (what a test's notebooks started)."""
+        headers = {"Authorization": f"token {self.token}"}
+        for session in self.get("api/sessions").json():
+            requests.delete(f"{self.url}api/sessions/{session['id']}", headers=headers, timeout=30)
+        wait_for(lambda: not self.get("api/kernels").json(), timeout=UI_TIMEOUT,
+                 what="the kernels to shut down")
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -200,10 +208,19 @@ class LabPage:
 
     # -- the app ---------------------------------------------------------------------------
     def goto(self, path: str = "lab") -> None:
-        self.page.goto(f"{self.lab.url}{path}?token={self.lab.token}")
+        """Load Lab at ``path`` on a reset workspace (no tabs left open by an earlier test)."""
+        self.page.goto(f"{self.lab.url}{path}?reset&token={self.lab.token}")
         self.page.locator("#jp-main-dock-panel").wait_for(timeout=UI_TIMEOUT * 1000)
         self.page.locator(".jp-LabShell").wait_for(timeout=UI_TIMEOUT * 1000)
         self.dismiss_popups()
+
+    def collapse_left_sidebar(self) -> None:
+        """Fold the file browser away (a click on its open tab), so the notebook gets the width."""
+        current = self.page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+        if current.count():
+            current.first.click()
+            expect_gone = self.page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+            wait_for(lambda: expect_gone.count() == 0, timeout=UI_TIMEOUT, what="the sidebar to fold")
 
     def dismiss_popups(self) -> None:
         """Close toasts (news, updates, anything else) that would cover the page."""
@@ -244,6 +261,7 @@ class LabPage:
         self.page.locator(f'.lm-TabBar-tab.jp-mod-current[title*="Path: {path}"]').wait_for(
             timeout=UI_TIMEOUT * 1000)
         self.notebook.locator(".jp-Cell").first.wait_for(timeout=UI_TIMEOUT * 1000)
+        self.collapse_left_sidebar()
         self.wait_kernel_idle(UI_TIMEOUT * 2)
 
     def kernel_status(self) -> str:
@@ -311,7 +329,13 @@ class LabPage:
         return "\n".join(lines)
 
     def assert_no_errors(self, cells: list[CellOutput] | None = None) -> None:
+        """Fail with the failing cells' source and error text, after a screenshot ``error`` of
+        the first cell that raised (or was never reached)."""
+        cells = cells if cells is not None else self.cells()
         problems = self.problems(cells)
+        if problems:
+            bad = [c.index for c in cells if c.errors or not re.search(r"\[\d+\]", c.prompt)]
+            self.shot("error", self.notebook.locator(".jp-CodeCell").nth(bad[0]))
         assert not problems, f"{self.test_name}: the notebook run failed\n{problems}"
 
     def cell(self, source: str):

@@ -48,7 +48,7 @@ def chromium() -> Iterator[object]:
 @pytest.fixture
 def page(request: pytest.FixtureRequest, lab: Lab, liveml: Client, chromium) -> Iterator[LabPage]:
     """A fresh browser context on Lab, logged in with the token. After the test: a screenshot if
-    it failed, and no deployment left running (whatever the notebook reached)."""
+    it failed; no kernel and no deployment left running (whatever the notebook reached)."""
     context = chromium.new_context(viewport=VIEWPORT)
     lab_page = LabPage(context.new_page(), lab, request.node.name)
     try:
@@ -62,6 +62,7 @@ def page(request: pytest.FixtureRequest, lab: Lab, liveml: Client, chromium) -> 
             except Exception:  # noqa: BLE001 - the test's own failure is what matters
                 pass
         context.close()
+        lab.shutdown_kernels()
         for dep in liveml.deployments():
             liveml.delete(dep["rid"])
         wait_true(lambda: not replica_pids(lab.home), timeout=120,
