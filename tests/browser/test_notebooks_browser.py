@@ -41,14 +41,12 @@ def test_quickstart(page: LabPage, restart: bool):
     expect(card).to_contain_text("ACTIVE")
     page.shot("deployment", card)
 
-    table = page.outputs("predictions = dep.transform").locator("table")
-    expect(table).to_have_count(1)
-    expect(table).to_contain_text("prediction")
+    table = page.outputs("predictions = dep.transform").locator("table", has_text="prediction").first
+    expect(table).to_be_visible()
     page.shot("predictions", table)
 
-    image = page.outputs("plot_metrics").locator("img")
-    expect(image).to_have_count(1)
-    image.scroll_into_view_if_needed()
+    image = page.outputs("plot_metrics").locator("img").first
+    image.scroll_into_view_if_needed(timeout=UI_TIMEOUT * MS)
     expect(image).to_be_visible()
     assert image_loaded(image), "the metrics plot did not load"
     page.shot("metrics", image)
@@ -61,8 +59,8 @@ def test_multi_io_adapter(page: LabPage, restart: bool):
     expect(refused).to_contain_text("InferenceInvalidInput")
     page.shot("refused", refused)
 
-    priced = page.outputs('out["priced"]').locator("table")
-    expect(priced).to_contain_text("final")
+    priced = page.outputs('out["priced"]').locator("table", has_text="final").first
+    expect(priced).to_be_visible()
     page.shot("priced", priced)
 
 
