@@ -261,8 +261,20 @@ class LabPage:
         self.page.locator(f'.lm-TabBar-tab.jp-mod-current[title*="Path: {path}"]').wait_for(
             timeout=UI_TIMEOUT * 1000)
         self.notebook.locator(".jp-Cell").first.wait_for(timeout=UI_TIMEOUT * 1000)
+        wait_for(lambda: self.accept_kernel_choice() or self.kernel_status() == "idle",
+                 timeout=UI_TIMEOUT * 2, interval=0.25,
+                 what=f"the kernel to be idle (status: {self.kernel_status()!r})")
         self.collapse_left_sidebar()
-        self.wait_kernel_idle(UI_TIMEOUT * 2)
+        self.wait_kernel_idle()
+
+    def accept_kernel_choice(self) -> bool:
+        """Accept Lab's "Select Kernel" dialog (a notebook without a known kernelspec) with its
+        default choice; False when there is none."""
+        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+        if not dialog.count():
+            return False
+        self.accept_dialog()
+        return False
 
     def kernel_status(self) -> str:
         ind = self.page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator")
