@@ -219,8 +219,7 @@ class LabPage:
         current = self.page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
         if current.count():
             current.first.click()
-            expect_gone = self.page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
-            wait_for(lambda: expect_gone.count() == 0, timeout=UI_TIMEOUT, what="the sidebar to fold")
+            wait_for(lambda: current.count() == 0, timeout=UI_TIMEOUT, what="the sidebar to fold")
 
     def dismiss_popups(self) -> None:
         """Close toasts (news, updates, anything else) that would cover the page."""
@@ -261,15 +260,14 @@ class LabPage:
         self.page.locator(f'.lm-TabBar-tab.jp-mod-current[title*="Path: {path}"]').wait_for(
             timeout=UI_TIMEOUT * 1000)
         self.notebook.locator(".jp-Cell").first.wait_for(timeout=UI_TIMEOUT * 1000)
-        wait_for(lambda: self.accept_kernel_choice() or self.kernel_status() == "idle",
-                 timeout=UI_TIMEOUT * 2, interval=0.25,
-                 what=f"the kernel to be idle (status: {self.kernel_status()!r})")
+        wait_until(lambda: self.accept_kernel_choice() or self.kernel_status() == "idle",
+                   UI_TIMEOUT * 2, "the notebook's kernel to start", self.state)
         self.collapse_left_sidebar()
         self.wait_kernel_idle()
 
     def accept_kernel_choice(self) -> bool:
         """Accept Lab's "Select Kernel" dialog (a notebook without a known kernelspec) with its
-        default choice; False when there is none."""
+        default choice. False either way, so that a wait goes on until the kernel is idle."""
         dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
         if not dialog.count():
             return False
@@ -281,8 +279,14 @@ class LabPage:
         return (ind.first.get_attribute("data-status") or "") if ind.count() else ""
 
     def wait_kernel_idle(self, timeout: float = UI_TIMEOUT) -> None:
-        wait_for(lambda: self.kernel_status() == "idle", timeout=timeout, interval=0.25,
-                 what=f"the kernel to be idle (status: {self.kernel_status()!r})")
+        wait_until(lambda: self.kernel_status() == "idle", timeout, "the kernel to be idle", self.state)
+
+    def state(self) -> str:
+        """The kernel's status and the code cells' prompts, for a timeout's message."""
+        try:
+            return f"kernel {self.kernel_status()!r}, prompts {[c.prompt for c in self.cells()]}"
+        except Exception as exc:  # noqa: BLE001 - the page itself may be what is broken
+            return f"unreadable page: {exc}"
 
     def cells(self) -> list[CellOutput]:
         cells = [CellOutput(**c) for c in self.page.evaluate(_CELLS_JS)]
@@ -319,9 +323,7 @@ class LabPage:
             seen.append(done)
             return len(seen) >= 2 and seen[-1] and seen[-2]
 
-        wait_for(over, timeout=timeout, interval=0.5,
-                 what=f"the notebook run to finish (kernel: {self.kernel_status()!r}, prompts: "
-                      f"{[c.prompt for c in self.cells()]})")
+        wait_until(over, timeout, "the notebook run to finish", self.state, interval=0.5)
         return self.cells()
 
     def problems(self, cells: list[CellOutput] | None = None) -> str:
@@ -382,6 +384,14 @@ def tail(text: str, limit: int) -> str:
         return text
     cut = text[-limit:]
     return "[...]\n" + cut[cut.find("\n") + 1:]
+
+
+def wait_until(predicate, timeout: float, what: str, state=lambda: "", interval: float = 0.25):
+    """``conftest.wait_for``, whose timeout message also says ``state()`` at that moment."""
+    try:
+        return wait_for(predicate, timeout=timeout, interval=interval, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; now: {state()}") from None
 
 
 def wait_true(predicate, timeout: float = UI_TIMEOUT, what: str = "condition"):
