@@ -74,6 +74,7 @@ LABELS = {"apiName": "API name", "rid": "RID", "nodeId": "node", "node_id": "nod
           "artifactSha256": "artifact", "artifactBytes": "size", "modelUuid": "model UUID",
           "cpu": "vCPU", "gpu": "GPU", "gpuType": "GPU type", "minReplicas": "min replicas",
           "maxReplicas": "max replicas", "threadCount": "threads"}
+BADGES = {"tag", "state", "health"}  # columns whose known values show as badges
 WRAP = {"message", "reason", "note", "description", "traceback", "fields", "detail"}
 HASH = re.compile(r"^(?:[0-9a-f]{64}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
@@ -144,6 +145,8 @@ def cell(value: Any, column: str = "", floats: str = "plain") -> tuple[str, str]
         text = ", ".join(str(v) for v in value)
         return escape(text), "lm-wrap" if len(text) > 60 else ""
     text = str(value)
+    if column in BADGES and text in STATE_CLASS:
+        return badge(text), ""
     if text.startswith("ri.") and " " not in text or HASH.match(text):
         return short_id(text), ""
     if TIME.match(text):
