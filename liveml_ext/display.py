@@ -252,6 +252,26 @@ class Record(dict):
         return self._text
 
 
+class Outputs(dict):
+    """A multi-output answer (output name -> DataFrame or value), each shown under its name."""
+
+    def _repr_html_(self) -> str:
+        return page(outputs_html(self))
+
+
+def outputs_html(outputs: Mapping[str, Any]) -> str:
+    """Each output under its name: tables as tables, values as code."""
+    parts = []
+    for name, value in outputs.items():
+        if isinstance(value, pd.DataFrame):
+            body = table(value.to_dict(orient="records"), [str(c) for c in value.columns],
+                         labels=False, hide_empty=False)
+        else:
+            body = f"<code>{escape(json.dumps(value, default=str))}</code>"
+        parts.append(f"<h4>{escape(str(name))}</h4>{body}")
+    return "".join(parts)
+
+
 class Frame(pd.DataFrame):
     """A DataFrame shown in liveml's look; ``attrs['liveml_labels']`` relabels liveml's fields."""
 

@@ -74,7 +74,7 @@ def rich(command: str, doc: Any, args: argparse.Namespace) -> Any:
     if command == "query":
         if isinstance(doc, dict) and "responseData" in doc:
             return ui.data_frame(doc["responseData"])
-        outs = {k: notebook.rows_frame(v) for k, v in doc.items()}
+        outs = notebook.outputs(doc)
         return next(iter(outs.values())) if len(outs) == 1 else outs
     if command == "metrics" and getattr(args, "plot", None):
         display(Image(filename=args.plot))

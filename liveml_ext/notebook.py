@@ -169,6 +169,11 @@ def rows_frame(rows: Any) -> pd.DataFrame | Any:
     return rows
 
 
+def outputs(doc: dict[str, Any]) -> ui.Outputs:
+    """A v2 answer: one entry per named output, tables as DataFrames."""
+    return ui.Outputs({k: rows_frame(v) for k, v in doc.items()})
+
+
 def deleted(doc: dict[str, Any], name: str = "") -> ui.Record:
     what = f"{name} ({doc['rid']})" if name else doc["rid"]
     return ui.Record(doc, ui.note(f"Deleted <b>{ui.escape(name or doc['rid'])}</b> "
@@ -208,11 +213,11 @@ class Deployment:
         body = {"requestData": rows, "requestParams": params or {}}
         return ui.data_frame(self.client.query(self.rid, body)["responseData"])
 
-    def transform_v2(self, **inputs: Any) -> dict[str, Any]:
+    def transform_v2(self, **inputs: Any) -> ui.Outputs:
         """Multi I/O: one keyword per named input (DataFrames or values) -> outputs by name."""
         body = {k: v.to_dict(orient="records") if isinstance(v, pd.DataFrame) else v
                 for k, v in inputs.items()}
-        return {k: rows_frame(v) for k, v in self.client.query(self.rid, body, v2=True).items()}
+        return outputs(self.client.query(self.rid, body, v2=True))
 
     def logs(self, query: str = "", since: str = "1h", limit: int = 200,
              columns: list[str] | None = None, **window: Any) -> pd.DataFrame:

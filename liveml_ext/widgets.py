@@ -376,14 +376,12 @@ class DeploymentView(Base):
         def done(doc: Any) -> None:
             self.rows = []
             shown = doc["responseData"] if "responseData" in doc else doc
-            self.last = ui.data_frame(shown) if isinstance(shown, list) else \
-                {k: notebook.rows_frame(v) for k, v in shown.items()}
-            outputs = self.last if isinstance(self.last, dict) else {"": self.last}
-            self.result.value = ui.page(*[
-                (f"<h4>{ui.escape(k)}</h4>" if k else "") + (
-                    ui.table(v.to_dict(orient="records"), labels=False, hide_empty=False)
-                    if hasattr(v, "to_dict") else f"<code>{ui.escape(json.dumps(v))}</code>")
-                for k, v in outputs.items()])
+            if isinstance(shown, list):
+                self.last = ui.data_frame(shown)
+                self.result.value = self.last._repr_html_()
+            else:
+                self.last = notebook.outputs(shown)
+                self.result.value = self.last._repr_html_()
             self.query_message.value = _note("answered", "ok")
 
         self.run(lambda: self.client.query(self.rid, body, v2=v2), done, self.query_message)

@@ -82,3 +82,12 @@ def test_every_panel_draws_its_data_even_a_flat_zero_line():
         assert low < 0 < high  # a line at zero is drawn above the axis, not on it
     assert "3 samples per series" in axes[0].get_title(loc="right")
     assert samples_per_replica(rows) == {"a": 3, "b": 3}
+
+
+def test_multi_output_answers_show_each_output_under_its_name():
+    out = ui.Outputs({"priced": ui.data_frame([{"house": "Austin", "final": 477630.5599}]),
+                      "count": 1})
+    html = out._repr_html_()
+    assert "<h4>priced</h4>" in html and "477,630.56" in html
+    assert "<h4>count</h4><code>1</code>" in html
+    assert out["count"] == 1 and isinstance(out["priced"], pd.DataFrame)  # still the data
