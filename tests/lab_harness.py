@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from conftest import REPO, free_port, pids_alive, replica_pids, wait_for
+from conftest import REPO, free_port, pids_alive, replica_pids, terminate, wait_for
 
 TOKEN = "liveml-browser-test-token"
 CHROMIUM = os.environ.get("LIVEML_CHROMIUM", "/usr/bin/chromium")
@@ -76,13 +76,7 @@ class Lab:
         """SIGTERM (Lab shuts its kernels down, the extension its replicas), then SIGKILL; then no
         replica of this home is left."""
         pids = replica_pids(self.home)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         try:  # kernels and their children left in the session Lab was started in
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
