@@ -106,6 +106,10 @@ def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
     assert "no release tagged Production" in form.message.value
 
     releases = ReleasesView("widgets", c, background=False)
+    assert releases.submission.value == "m" and releases.release_pick.value == "1.0"  # not blank
+    releases.release_pick.value = None
+    releases.ask_promote()  # nothing chosen: said so, nothing offered to confirm
+    assert "choose a release" in releases.message.value and releases.confirm.layout.display == "none"
     releases.release_pick.value = "1.0"
     releases.promote_button.click()
     assert c.releases("widgets")[0]["tag"] == "STAGING"  # not before the confirmation
@@ -189,3 +193,21 @@ def test_example_notebooks_run(server, monkeypatch, name, expected):
     text = json.dumps([o.get("data", {}) for o in outputs] + [o.get("text", "") for o in outputs])
     for needle in expected:
         assert needle in text, needle
+
+
+def test_a_notebook_that_runs_again_reuses_or_is_told_what_exists(shell):
+    model = reference_module().train()
+    first = lm.submit("nb-again", model, name="ridge")
+    assert lm.submit("nb-again", model, name="ridge")["rid"] == first["rid"]  # the same model
+    other = reference_module().train()
+    other.set_params(ridge__alpha=50.0).fit(*reference_module().training_frame(200))
+    with pytest.raises(Exception, match="SubmissionAlreadyExists") as refused:
+        lm.submit("nb-again", other, name="ridge")
+    assert "ridge-2" in str(refused.value)  # what to do next
+    kept = lm.submit("nb-again", other, name="ridge", exist_ok=True)
+    assert kept["rid"] == first["rid"] and "was not submitted" in kept._repr_html_()
+    assert len(lm.submissions("nb-again")) == 1  # never a silent duplicate
+    assert lm.release("nb-again", "ridge", "1.0", tag="staging")["tag"] == "STAGING"
+    lm.promote("nb-again", "1.0")
+    again = lm.release("nb-again", "ridge", "1.0", tag="staging")  # a re-run: as it is
+    assert again["tag"] == "PRODUCTION" and len(lm.releases("nb-again")) == 1
