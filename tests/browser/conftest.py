@@ -1,4 +1,4 @@
-"""Fixtures of the browser UI tests: one real ``jupyter lab`` for the session, one Chromium, and a
+"""Fixtures of the browser UI tests: one real ``jupyter lab`` for the package, one Chromium, and a
 fresh browser context per test (``tests/lab_harness.py`` has the parts; docs/developers.md)."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` with the example notebooks in its root folder and the liveml control plane
     inside it (its own LIVEML_HOME, which its kernels inherit)."""
@@ -29,13 +29,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def liveml(lab: Lab) -> Client:
     """The control plane inside Lab (Jupyter's token manages liveml too)."""
     return Client(lab.url, lab.token)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
