@@ -311,9 +311,9 @@ def data_frame(rows: Any) -> Frame:
 
 # --- liveml's own objects ---------------------------------------------------------------------
 
-def replicas_table(replicas: Sequence[Mapping[str, Any]]) -> str:
+def replicas_table(replicas: Sequence[Mapping[str, Any]], empty: str = "no replicas yet") -> str:
     if not replicas:
-        return "<div class='lm-muted'>no replicas yet</div>"
+        return f"<div class='lm-muted'>{escape(empty)}</div>"
     rows = [{"node": r["nodeId"], "state": badge(r["state"]), "health": badge(r["health"]),
              "release": r["releaseVersion"], "restarts": r.get("restarts") or None,
              "reason": r["reason"]} for r in replicas]
@@ -342,7 +342,8 @@ def deployment_card(d: Mapping[str, Any]) -> str:
     if st.get("reason"):
         items.insert(0, ("reason", escape(st["reason"])))
     return card(d["name"], st["state"], escape(d.get("description") or ""), items,
-                replicas_table(st["replicas"]))
+                replicas_table(st["replicas"], "no replicas: disabled (Enable starts them)"
+                               if st["state"] == "DISABLED" else "no replicas yet"))
 
 
 def submission_card(s: Mapping[str, Any]) -> str:

@@ -581,6 +581,8 @@ class Panel(Base):
         self.table.value = ui.page(ui.table(rows, raw={"state"})) if rows else _note(
             "no live deployments yet: click <b>New deployment</b>")
         options = [(f"{d['name']} ({d['apiName']})", d["rid"]) for d in docs]
+        if keep_view:  # after an action in the open deployment: its own message says what it did
+            self.message.value = ""
         if self.view is not None and self.view.rid not in {rid for _, rid in options}:
             self.message.value = _note(f"<b>{ui.escape(self.view.doc['name'])}</b> was deleted: "
                                        "its RID answers 404 from now on", "ok")

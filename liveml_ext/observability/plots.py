@@ -71,7 +71,7 @@ def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] |
         label = NAMES.get(name, name)
         ax.set_ylabel(f"{label}\n({unit})" if unit else label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="upper left")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the data
     axes[-1].set_xlabel("time (UTC)")
     axes[-1].xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     counts = sample_counts(rows)
