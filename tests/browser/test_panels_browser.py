@@ -163,3 +163,32 @@ def test_releases_panel_release_to_staging_promote_and_the_deployment_upgrades(
     wait_true(lambda: (liveml.deployment(rid).get("release") or {}).get("version") == "1.1",
               timeout=NOTEBOOK_TIMEOUT, what="the deployment to upgrade to 1.1")
     page.shot("promoted", view)
+
+
+def luminance(rgb: str) -> float:
+    r, g, b = (int(x) for x in re.findall(r"\d+", rgb)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_outputs_follow_jupyterlabs_dark_theme(page: LabPage):
+    """liveml's cards and tables use JupyterLab's CSS variables: in the dark theme they turn
+    light-on-dark like Lab's own text."""
+    write_notebook(page, "theme.ipynb",
+                   "from IPython.display import HTML\nfrom liveml_ext import display as ui\n"
+                   "HTML(ui.page(ui.card('Themed', 'ACTIVE', '', [('API name', 'themed')],"
+                   " ui.table([{'price': 476111.9}]))))")
+    card = page.outputs("ui.card").locator(".lm-card")
+    expect(card).to_contain_text("476,111.90")
+    colors = "el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor]"
+    text, background = card.evaluate(colors)
+    assert luminance(text) < 0.5 < luminance(background), (text, background)  # light theme
+    page.menu("Settings", "Theme", "JupyterLab Dark")
+    wait_true(lambda: page.page.evaluate(
+        "document.body.dataset.jpThemeLight") == "false", what="the dark theme")
+    wait_true(lambda: luminance(card.evaluate(colors)[0]) > 0.5, what="light text on dark")
+    text, background = card.evaluate(colors)
+    assert luminance(background) < 0.5, (text, background)
+    page.shot("dark", card)
+    page.menu("Settings", "Theme", "JupyterLab Light")
+    wait_true(lambda: page.page.evaluate("document.body.dataset.jpThemeLight") == "true",
+              what="the light theme back")
