@@ -14,6 +14,20 @@ export type DeploymentState = 'STARTING' | 'ACTIVE' | 'DEGRADED' | 'FAILED' | 'D
 /** openapi: RolloutStatus.state */
 export type RolloutState = 'PROGRESSING' | 'COMPLETE' | 'FAILED';
 
+/** openapi: ErrorEnvelope.errorCode */
+export type ErrorCode =
+  | 'CONFLICT'
+  | 'CUSTOM_CLIENT'
+  | 'INTERNAL'
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'PERMISSION_DENIED'
+  | 'REQUEST_ENTITY_TOO_LARGE'
+  | 'SERVICE_UNAVAILABLE'
+  | 'TIMEOUT'
+  | 'TOO_MANY_REQUESTS'
+  | 'UNAUTHORIZED';
+
 /** openapi: ReleaseRef */
 export interface ReleaseRef {
   rid: string;
@@ -102,13 +116,13 @@ export interface DeploymentDeleted {
 
 /** openapi: ErrorEnvelope */
 export interface ErrorEnvelope {
-  errorCode: string;
+  errorCode: ErrorCode;
   errorName: string;
   errorInstanceId: string;
   parameters: { message: string; [key: string]: unknown };
 }
 
-/** openapi: the 200 answer of listDeployments (GET /liveml/api/deployments) */
+/** openapi: listDeployments */
 export interface DeploymentList {
   data: LiveDeployment[];
 }
