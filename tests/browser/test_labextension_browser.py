@@ -69,3 +69,23 @@ def test_palette_command_opens_the_panel(page: LabPage):
     expect(panel).to_be_visible(timeout=UI_TIMEOUT * MS)
     expect(sidebar_tab(page)).to_have_class(re.compile(r"\blm-mod-current\b"))
     page.shot("opened", panel)
+
+
+def test_sidebar_says_when_lab_cannot_be_reached_and_recovers_when_shown_again(page: LabPage):
+    # the browser refuses the list requests: what a stopped `jupyter lab` looks like to the page
+    listing = re.compile(r"/liveml/api/deployments(\?.*)?$")
+    page.page.route(listing, lambda route: route.abort("connectionrefused"))
+    tab = sidebar_tab(page)
+    tab.click()
+    panel = page.page.locator(f"#{PANEL_ID}")
+    alert = panel.get_by_role("alert")
+    expect(alert).to_contain_text("The Jupyter server cannot be reached", timeout=UI_TIMEOUT * MS)
+    expect(alert).to_contain_text("Check that jupyter lab is still running")
+    page.shot("unreachable", panel)
+
+    page.page.unroute(listing)
+    tab.click()  # hidden: the poll stands by
+    expect(panel).to_be_hidden()
+    tab.click()  # shown again: it refreshes at once instead of after its back-off
+    expect(alert).to_be_hidden(timeout=UI_TIMEOUT * MS)
+    expect(panel.get_by_text("No live deployments yet")).to_be_visible()
