@@ -144,8 +144,13 @@ export class DeploymentsPanel extends Widget {
       )
     );
     row.append(head, details);
-    if (status.state !== 'ACTIVE' && status.reason) {
-      row.append(element('div', 'jp-LiveML-reason', status.reason));
+    const reason =
+      status.reason ||
+      (status.state === 'DISABLED'
+        ? `Disabled: no replicas run. \`liveml enable ${dep.apiName}\` starts them.`
+        : '');
+    if (status.state !== 'ACTIVE' && reason) {
+      row.append(element('div', 'jp-LiveML-reason', reason));
     }
     return row;
   }

@@ -21,7 +21,7 @@ def sidebar_tab(page: LabPage):
     return page.page.locator(f".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='{PANEL_ID}']")
 
 
-def test_sidebar_lists_a_deployment_until_it_is_active_and_comes_back_on_reload(
+def test_sidebar_lists_a_deployment_until_active_comes_back_on_reload_and_says_why_disabled(
         page: LabPage, liveml, house_model):
     released(liveml, "sidebar-houses", house_model)
     tab = sidebar_tab(page)
@@ -53,6 +53,16 @@ def test_sidebar_lists_a_deployment_until_it_is_active_and_comes_back_on_reload(
     expect(panel.get_by_role("listitem", name="Sidebar houses")).to_contain_text(
         "ACTIVE 1/1", timeout=UI_TIMEOUT * MS)
     page.shot("reloaded", panel)
+
+    # not ACTIVE: the badge and the control plane's reason
+    liveml.disable(dep["rid"])
+    wait_true(lambda: liveml.deployment(dep["rid"])["status"]["state"] == "DISABLED",
+              what="the deployment to be disabled")
+    row = panel.get_by_role("listitem", name="Sidebar houses")
+    expect(row).to_contain_text("DISABLED 0/", timeout=UI_TIMEOUT * MS)
+    reason = liveml.deployment(dep["rid"])["status"]["reason"]  # the local backend gives none
+    expect(row).to_contain_text(reason or f"Disabled: no replicas run. `liveml enable {dep['apiName']}`")
+    page.shot("disabled", panel)
 
 
 def test_palette_command_opens_the_panel(page: LabPage):
