@@ -19,6 +19,12 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "liveml_ext", "app": LiveMLExtension}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """For ``jupyter labextension develop --overwrite .`` only: it links the built extension
+    (``labextension/dist`` of a source checkout) into the environment; wheels ship it instead."""
+    return [{"src": "../labextension/dist", "dest": "liveml-labextension"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext liveml_ext``: the ``%liveml`` and ``%%liveml`` magics."""
     from .magics import load_ipython_extension as load
