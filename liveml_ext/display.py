@@ -226,18 +226,6 @@ def error(err: BaseException) -> str:
     return note(f"<b>{escape(type(err).__name__)}</b>: {escape(str(err))}", "error")
 
 
-class HTMLText(str):
-    """A string that a notebook shows as HTML (and prints as text)."""
-
-    def __new__(cls, html: str, text: str = "") -> HTMLText:
-        obj = super().__new__(cls, text or re.sub(r"<[^>]+>", "", html))
-        obj.html = html
-        return obj
-
-    def _repr_html_(self) -> str:
-        return page(self.html)
-
-
 class Record(dict):
     """An API answer (a dict, as before) that a notebook shows as a card or a line."""
 

@@ -376,12 +376,9 @@ class DeploymentView(Base):
         def done(doc: Any) -> None:
             self.rows = []
             shown = doc["responseData"] if "responseData" in doc else doc
-            if isinstance(shown, list):
-                self.last = ui.data_frame(shown)
-                self.result.value = self.last._repr_html_()
-            else:
-                self.last = notebook.outputs(shown)
-                self.result.value = self.last._repr_html_()
+            self.last = ui.data_frame(shown) if isinstance(shown, list) else \
+                notebook.outputs(shown)
+            self.result.value = self.last._repr_html_()
             self.query_message.value = _note("answered", "ok")
 
         self.run(lambda: self.client.query(self.rid, body, v2=v2), done, self.query_message)
