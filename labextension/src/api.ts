@@ -1,8 +1,8 @@
 /**
  * The deployment resource as `liveml_ext/openapi.json` documents it (components/schemas).
  *
- * Written by hand; tests/test_labextension.py checks every interface here against the schema of
- * the same name (its fields, which are required, and the enums).
+ * Written by hand; tests/test_labextension.py checks every declaration marked `openapi:` against
+ * that schema (its fields, their types, which are required, and the enums), so they cannot drift.
  */
 
 /** openapi: DescribeLiveDeployment.environment */
@@ -125,4 +125,187 @@ export interface ErrorEnvelope {
 /** openapi: listDeployments */
 export interface DeploymentList {
   data: LiveDeployment[];
+}
+
+/** Every list answer of the API: `{"data": [...]}`. */
+export interface DataList<T> {
+  data: T[];
+}
+
+/** openapi: MetricSample.kind */
+export type MetricKind = 'host' | 'container' | 'requests';
+
+/** openapi: RuntimeOverrides */
+export interface RuntimeOverrides {
+  cpu?: number | null;
+  memory?: string | null;
+  gpu?: number | null;
+  gpuType?: string | null;
+  minReplicas?: number | null;
+  maxReplicas?: number | null;
+  threadCount?: number | null;
+  queueSize?: number | null;
+  env?: Record<string, string> | null;
+  scaleUpLoadThreshold?: number | null;
+  scaleUpDelay?: number | null;
+  scaleDownDelay?: number | null;
+}
+
+/** openapi: CreateLiveDeployment */
+export interface CreateLiveDeployment {
+  objective: string;
+  name: string;
+  description?: string;
+  apiName?: string | null;
+  environment?: Environment;
+  replicaProfile?: string;
+  resourceProfile?: string;
+  runtimeConfiguration?: RuntimeOverrides | null;
+}
+
+/** openapi: UpdateLiveDeployment */
+export interface UpdateLiveDeployment {
+  name?: string | null;
+  description?: string | null;
+  apiName?: string | null;
+  replicaProfile?: string | null;
+  resourceProfile?: string | null;
+  runtimeConfiguration?: RuntimeOverrides | null;
+}
+
+/** openapi: SetApiName */
+export interface SetApiName {
+  apiName: string;
+}
+
+/** openapi: DescribeReplicaProfile */
+export interface ReplicaProfile {
+  name: string;
+  minReplicas: number;
+  maxReplicas: number;
+  description?: string;
+}
+
+/** openapi: DescribeResourceProfile */
+export interface ResourceProfile {
+  name: string;
+  cpu: number;
+  memory: string;
+  gpu?: number;
+  gpuType?: string;
+  description?: string;
+}
+
+/** openapi: DescribeProfiles */
+export interface Profiles {
+  replicaProfiles: ReplicaProfile[];
+  resourceProfiles: ResourceProfile[];
+}
+
+/** openapi: DescribeObjective */
+export interface Objective {
+  rid: string;
+  name: string;
+  namespace: string;
+  description: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+/** openapi: DescribeSubmission */
+export interface Submission {
+  rid: string;
+  objectiveRid: string;
+  name: string;
+  modelUuid: string;
+  artifactSha256: string;
+  artifactBytes: number;
+  adapter: string;
+  api: Record<string, unknown>;
+  requirements: Record<string, string>;
+  python: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+/** openapi: DescribeRelease */
+export interface Release {
+  rid: string;
+  objectiveRid: string;
+  submissionRid: string;
+  version: string;
+  note: string;
+  tag: Environment | null;
+  createdAt: string;
+  createdBy: string;
+}
+
+/** openapi: CreateRelease */
+export interface CreateRelease {
+  submission: string;
+  version: string;
+  note?: string;
+  tag?: Environment | null;
+}
+
+/** openapi: TagEvent */
+export interface TagEvent {
+  releaseRid: string;
+  version: string;
+  tag: Environment;
+  at: string;
+  by: string;
+}
+
+/** openapi: DescribeEvent */
+export interface DeploymentEvent {
+  at: string;
+  kind: string;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+/** openapi: LogPage */
+export interface LogPage {
+  data: Record<string, unknown>[];
+  nextPageToken?: string | null;
+}
+
+/** openapi: MetricSample */
+export interface MetricSample {
+  time: string;
+  nodeId: string;
+  kind: MetricKind;
+  name: string;
+  value: number;
+  unit: string;
+  resolutionSeconds: number;
+}
+
+/** openapi: TransformRequest */
+export interface TransformRequest {
+  requestData: Record<string, unknown>[];
+  requestParams?: Record<string, unknown>;
+}
+
+/** openapi: TransformResponse */
+export interface TransformResponse {
+  modelUuid: string;
+  responseData: Record<string, unknown>[];
+}
+
+/** A model's declared input or output (DescribeSubmission.api, from `ModelAdapter.api()`). */
+export interface ModelPort {
+  name: string;
+  kind: 'tabular' | 'parameter';
+  columns?: { name: string; type: string; required?: boolean }[];
+  type?: string;
+  default?: unknown;
+  required?: boolean;
+}
+
+/** DescribeSubmission.api */
+export interface ModelApi {
+  inputs: ModelPort[];
+  outputs: ModelPort[];
 }

@@ -3,13 +3,24 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  InputDialog,
+  showErrorMessage,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { createDeployment } from './create';
+import { DeploymentPage } from './deployment';
+import { errorMessage } from './dom';
 import { DeploymentsPanel } from './panel';
+import { ReleasesPage } from './releases';
+import { LiveML } from './service';
 
-export { LiveMLError, requestAPI } from './handler';
-export { DeploymentsService } from './service';
+export { LiveMLError, request, requestAPI, requestInference } from './handler';
+export * from './service';
 export * from './api';
 
 /** A pulse in a rounded box: a live endpoint. */
@@ -22,35 +33,153 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 
 
 export const liveIcon = new LabIcon({ name: 'liveml:deployments', svgstr: ICON_SVG });
 
-const COMMAND = 'liveml:open-deployments';
+/** The commands of the extension (palette category "liveml"). */
+export const CommandIDs = {
+  openPanel: 'liveml:open-deployments',
+  create: 'liveml:create-deployment',
+  open: 'liveml:open-deployment',
+  releases: 'liveml:open-releases'
+} as const;
+
 const PANEL_ID = 'liveml-deployments';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'liveml-labextension:deployments',
-  description: 'The Live deployments sidebar.',
+  description: 'Live deployments in JupyterLab: the sidebar, deployment pages and releases.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, ILauncher],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    launcher: ILauncher | null
   ) => {
-    const panel = new DeploymentsPanel();
+    const services = new LiveML();
+    const { commands, shell } = app;
+    const pages = new WidgetTracker<DeploymentPage>({ namespace: 'liveml-deployment' });
+    const releasePages = new WidgetTracker<ReleasesPage>({ namespace: 'liveml-releases' });
+
+    const panel = new DeploymentsPanel(services, {
+      open: rid => void commands.execute(CommandIDs.open, { rid }),
+      create: () => void commands.execute(CommandIDs.create),
+      releases: () => void commands.execute(CommandIDs.releases)
+    });
     panel.id = PANEL_ID;
     panel.title.icon = liveIcon;
     panel.title.caption = 'Live deployments';
-    app.shell.add(panel, 'left', { rank: 650 });
-    if (restorer) {
-      restorer.add(panel, PANEL_ID);
-    }
-    app.commands.addCommand(COMMAND, {
+    shell.add(panel, 'left', { rank: 650 });
+    restorer?.add(panel, PANEL_ID);
+
+    /** Open (or bring forward) the page of a deployment, by RID. */
+    const openPage = (rid: string): DeploymentPage => {
+      const open = pages.find(page => page.rid === rid);
+      if (open) {
+        shell.activateById(open.id);
+        return open;
+      }
+      const page = new DeploymentPage(rid, services);
+      page.title.icon = liveIcon;
+      page.content.model.deleted.connect(() => void panel.poll.refresh());
+      page.content.model.changed.connect(() => panel.changed());
+      void pages.add(page);
+      shell.add(page, 'main');
+      shell.activateById(page.id);
+      return page;
+    };
+
+    commands.addCommand(CommandIDs.openPanel, {
       label: 'Live deployments: open panel',
       caption: 'Show the live deployments in the left sidebar',
       icon: liveIcon,
-      execute: () => app.shell.activateById(PANEL_ID)
+      execute: () => shell.activateById(PANEL_ID)
     });
+
+    commands.addCommand(CommandIDs.create, {
+      label: args => (args.isLauncher ? 'New live deployment' : 'Live deployments: create deployment'),
+      caption: 'Deploy the latest Staging or Production release of an objective behind a REST endpoint',
+      icon: liveIcon,
+      execute: async args => {
+        const created = await createDeployment(services, String(args.objective ?? ''));
+        if (created) {
+          void panel.poll.refresh();
+          openPage(created.rid);
+        }
+        return created;
+      }
+    });
+
+    commands.addCommand(CommandIDs.open, {
+      label: args => (args.rid ? 'Open live deployment' : 'Live deployments: open deployment by name'),
+      caption: "Open a deployment's page: overview, configuration, query, logs and metrics",
+      icon: liveIcon,
+      execute: async args => {
+        if (args.rid) {
+          return openPage(String(args.rid));
+        }
+        let deployments;
+        try {
+          deployments = await services.deployments.list();
+        } catch (error) {
+          await showErrorMessage('Live deployments', errorMessage(error));
+          return;
+        }
+        if (deployments.length === 0) {
+          void commands.execute(CommandIDs.openPanel);
+          return;
+        }
+        const names = deployments.map(d => `${d.name} (${d.apiName})`).sort();
+        const answer = await InputDialog.getItem({
+          title: 'Open live deployment',
+          label: 'Deployment',
+          items: names
+        });
+        const chosen = answer.button.accept
+          ? deployments.find(d => `${d.name} (${d.apiName})` === answer.value)
+          : undefined;
+        return chosen ? openPage(chosen.rid) : undefined;
+      }
+    });
+
+    commands.addCommand(CommandIDs.releases, {
+      label: args => (args.isLauncher ? 'Model releases' : 'Live deployments: model releases'),
+      caption: 'Release history per objective: release to Staging, mark as Production',
+      icon: liveIcon,
+      execute: args => {
+        const objective = String(args.objective ?? '');
+        const open = releasePages.find(page => page.objective === objective);
+        if (open) {
+          shell.activateById(open.id);
+          return open;
+        }
+        const page = new ReleasesPage(services, objective);
+        page.title.icon = liveIcon;
+        void releasePages.add(page);
+        shell.add(page, 'main');
+        shell.activateById(page.id);
+        return page;
+      }
+    });
+
+    if (restorer) {
+      void restorer.restore(pages, {
+        command: CommandIDs.open,
+        args: page => ({ rid: page.rid }),
+        name: page => page.rid
+      });
+      void restorer.restore(releasePages, {
+        command: CommandIDs.releases,
+        args: page => ({ objective: page.objective }),
+        name: page => page.objective || 'all'
+      });
+    }
     if (palette) {
-      palette.addItem({ command: COMMAND, category: 'liveml' });
+      for (const command of [CommandIDs.openPanel, CommandIDs.create, CommandIDs.open, CommandIDs.releases]) {
+        palette.addItem({ command, category: 'liveml' });
+      }
+    }
+    if (launcher) {
+      launcher.add({ command: CommandIDs.create, category: 'Live deployments', rank: 1 });
+      launcher.add({ command: CommandIDs.releases, category: 'Live deployments', rank: 2 });
     }
   }
 };

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import re
 
+from conftest import house_model  # noqa: F401 - a fixture
+from lab_fixtures import make
 from lab_harness import NOTEBOOK_TIMEOUT, UI_TIMEOUT, LabPage, wait_true
 from playwright.sync_api import expect
 
 from browser.test_panels_browser import released
+
+lab, liveml, chromium, page = make("module")
 
 MS = 1000
 PANEL_ID = "liveml-deployments"
