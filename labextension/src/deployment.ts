@@ -32,6 +32,8 @@ export class DeploymentModel {
   private readonly _deleted = new Signal<this, void>(this);
   /** Set by the page: true while nobody can see it (the poll stands by). */
   hidden: () => boolean = () => false;
+  /** Set by the page: bring one of its tabs forward, by title. */
+  showTab: (title: string) => void = () => undefined;
   gone = false;
 
   constructor(
@@ -157,6 +159,12 @@ export class DeploymentView extends BoxPanel {
       tab.addClass('jp-LiveML-tab');
       this.tabs.addWidget(tab);
     }
+    model.showTab = title => {
+      const index = this.tabs.widgets.findIndex(w => w.title.label === title);
+      if (index >= 0) {
+        this.tabs.currentIndex = index;
+      }
+    };
     model.changed.connect(() => {
       if (!model.gone) {
         this.bannerBox.hide();

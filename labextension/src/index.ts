@@ -178,8 +178,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     }
     if (launcher) {
-      launcher.add({ command: CommandIDs.create, category: 'Live deployments', rank: 1 });
-      launcher.add({ command: CommandIDs.releases, category: 'Live deployments', rank: 2 });
+      launcher.add({ command: CommandIDs.create, args: { isLauncher: true }, category: 'Live deployments', rank: 1 });
+      launcher.add({ command: CommandIDs.releases, args: { isLauncher: true }, category: 'Live deployments', rank: 2 });
     }
   }
 };

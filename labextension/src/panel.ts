@@ -83,7 +83,7 @@ export class DeploymentsPanel extends Widget {
   ) {
     super();
     this.addClass('jp-LiveML-deployments');
-    const header = el('div', 'jp-LiveML-panelHeader', el('h2', 'jp-LiveML-header', 'Live deployments'));
+    const header = el('h2', 'jp-LiveML-header', 'Live deployments');
     const tools = el('div', 'jp-LiveML-toolbar');
     if (actions) {
       tools.append(
@@ -92,7 +92,6 @@ export class DeploymentsPanel extends Widget {
       );
     }
     tools.append(button('⟳', () => this.poll.refresh(), '', 'Refresh now'));
-    header.append(tools);
     this.filter = el('input', 'jp-mod-styled jp-LiveML-filter');
     this.filter.type = 'search';
     this.filter.placeholder = 'Filter by name, API name, tag, state';
@@ -104,7 +103,7 @@ export class DeploymentsPanel extends Widget {
     this.problem.hidden = true;
     this.body = el('ul', 'jp-LiveML-list');
     this.body.setAttribute('aria-label', 'Live deployments');
-    this.node.append(header, this.filter, this.problem, this.body, this.count);
+    this.node.append(header, tools, this.filter, this.problem, this.body, this.count);
     this.poll = new Poll({
       factory: () => this.refresh(),
       frequency: { interval: INTERVAL, backoff: true, max: MAX_INTERVAL },
