@@ -148,3 +148,29 @@ def test_api_ts_follows_the_openapi_schemas():
                 continue
             want = ts_type(props[name], names, values)
             assert written == want, f"{iface}.{name}: api.ts says {written}, openapi.json {want}"
+
+
+# --- the service classes against a real control plane (Node's test runner) --------------------
+
+LABEXT = REPO / "labextension"
+
+
+def test_the_service_classes_work_against_a_real_control_plane(server, house_model):
+    """labextension/test/services.test.mjs: the compiled service.ts and handler.ts, in Node, on
+    `liveml server` (its own token, real replicas): every resource, and the error envelopes."""
+    client = server.client
+    client.create_objective("node-houses")
+    client.submit("node-houses", house_model, name="v1")
+    client.release("node-houses", "v1", "1.0", tag="staging")
+    client.promote("node-houses", "1.0")
+    tsc = LABEXT / "node_modules" / ".bin" / "tsc"
+    subprocess.run([str(tsc), "-p", str(LABEXT)], check=True, timeout=300)  # lib/ from src/
+    env = {**os.environ, "LIVEML_URL": server.url, "LIVEML_TOKEN": server.token,
+           "LIVEML_OBJECTIVE": "node-houses"}
+    run = subprocess.run(["node", "--disable-warning=MODULE_TYPELESS_PACKAGE_JSON",
+                          "--import", "./test/resolve.mjs", "--test", "--test-reporter=spec",
+                          "test/services.test.mjs"], cwd=LABEXT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    report = ANSI.sub("", run.stdout + run.stderr)
+    assert run.returncode == 0, report
+    assert re.search(r"\bpass 6\b", report) and re.search(r"\bfail 0\b", report), report

@@ -23,6 +23,8 @@ import type {
   TransformResponse,
   UpdateLiveDeployment
 } from './api';
+import { ServerConnection } from '@jupyterlab/services';
+
 import { query, requestAPI, requestInference, requestText } from './handler';
 
 /** A deployment is named by its RID, API name or name (`NAMESPACE/` prefix allowed). */
@@ -64,29 +66,38 @@ function logParams(search: LogSearch): Record<string, string | number | undefine
   };
 }
 
+/** A service calls the API with its connection settings (Jupyter's own by default). */
+abstract class Service {
+  constructor(protected readonly settings?: ServerConnection.ISettings) {}
+
+  protected api<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
+    return requestAPI<T>(path, init, this.settings);
+  }
+}
+
 /** The live deployments of the control plane inside this Jupyter server. */
-export class DeploymentsService {
+export class DeploymentsService extends Service {
   /** Every deployment the caller can see (one namespace when given). */
   async list(namespace?: string): Promise<LiveDeployment[]> {
-    const answer = await requestAPI<DeploymentList>(`deployments${query({ namespace })}`);
+    const answer = await this.api<DeploymentList>(`deployments${query({ namespace })}`);
     return answer.data;
   }
 
   async get(deployment: string): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>(deploymentPath(deployment));
+    return this.api<LiveDeployment>(deploymentPath(deployment));
   }
 
   async create(spec: CreateLiveDeployment): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>('deployments', { method: 'POST', json: spec });
+    return this.api<LiveDeployment>('deployments', { method: 'POST', json: spec });
   }
 
   /** Change name, description, API name, profiles or explicit overrides (re-rolls when needed). */
   async update(deployment: string, change: UpdateLiveDeployment): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>(deploymentPath(deployment), { method: 'PATCH', json: change });
+    return this.api<LiveDeployment>(deploymentPath(deployment), { method: 'PATCH', json: change });
   }
 
   async setApiName(deployment: string, apiName: string): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>(deploymentPath(deployment, 'api-name'), {
+    return this.api<LiveDeployment>(deploymentPath(deployment, 'api-name'), {
       method: 'PUT',
       json: { apiName }
     });
@@ -94,7 +105,7 @@ export class DeploymentsService {
 
   /** The effective configuration (profiles with the overrides applied). */
   async runtimeConfiguration(deployment: string): Promise<RuntimeConfiguration> {
-    return requestAPI<RuntimeConfiguration>(deploymentPath(deployment, 'runtime-configuration'));
+    return this.api<RuntimeConfiguration>(deploymentPath(deployment, 'runtime-configuration'));
   }
 
   /** Set the explicit overrides (unset fields fall back to the profiles). */
@@ -103,120 +114,131 @@ export class DeploymentsService {
   }
 
   async disable(deployment: string): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>(deploymentPath(deployment, 'disable'), { method: 'POST' });
+    return this.api<LiveDeployment>(deploymentPath(deployment, 'disable'), { method: 'POST' });
   }
 
   async enable(deployment: string): Promise<LiveDeployment> {
-    return requestAPI<LiveDeployment>(deploymentPath(deployment, 'enable'), { method: 'POST' });
+    return this.api<LiveDeployment>(deploymentPath(deployment, 'enable'), { method: 'POST' });
   }
 
   async delete(deployment: string): Promise<DeploymentDeleted> {
-    return requestAPI<DeploymentDeleted>(deploymentPath(deployment), { method: 'DELETE' });
+    return this.api<DeploymentDeleted>(deploymentPath(deployment), { method: 'DELETE' });
   }
 }
 
 /** A deployment's events: rollout steps, scaling, replica failures, state changes (newest first). */
-export class EventsService {
+export class EventsService extends Service {
   async list(deployment: string, limit = 50): Promise<DeploymentEvent[]> {
     const path = `${deploymentPath(deployment, 'events')}${query({ limit })}`;
-    return (await requestAPI<DataList<DeploymentEvent>>(path)).data;
+    return (await this.api<DataList<DeploymentEvent>>(path)).data;
   }
 }
 
 /** A deployment's service logs (7 days kept): search, page, download. */
-export class LogsService {
+export class LogsService extends Service {
   async search(deployment: string, search: LogSearch = {}): Promise<LogPage> {
-    return requestAPI<LogPage>(`${deploymentPath(deployment, 'logs')}${query(logParams(search))}`);
+    return this.api<LogPage>(`${deploymentPath(deployment, 'logs')}${query(logParams(search))}`);
   }
 
   /** Every matching record as text (what the download button saves). */
   async download(deployment: string, search: LogSearch = {}): Promise<string> {
     const { limit: _limit, pageToken: _token, ...rest } = search;
     const params = query(logParams(rest));
-    return requestText(`${deploymentPath(deployment, 'logs/download')}${params}`);
+    return requestText(`${deploymentPath(deployment, 'logs/download')}${params}`, this.settings);
   }
 }
 
 /** Host, inference-container and request metrics of a deployment, per replica. */
-export class MetricsService {
+export class MetricsService extends Service {
   async get(
     deployment: string,
     range: TimeRange & { kind?: MetricKind; node?: string } = {}
   ): Promise<MetricSample[]> {
     const path = `${deploymentPath(deployment, 'metrics')}${query({ ...range })}`;
-    return (await requestAPI<DataList<MetricSample>>(path)).data;
+    return (await this.api<DataList<MetricSample>>(path)).data;
   }
 }
 
 /** The replica and resource profiles a deployment may name. */
-export class ProfilesService {
+export class ProfilesService extends Service {
   async get(): Promise<Profiles> {
-    return requestAPI<Profiles>('profiles');
+    return this.api<Profiles>('profiles');
   }
 }
 
 /** Modeling objectives, their submissions (model versions), releases and tags. */
-export class ObjectivesService {
+export class ObjectivesService extends Service {
   async list(): Promise<Objective[]> {
-    return (await requestAPI<DataList<Objective>>('objectives')).data;
+    return (await this.api<DataList<Objective>>('objectives')).data;
   }
 
   async get(objective: string): Promise<Objective> {
-    return requestAPI<Objective>(objectivePath(objective));
+    return this.api<Objective>(objectivePath(objective));
   }
 
   async submissions(objective: string): Promise<Submission[]> {
-    return (await requestAPI<DataList<Submission>>(objectivePath(objective, 'submissions'))).data;
+    return (await this.api<DataList<Submission>>(objectivePath(objective, 'submissions'))).data;
   }
 
   async releases(objective: string): Promise<Release[]> {
-    return (await requestAPI<DataList<Release>>(objectivePath(objective, 'releases'))).data;
+    return (await this.api<DataList<Release>>(objectivePath(objective, 'releases'))).data;
   }
 
   async tagHistory(objective: string): Promise<TagEvent[]> {
-    return (await requestAPI<DataList<TagEvent>>(objectivePath(objective, 'tag-history'))).data;
+    return (await this.api<DataList<TagEvent>>(objectivePath(objective, 'tag-history'))).data;
   }
 
   async release(objective: string, spec: CreateRelease): Promise<Release> {
-    return requestAPI<Release>(objectivePath(objective, 'releases'), { method: 'POST', json: spec });
+    return this.api<Release>(objectivePath(objective, 'releases'), { method: 'POST', json: spec });
   }
 
   /** Mark as Production: the Production tag moves to this release. */
   async promote(objective: string, version: string): Promise<Release> {
     const path = objectivePath(objective, `releases/${encodeURIComponent(version)}/promote`);
-    return requestAPI<Release>(path, { method: 'POST' });
+    return this.api<Release>(path, { method: 'POST' });
   }
 
   async tag(objective: string, version: string, tag: 'STAGING' | 'PRODUCTION'): Promise<Release> {
     const path = objectivePath(objective, `releases/${encodeURIComponent(version)}/tag`);
-    return requestAPI<Release>(path, { method: 'PUT', json: { tag } });
+    return this.api<Release>(path, { method: 'PUT', json: { tag } });
   }
 }
 
 /** Queries to a deployment's inference endpoints. */
-export class InferenceService {
+export class InferenceService extends Service {
   /** v1: rows in, rows out (a model with one tabular input and output). */
   async transform(
     rid: string,
     rows: Record<string, unknown>[],
     params: Record<string, unknown> = {}
   ): Promise<TransformResponse> {
-    return requestInference<TransformResponse>(rid, { requestData: rows, requestParams: params });
+    const body = { requestData: rows, requestParams: params };
+    return requestInference<TransformResponse>(rid, body, false, this.settings);
   }
 
   /** v2: one key per named input of the model's `api()`; answers one key per output. */
   async transformV2(rid: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    return requestInference<Record<string, unknown>>(rid, body, true);
+    return requestInference<Record<string, unknown>>(rid, body, true, this.settings);
   }
 }
 
-/** Every service, made once and handed to the widgets. */
+/** Every service, made once and handed to the widgets (`settings`: another server, in tests). */
 export class LiveML {
-  readonly deployments = new DeploymentsService();
-  readonly events = new EventsService();
-  readonly logs = new LogsService();
-  readonly metrics = new MetricsService();
-  readonly profiles = new ProfilesService();
-  readonly objectives = new ObjectivesService();
-  readonly inference = new InferenceService();
+  readonly deployments: DeploymentsService;
+  readonly events: EventsService;
+  readonly logs: LogsService;
+  readonly metrics: MetricsService;
+  readonly profiles: ProfilesService;
+  readonly objectives: ObjectivesService;
+  readonly inference: InferenceService;
+
+  constructor(settings?: ServerConnection.ISettings) {
+    this.deployments = new DeploymentsService(settings);
+    this.events = new EventsService(settings);
+    this.logs = new LogsService(settings);
+    this.metrics = new MetricsService(settings);
+    this.profiles = new ProfilesService(settings);
+    this.objectives = new ObjectivesService(settings);
+    this.inference = new InferenceService(settings);
+  }
 }
