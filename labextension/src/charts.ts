@@ -89,7 +89,7 @@ export class Chart {
   private options(series: Series[], width: number): uPlot.Options {
     const text = cssVar('--jp-ui-font-color2', '#616161');
     const grid = cssVar('--jp-border-color2', '#e0e0e0');
-    const font = `${cssVar('--jp-ui-font-size0', '11px')} ${cssVar('--jp-ui-font-family', 'sans-serif')}`;
+    const font = `11px ${cssVar('--jp-ui-font-family', 'sans-serif')}`;
     const axis = { stroke: text, font, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
     const unit = this.unit;
     return {

@@ -15,7 +15,6 @@ import type { LogSearch, TimeRange } from './service';
 
 /** How often replicas report (the control plane's metrics interval) and the charts refresh. */
 const SAMPLE_SECONDS = 5;
-const PAGE_SIZE = 50;
 /** Columns a log record may have (liveml_ext/observability/logstore.py); the first five by default. */
 const LOG_COLUMNS = ['time', 'level', 'node_id', 'logger', 'message', 'release', 'traceback', 'fields', 'deployment_rid'];
 const DEFAULT_COLUMNS = LOG_COLUMNS.slice(0, 5);
@@ -104,6 +103,9 @@ class LogsView {
   private readonly notice = new Notice();
   private readonly results = el('div', 'jp-LiveML-logTable');
   private readonly pageLabel = el('span', 'jp-LiveML-hint');
+  private readonly pageSize = attrs(select([['5', '5'], ['20', '20'], ['50', '50'], ['200', '200']], '50'), {
+    'aria-label': 'Records per page'
+  });
   private readonly older: HTMLButtonElement;
   private readonly newer: HTMLButtonElement;
   private readonly first: HTMLButtonElement;
@@ -137,7 +139,9 @@ class LogsView {
       button('Download', () => this.download(), '', 'Every matching record as a text file'),
       this.chooser
     );
-    const pager = el('div', 'jp-LiveML-actions jp-LiveML-pager', this.first, this.newer, this.older, this.pageLabel);
+    this.pageSize.addEventListener('change', () => void this.run());
+    const size = el('label', 'jp-LiveML-label', 'per page');
+    const pager = el('div', 'jp-LiveML-actions jp-LiveML-pager', this.first, this.newer, this.older, this.pageSize, size, this.pageLabel);
     this.node.append(el('h3', 'jp-LiveML-sectionTitle', 'Logs'), this.form.node, bar, this.notice.node, this.results, pager);
     this.renderChooser();
     this.updatePager();
@@ -187,7 +191,7 @@ class LogsView {
   private async load(): Promise<void> {
     this.searched = true;
     this.form.clearErrors();
-    const search = { ...this.params(), limit: PAGE_SIZE, pageToken: this.tokens[this.tokens.length - 1] };
+    const search = { ...this.params(), limit: Number(this.pageSize.value), pageToken: this.tokens[this.tokens.length - 1] };
     this.notice.show('busy', 'Searching the logs…');
     let page: LogPage;
     try {

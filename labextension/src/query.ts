@@ -458,6 +458,7 @@ export class QueryTab extends Widget {
   private async query(): Promise<void> {
     const query = this.editor?.body();
     if (!query) {
+      this.result.replaceChildren();
       this.notice.show('error', 'Nothing was sent: correct the marked input first.');
       return;
     }
@@ -467,6 +468,7 @@ export class QueryTab extends Widget {
       query.v2 ? inference.transformV2(this.model.rid, query.body) : inference.transform(this.model.rid, query.rows, query.params)
     );
     if (answer === undefined) {
+      this.result.replaceChildren();
       return;
     }
     const ms = Math.round(performance.now() - started);
