@@ -56,6 +56,8 @@ export class Chart {
   private readonly box = el('div', 'jp-LiveML-chartBox');
   private plot: uPlot | null = null;
   private labels = '';
+  /** The x range drawn: the samples' span, at least a minute (one sample would span years). */
+  private xRange: [number, number] = [0, 1];
 
   constructor(
     readonly title: string,
@@ -73,6 +75,9 @@ export class Chart {
     const sorted = [...series].sort((a, b) => a.label.localeCompare(b.label));
     const labels = sorted.map(s => s.label).join('\n');
     const data = align(sorted);
+    const xs = data[0] as number[];
+    const [min, max] = [xs[0] ?? 0, xs[xs.length - 1] ?? 1];
+    this.xRange = max - min < 60 ? [max - 60, max + 5] : [min, max];
     if (this.plot && labels === this.labels) {
       this.plot.setData(data);
       return;
@@ -97,10 +102,12 @@ export class Chart {
       height: 180,
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.15 : 1] } },
+      scales: {
+        x: { time: true, range: () => this.xRange },
+        y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.15 : 1] } },
       axes: [
         { ...axis },
-        { ...axis, size: 60, values: (_u, ticks) => ticks.map(t => formatValue(t, unit)) }
+        { ...axis, size: 56, values: (_u, ticks) => ticks.map(t => formatValue(t, '')) }
       ],
       series: [
         { label: 'time' },

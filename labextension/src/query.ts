@@ -195,7 +195,7 @@ class RowsEditor implements Editor {
   }
 
   private jsonRows(): Rows {
-    const value = parseJson(this.json.value, 'The rows');
+    const value = parseJson(this.json.value, this.port.name);
     const rows = isRows(value) ? value : (value as { requestData?: Json })?.requestData;
     if (!isRows(rows)) {
       throw new Error('The rows must be a JSON list of objects, e.g. [{"column": 1}]');

@@ -102,7 +102,7 @@ def test_query_rows_snippets_logs_and_metrics_of_the_house_model(page: LabPage, 
     editor.fill('[{"house-location": "Austin", "bedrooms": 3,')
     query.get_by_role("button", name="Send").click()
     error = query.locator(".jp-LiveML-fieldError")
-    expect(error).to_contain_text("The rows is not valid JSON")
+    expect(error).to_contain_text("input_df is not valid JSON")
     expect(query.get_by_role("alert")).to_contain_text("Nothing was sent")
     page.shot("bad-json", query)
     assert len(sent) == 1
