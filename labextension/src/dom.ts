@@ -353,7 +353,7 @@ export interface ModalButton {
  * the error shows inside it (its `notice`, or the `form`'s fields) and the user can correct it.
  */
 export class Modal {
-  readonly node = el('div', 'jp-Dialog jp-LiveML-modal');
+  readonly node = el('div', 'jp-Dialog jp-ThemedContainer jp-LiveML-modal');
   readonly notice: Notice;
   private readonly content = el('div', 'jp-Dialog-content');
   private closed: (value: boolean) => void = () => undefined;
