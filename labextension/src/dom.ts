@@ -368,7 +368,7 @@ export class Modal {
     this.notice = form ? form.notice : new Notice();
     this.done = new Promise(resolve => (this.closed = resolve));
     const header = el('div', 'jp-Dialog-header', el('div', 'jp-Dialog-title', title));
-    const footer = el('div', 'jp-Dialog-footer');
+    const footer = el('div', 'jp-Dialog-footerButtons');
     for (const spec of buttons) {
       const node = el(
         'button',
@@ -380,7 +380,7 @@ export class Modal {
       footer.append(node);
     }
     const main = el('div', 'jp-Dialog-body', body, this.notice.node);
-    this.content.append(header, main, footer);
+    this.content.append(header, main, el('div', 'jp-Dialog-footer', footer));
     attrs(this.content, { role: 'dialog', 'aria-modal': 'true', 'aria-label': title });
     this.node.append(this.content);
     this.node.addEventListener('keydown', event => {

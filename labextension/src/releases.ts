@@ -123,7 +123,7 @@ export class ReleasesView extends Widget {
     form.add('note', 'Note', input('text', '', 'what changed (optional)'));
     form.node.append(el('div', 'jp-LiveML-formActions',
       button('Release to Staging', () => this.releaseToStaging(), 'accept',
-        'Release this submission under the version and tag it Staging')));
+        'Release this submission under the version and tag it Staging')), form.notice.node);
     this.formBox = section('Release to Staging', form.node);
     this.body.append(this.formBox, this.tables);
     this.node.append(header, this.problem.node, this.notice.node, this.body);
