@@ -109,8 +109,8 @@ export class ReleasesView extends Widget {
     const header = el(
       'div',
       'jp-LiveML-releasesHeader',
-      el('h2', 'jp-LiveML-header', 'Model releases'),
-      el('label', 'jp-LiveML-label', 'Objective ', this.chooser),
+      el('h2', 'jp-LiveML-pageTitle', 'Model releases'),
+      el('label', 'jp-LiveML-chooser', 'Objective', this.chooser),
       button('⟳', () => this.poll.refresh(), '', 'Refresh now')
     );
 
@@ -304,6 +304,7 @@ export class ReleasesView extends Widget {
       })
     );
     if (release) {
+      this.notice.clear();
       this.versionEdited = false;
       (form.input('note') as HTMLInputElement).value = '';
       form.notice.show('ok', `${release.version} is released to Staging: ${upgrading(following)}`);
@@ -335,6 +336,7 @@ export class ReleasesView extends Widget {
     const done = await confirm(`Mark ${release.version} as Production?`, message, 'Mark as Production', () =>
       this.services.objectives.promote(objective.rid, release.version), 'accept');
     if (done) {
+      this.releaseForm.notice.clear();
       this.notice.show('ok', `${release.version} is now Production: ${upgrading(following)}`);
       await this.poll.refresh();
     }
