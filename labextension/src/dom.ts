@@ -230,6 +230,7 @@ export class Form {
   readonly node = el('form', 'jp-LiveML-form');
   readonly notice = new Notice();
   private readonly fields = new Map<string, { input: Input; error: HTMLElement; row: HTMLElement }>();
+  private readonly routes = new Map<string, string>();
 
   constructor() {
     this.node.addEventListener('submit', event => event.preventDefault());
@@ -249,6 +250,26 @@ export class Form {
     this.node.append(row);
     this.fields.set(name, { input: field, error, row });
     return field;
+  }
+
+  /** Put the server's `errorName` errors on field `name` (when its parameters name no field or several). */
+  route(errorName: string, name: string): this {
+    this.routes.set(errorName, name);
+    return this;
+  }
+
+  /** Run `action` with a spinner in the form's notice; a failure goes to its field(s). */
+  async run<T>(busy: string, action: () => Promise<T>): Promise<T | undefined> {
+    this.clearErrors();
+    this.notice.show('busy', busy);
+    try {
+      const result = await action();
+      this.notice.clear();
+      return result;
+    } catch (error) {
+      this.showError(error);
+      return undefined;
+    }
   }
 
   input(name: string): Input {
@@ -298,8 +319,9 @@ export class Form {
     const listed = Array.isArray(params.errors)
       ? (params.errors as { field?: string; message?: string }[])
       : [];
-    let placed = false;
-    for (const item of listed) {
+    const routed = this.routes.get(error.errorName);
+    let placed = routed !== undefined && this.fieldError(routed, errorMessage(error));
+    for (const item of placed ? [] : listed) {
       if (item.field && this.fieldError(item.field, `${error.errorName}: ${item.message ?? ''}`)) {
         placed = true;
       }
@@ -346,7 +368,7 @@ export class Modal {
     this.notice = form ? form.notice : new Notice();
     this.done = new Promise(resolve => (this.closed = resolve));
     const header = el('div', 'jp-Dialog-header', el('div', 'jp-Dialog-title', title));
-    const footer = el('div', 'jp-Dialog-footer');
+    const footer = el('div', 'jp-Dialog-footerButtons');
     for (const spec of buttons) {
       const node = el(
         'button',
@@ -358,7 +380,7 @@ export class Modal {
       footer.append(node);
     }
     const main = el('div', 'jp-Dialog-body', body, this.notice.node);
-    this.content.append(header, main, footer);
+    this.content.append(header, main, el('div', 'jp-Dialog-footer', footer));
     attrs(this.content, { role: 'dialog', 'aria-modal': 'true', 'aria-label': title });
     this.node.append(this.content);
     this.node.addEventListener('keydown', event => {

@@ -151,7 +151,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           shell.activateById(open.id);
           return open;
         }
-        const page = new ReleasesPage(services, objective);
+        const page = new ReleasesPage(services, objective, app.commands);
         page.title.icon = liveIcon;
         void releasePages.add(page);
         shell.add(page, 'main');
