@@ -4,7 +4,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import type { LiveDeployment } from './api';
-import { badge, button, el, tagLabel } from './dom';
+import { attrs, badge, button, el, tagLabel } from './dom';
 import { LiveMLError } from './handler';
 import { LiveML } from './service';
 
@@ -91,7 +91,7 @@ export class DeploymentsPanel extends Widget {
         button('Releases', () => actions.releases(), '', 'Release history: release to Staging, mark as Production')
       );
     }
-    tools.append(button('⟳', () => this.poll.refresh(), '', 'Refresh now'));
+    tools.append(attrs(button('⟳', () => this.poll.refresh(), '', 'Refresh now'), { 'aria-label': 'Refresh now' }));
     this.filter = el('input', 'jp-mod-styled jp-LiveML-filter');
     this.filter.type = 'search';
     this.filter.placeholder = 'Filter by name, API name, tag, state';

@@ -97,6 +97,16 @@ def test_sidebar_says_when_lab_cannot_be_reached_and_recovers_when_shown_again(p
     expect(alert).to_contain_text("Check that jupyter lab is still running")
     page.shot("unreachable", panel)
 
+    # a Jupyter server without liveml's server extension answers its own 404 page
+    page.page.unroute(listing)
+    page.page.route(listing, lambda route: route.fulfill(
+        status=404, content_type="text/html", body="<html><body>404 : Not Found</body></html>"))
+    panel.get_by_role("button", name="Refresh now").click()
+    expect(alert).to_contain_text("The liveml control plane is not running in this Jupyter server",
+                                  timeout=UI_TIMEOUT * MS)
+    expect(alert).to_contain_text("jupyter server extension enable liveml_ext")
+    page.shot("no-extension", panel)
+
     page.page.unroute(listing)
     tab.click()  # hidden: the poll stands by
     expect(panel).to_be_hidden()
