@@ -69,7 +69,7 @@ def cmd_objective(c: Client, a: argparse.Namespace) -> Any:
 def cmd_submit(c: Client, a: argparse.Namespace) -> Any:
     if not Path(a.model_file).is_file():
         raise SystemExit(f"liveml: no such model file: {a.model_file}")
-    return c.submit(a.objective, a.model_file, a.name or "")
+    return c.submit(a.objective, a.model_file, a.name or "", input_example=a.input_example)
 
 
 def cmd_promote(c: Client, a: argparse.Namespace) -> Any:
@@ -225,12 +225,22 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
+def _type(c: dict[str, Any]) -> str:
+    """``double``, ``decimal(38,2)``, ``array<integer>``; ``?`` marks a nullable column."""
+    kind = c.get("type", "any")
+    if kind == "decimal":
+        kind = f"decimal({c.get('precision', 38)},{c.get('scale', 18)})"
+    elif kind == "array":
+        kind = f"array<{c.get('items') or 'any'}>"
+    return kind + ("" if c.get("required", True) else "?")
+
+
 def _ports(ports: list[dict[str, Any]]) -> str:
     """A model API's inputs or outputs: ``input_df (house-location:string, bedrooms:double)``."""
     out = []
     for p in ports:
         if p.get("kind", "tabular") == "tabular":
-            cols = ", ".join(f"{c['name']}:{c.get('type', 'any')}" for c in p.get("columns") or [])
+            cols = ", ".join(f"{c['name']}:{_type(c)}" for c in p.get("columns") or [])
             out.append(f"{p['name']} (table: {cols or 'any columns'})")
         else:
             default = "" if p.get("required") or p.get("default") is None else \
@@ -241,6 +251,9 @@ def _ports(ports: list[dict[str, Any]]) -> str:
 
 def _submission_text(d: dict[str, Any], objective: str = "OBJECTIVE") -> str:
     reqs = ", ".join(f"{k} {v}" for k, v in sorted((d.get("requirements") or {}).items()))
+    example = (d.get("api") or {}).get("inputExample")
+    tested = f"passed on the {len(example['rows'])} rows of the input example" if example else \
+        "passed"
     return "\n".join([
         f"submission {d['name']}  ({d['rid']})",
         f"  adapter:    {d['adapter']}",
@@ -248,7 +261,7 @@ def _submission_text(d: dict[str, Any], objective: str = "OBJECTIVE") -> str:
         f"  outputs:    {_ports(d['api'].get('outputs', []))}",
         f"  artifact:   {fmt.size(d.get('artifactBytes'))}, sha256 {d['artifactSha256'][:12]}…",
         f"  python:     {d.get('python') or '-'}; requires {reqs or '-'}",
-        "  self-test:  passed",
+        f"  self-test:  {tested}",
         f"  submitted:  {fmt.short_time(d['createdAt'])} UTC by {d.get('createdBy') or '-'}",
         f"  next:       liveml release {objective} {d['name']} --version VERSION --tag staging"])
 
@@ -400,6 +413,11 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("objective")
     sp.add_argument("model_file")
     sp.add_argument("--name")
+    sp.add_argument("--input-example", metavar="FILE",
+                    help="example input rows, JSON (a list of objects, or {\"requestData\": "
+                    "[...]}) or CSV (.csv): they declare the model's input columns and types, "
+                    "and its self-test runs on them; needed for a model that declares no inputs "
+                    "(no api(), no feature_names_in_)")
 
     sp = add("release", "release a submission with a version (and a tag)")
     sp.add_argument("objective")

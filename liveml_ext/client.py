@@ -128,12 +128,19 @@ class Client:
         return self.api("PUT", "artifacts", data=data,
                         headers={"Content-Type": "application/octet-stream"})["artifactId"]
 
-    def submit(self, objective: str, model: str | Path | bytes, name: str = "") -> dict[str, Any]:
-        """Submit a model file (joblib/pickle) or its bytes as a new submission."""
+    def submit(self, objective: str, model: str | Path | bytes, name: str = "",
+               input_example: Any = None) -> dict[str, Any]:
+        """Submit a model file (joblib/pickle) or its bytes as a new submission.
+
+        ``input_example`` (a DataFrame, JSON rows, or the path of a JSON or CSV file) declares the
+        model's input columns and types and gives its self-test rows (``liveml_runtime.schema``).
+        """
+        body: dict[str, Any] = {"name": name}
+        if input_example is not None:
+            body.update(example_body(input_example))
         data = model if isinstance(model, bytes) else Path(model).read_bytes()
-        artifact = self.upload(data)
-        return self.api("POST", f"objectives/{_q(objective)}/submissions",
-                        json={"artifactId": artifact, "name": name})
+        body["artifactId"] = self.upload(data)
+        return self.api("POST", f"objectives/{_q(objective)}/submissions", json=body)
 
     def submissions(self, objective: str) -> list[dict[str, Any]]:
         return self.api("GET", f"objectives/{_q(objective)}/submissions")["data"]
@@ -285,3 +292,20 @@ class Client:
 
     def profiles(self) -> dict[str, Any]:
         return self.api("GET", "profiles")
+
+
+def example_body(input_example: Any) -> dict[str, Any]:
+    """The ``inputExample`` rows and ``inputSchema`` columns of a submission, from a DataFrame
+    (typed by its dtypes), JSON rows, or a JSON or CSV file."""
+    from liveml_runtime.errors import LiveMLError
+    from liveml_runtime.schema import InputExample, read_input_example
+
+    try:
+        if isinstance(input_example, (str, Path)):
+            example = read_input_example(input_example)
+        else:
+            example = InputExample.of(input_example)
+    except LiveMLError as err:  # raised as the server would answer it
+        raise LiveMLClientError(err.status, err.envelope()) from err
+    doc = example.to_dict()
+    return {"inputExample": doc["rows"], "inputSchema": doc["columns"]}

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from liveml_runtime.api import Column
+from liveml_runtime.schema import InputExample
+
 from .artifacts import ArtifactStore
 from .backends.base import Backend
 from .backends.local import LocalBackend
@@ -215,26 +218,55 @@ class ControlPlane:
         sha, size = self.artifacts.put(data)
         return {"artifactId": sha, "bytes": size}
 
-    async def inspect(self, sha256: str) -> dict[str, Any]:
-        """Load the artifact in a separate process: its API, requirements, a self-test."""
+    async def inspect(self, sha256: str, example: InputExample | None = None) -> dict[str, Any]:
+        """Load the artifact in a separate process: its API, requirements, a self-test (on the
+        input example's rows when there is one)."""
+        import tempfile
+
         path = self.artifacts.local_path(sha256)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "liveml_runtime", "inspect", path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
+        args = [sys.executable, "-m", "liveml_runtime", "inspect", path]
+        with tempfile.TemporaryDirectory(prefix="liveml-inspect-") as tmp:
+            if example is not None:
+                example_file = Path(tmp) / "input-example.json"
+                example_file.write_bytes(orjson.dumps(example.to_dict()))
+                args += ["--input-example", str(example_file)]
+            proc = await asyncio.create_subprocess_exec(
+                *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await proc.communicate()
         try:
             doc = orjson.loads(out.strip().splitlines()[-1]) if out.strip() else {}
         except orjson.JSONDecodeError:
             doc = {}
         if proc.returncode != 0 or "api" not in doc:
             error = doc.get("error", {})
-            message = error.get("parameters", {}).get("message") or error.get("message") or \
+            params = dict(error.get("parameters") or {})
+            message = params.pop("message", None) or error.get("message") or \
                 err.decode(errors="replace")[-2000:]
+            if params.get("field") == "inputExample":  # the example does not fit the model
+                raise InvalidArgument(message, artifactId=sha256, **params)
+            if params.get("reason") == "inputsUndeclared":  # says what to do itself
+                raise InvalidModelArtifact(message, artifactId=sha256, **params)
             raise InvalidModelArtifact(
                 f"the model could not be loaded and self-tested: {message}. Save a fitted "
                 "estimator or a ModelAdapter with joblib.dump, in an environment with the same "
                 "packages as this server", artifactId=sha256)
         return doc
+
+    @staticmethod
+    def input_example(req: m.CreateSubmission) -> InputExample | None:
+        """The request's input example, its columns given or inferred, its rows checked."""
+        if req.input_example is None:
+            if req.input_schema is not None:
+                raise InvalidArgument("inputSchema describes the rows of inputExample: give "
+                                      "both, or neither", field="inputSchema")
+            return None
+        columns = None
+        if req.input_schema is not None:
+            try:
+                columns = [Column(**c.model_dump()) for c in req.input_schema]
+            except ValueError as exc:
+                raise InvalidArgument(f"inputSchema: {exc}", field="inputSchema") from exc
+        return InputExample.of(req.input_example, columns)
 
     async def submit(self, objective: str, req: m.CreateSubmission,
                      who: Principal) -> dict[str, Any]:
@@ -244,7 +276,7 @@ class ControlPlane:
         if not self.artifacts.exists(req.artifact_id):
             raise InvalidArgument(f"no uploaded artifact {req.artifact_id!r}; PUT it to "
                                   "/liveml/api/artifacts first", field="artifactId")
-        info = await self.inspect(req.artifact_id)
+        info = await self.inspect(req.artifact_id, self.input_example(req))
         return self.registry.add_submission(objective, req.name, self.artifacts.uri(req.artifact_id),
                                             req.artifact_id, self.artifacts.size(req.artifact_id),
                                             info, who)

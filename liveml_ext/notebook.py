@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from liveml_runtime.schema import json_rows
+
 from . import display as ui
 from .client import Client, LiveMLClientError
 
@@ -45,8 +47,14 @@ def dumps(model: Any) -> bytes:
 
 
 def submit(objective: str, model: Any, name: str = "", create: bool = True,
-           namespace: str = "default", exist_ok: bool = False) -> ui.Record:
+           namespace: str = "default", exist_ok: bool = False,
+           input_example: Any = None) -> ui.Record:
     """Submit a model object (or a file path) to an objective, creating the objective if needed.
+
+    ``input_example`` (a DataFrame, typed by its dtypes, or JSON rows) declares the model's input
+    columns and types, and its self-test runs on the first rows: a plain class with
+    ``predict(df)`` needs one (a scikit-learn model fitted on a DataFrame, or a ModelAdapter
+    with api(), declares its own inputs; an example then types untyped columns).
 
     Submitting the same model under the same name again returns the existing submission; another
     model under a name in use is refused (``SubmissionAlreadyExists``): pick a new name, or pass
@@ -61,7 +69,7 @@ def submit(objective: str, model: Any, name: str = "", create: bool = True,
                 raise
     data = model if isinstance(model, (str, bytes)) else dumps(model)
     try:
-        doc = c.submit(objective, data, name=name)
+        doc = c.submit(objective, data, name=name, input_example=input_example)
     except LiveMLClientError as err:
         existing = [s for s in c.submissions(objective) if s["name"] == name]
         if not (exist_ok and err.name == "SubmissionAlreadyExists" and existing):
@@ -209,14 +217,13 @@ class Deployment:
     def transform(self, frame: pd.DataFrame | list[dict[str, Any]],
                   params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Single tabular I/O: rows in, the output rows out, as a DataFrame."""
-        rows = frame.to_dict(orient="records") if isinstance(frame, pd.DataFrame) else frame
+        rows = json_rows(frame) if isinstance(frame, pd.DataFrame) else frame
         body = {"requestData": rows, "requestParams": params or {}}
         return ui.data_frame(self.client.query(self.rid, body)["responseData"])
 
     def transform_v2(self, **inputs: Any) -> ui.Outputs:
         """Multi I/O: one keyword per named input (DataFrames or values) -> outputs by name."""
-        body = {k: v.to_dict(orient="records") if isinstance(v, pd.DataFrame) else v
-                for k, v in inputs.items()}
+        body = {k: json_rows(v) if isinstance(v, pd.DataFrame) else v for k, v in inputs.items()}
         return outputs(self.client.query(self.rid, body, v2=True))
 
     def logs(self, query: str = "", since: str = "1h", limit: int = 200,

@@ -119,3 +119,24 @@ class Slow(ModelAdapter):
 
         time.sleep(self.seconds)
         return input_df
+
+
+class PlainPricer:
+    """A plain class with ``predict(df)`` and nothing that declares its inputs (no api(), no
+    ``feature_names_in_``): liveml needs an input example to serve it."""
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        price = frame["bedrooms"] * 100_000 + frame["bathrooms"] * 25_000
+        return price.to_numpy(dtype=float, na_value=float("nan"))
+
+
+class DtypeEcho:
+    """A plain class answering, per row, the dtype of each column of the frame it was given and
+    the Python type of that row's value: ``"n=Int64:int,t=datetime64[ns, UTC]:Timestamp"``."""
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        import numpy as np
+
+        return np.array([",".join(f"{c}={frame[c].dtype}:{type(frame[c].iloc[i]).__name__}"
+                                  for c in frame.columns) for i in range(len(frame))],
+                        dtype=object)

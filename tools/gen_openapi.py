@@ -188,8 +188,12 @@ INFERENCE_NOTE = (
     "(least loaded first; retried on another replica if one goes away), so a rolling update drops "
     "no request. Bodies over the server's limit (50 MiB by default) are refused with 413. "
     "Invalid input is a 400 `InferenceInvalidInput` whose `parameters.errorType.type` is one of "
-    + ", ".join(f"`{k}`" for k in INVALID_INPUT_KINDS) + "; an exception in the model is a 400 "
-    "`InferenceFailure`.")
+    + ", ".join(f"`{k}`" for k in INVALID_INPUT_KINDS) + " (with `input`, and for rows `column` "
+    "and `row`; a `typeMismatch` also `expected`, the declared type, and `actual`, the JSON kind "
+    "of the value); an exception in the model is a 400 `InferenceFailure`. Declared types are "
+    "checked on every query: string, integer, double, boolean, datetime (ISO 8601), date "
+    "(YYYY-MM-DD), decimal (a string or number within its precision and scale), array, any; a "
+    "nullable column accepts null or no key.")
 
 OPERATIONS: list[Op] = [
     Op(f"{API}/namespaces", "get", mg.NamespacesHandler, "listNamespaces", "namespaces",
@@ -216,6 +220,11 @@ OPERATIONS: list[Op] = [
         E.SubmissionAlreadyExists),
        "The artifact is loaded and self-tested in a separate process; its declared API and "
        "requirements are recorded. Upload the bytes first with `PUT /liveml/api/artifacts`. "
+       "With `inputExample` (rows, and optionally their `inputSchema`) the input columns and "
+       "their types are declared by the example, the self-test runs on its rows, and the "
+       "example is recorded under `api.inputExample` for the replicas; a model that declares no "
+       "inputs (no api(), no feature_names_in_) and fails on an empty frame is refused with "
+       "`InvalidModelArtifact` (`reason: inputsUndeclared`) saying to give one. "
        "Names are unique per objective: the same name with the same artifact is a retry and "
        "answers 200 with the existing submission (nothing is created); the same name with "
        "another artifact is a 409 `SubmissionAlreadyExists`. Without a name, a new one is "

@@ -29,6 +29,7 @@ class ReplicaSpec:
     generation: int = 1
     env: dict[str, str] = field(default_factory=dict)
     requirements: dict[str, str] = field(default_factory=dict)  # what the model was saved with
+    input_example: dict[str, Any] | None = None  # the submission's {"columns", "rows"}, if any
 
 
 @dataclass

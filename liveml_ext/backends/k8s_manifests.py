@@ -57,6 +57,7 @@ PORT_NAME = "http"
 SERVICE_PORT = 80
 ANNOTATION = "liveml.dev/"
 REQUIREMENTS_ENV = "LIVEML_REQUIREMENTS"
+INPUT_EXAMPLE_ENV = "LIVEML_INPUT_EXAMPLE"  # the submission's input example, inline JSON
 TOKEN_ENV = "LIVEML_REPLICA_TOKEN"
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # set on nodes by NVIDIA GPU feature discovery
@@ -107,6 +108,7 @@ class KubeDeployment:
     termination_grace_seconds: int = 45
     startup_seconds: int = STARTUP_SECONDS  # how long a pod may take to become ready
     progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS  # a rollout's deadline
+    input_example: Mapping[str, Any] | None = None  # the submission's {"columns", "rows"}
 
     def __post_init__(self) -> None:
         low, high = self.min_replicas, self.max_replicas
@@ -262,6 +264,9 @@ def _env(spec: KubeDeployment, threads: int) -> list[dict[str, Any]]:
         *({"name": key, "value": str(threads)} for key in THREAD_ENV),
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    if spec.input_example:
+        env.append({"name": INPUT_EXAMPLE_ENV, "value": _escape(
+            json.dumps(dict(spec.input_example), sort_keys=True, separators=(",", ":")))})
     if not gpu:  # as on the local backend: a replica without GPUs does not see any
         env.append({"name": "CUDA_VISIBLE_DEVICES", "value": ""})
     reserved = {item["name"] for item in env}

@@ -174,6 +174,10 @@ class LocalBackend(Backend):
                "--thread-count", str(config.get("threadCount", 1)),
                "--max-queue", str(config.get("queueSize", 64)),
                "--requirements", str(requirements)]
+        if spec.input_example:
+            example = run / f"{spec.node_id}.input-example.json"
+            example.write_text(json.dumps(spec.input_example))
+            cmd += ["--input-example", str(example)]
         def spawn() -> subprocess.Popen:
             with open(log_file, "ab") as out:
                 return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,

@@ -332,6 +332,7 @@ class KubeController(ControllerBase):
             release_version=release.version, model_uuid=sub.model_uuid,
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
+            input_example=(sub.api or {}).get("inputExample"),
             runtime=dict(row.runtime_configuration), image=self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,

@@ -278,7 +278,8 @@ class Controller(ControllerBase):
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
-            env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}))
+            env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}),
+            input_example=(sub.api or {}).get("inputExample"))
         return await self._start_spec(rt, row.api_name, spec)
 
     async def _start_spec(self, rt: Runtime, api_name: str, template: ReplicaSpec) -> bool:

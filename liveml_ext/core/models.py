@@ -54,9 +54,31 @@ class DescribeObjective(Model):
     created_by: str
 
 
+class ColumnSchema(Model):
+    """A declared input column: one of the types of ``liveml_runtime.api`` (aliases accepted)."""
+
+    name: str = Field(min_length=1)
+    type: str = "any"
+    required: bool = True
+    precision: int | None = Field(None, ge=1, le=38, description="decimal only (default 38)")
+    scale: int | None = Field(None, ge=0, le=38, description="decimal only (default 18)")
+    items: str | None = Field(None, description="array only: the element type (default any)")
+
+
 class CreateSubmission(Model):
     artifact_id: str
     name: str = ""
+    input_example: list[dict[str, Any]] | None = Field(
+        None, min_length=1, max_length=1000,
+        description="Example input rows (JSON objects, as in requestData): they declare the "
+        "model's input columns and types (unless inputSchema does) and its self-test runs on "
+        "them. Needed for a model that declares no inputs itself (no api(), no "
+        "feature_names_in_). The first 100 rows are kept.")
+    input_schema: list[ColumnSchema] | None = Field(
+        None, min_length=1,
+        description="The input columns of inputExample with their types; inferred from its rows "
+        "when absent (ISO 8601 strings become date or datetime columns; a column with a null is "
+        "nullable).")
 
 
 class DescribeSubmission(Model):

@@ -61,6 +61,15 @@ def next_version(version: str, taken: set[str]) -> str:
     return f"{version}-new"
 
 
+def submission_api(info: dict[str, Any]) -> dict[str, Any]:
+    """The API recorded with a submission: the inspected one, plus its input example (columns and
+    rows, under ``inputExample``) when it was submitted with one; replicas load with that."""
+    api = dict(info["api"])
+    if info.get("inputExample"):
+        api["inputExample"] = info["inputExample"]
+    return api
+
+
 class Registry:
     """Objectives, submissions and releases. ``on_tag(objective_rid)`` runs after a tag moves."""
 
@@ -192,7 +201,7 @@ class Registry:
                 rid=new_rid("submission"), objective_rid=obj.rid,
                 name=name, model_uuid=str(uuid.uuid4()),
                 artifact_uri=artifact_uri, artifact_sha256=sha256, artifact_bytes=size,
-                adapter=info.get("adapter", ""), api=info["api"],
+                adapter=info.get("adapter", ""), api=submission_api(info),
                 requirements=info.get("requirements", {}), python=info.get("python", ""),
                 created_by=who.name)
             s.add(row)

@@ -26,17 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--requirements", help="JSON file: {package: version} the model was saved with")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests that may wait beyond --thread-count; more get 429")
+    serve.add_argument("--input-example", default=os.environ.get("LIVEML_INPUT_EXAMPLE", ""),
+                       help="the submission's input example: a JSON file (or inline JSON) of "
+                       '{"columns": [...], "rows": [...]}')
     inspect = sub.add_parser("inspect", help="print a model artifact's API and requirements")
     inspect.add_argument("artifact")
+    inspect.add_argument("--input-example", default="",
+                         help="a JSON file of {\"columns\": [...], \"rows\": [...]}")
     args = parser.parse_args(argv)
 
     if args.command == "inspect":
-        from .adapter import ModelRunner, inspect_artifact, load_model
+        from .adapter import inspect_artifact
         from .errors import LiveMLError
+        from .schema import InputExample
 
         try:
-            doc = inspect_artifact(args.artifact)
-            ModelRunner(load_model(args.artifact)).self_test()
+            doc = inspect_artifact(args.artifact, InputExample.load(args.input_example))
         except LiveMLError as err:
             sys.stdout.write(orjson.dumps({"error": err.envelope()}).decode() + "\n")
             return 2
@@ -57,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                            node_id=args.node_id, deployment_rid=args.deployment_rid,
                            release=args.release, thread_count=args.thread_count,
                            max_queue=args.max_queue, requirements=args.requirements or "",
+                           input_example=args.input_example,
                            token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
     return run_loop(run(config, args.host, args.port, args.port_file))
 

@@ -4,6 +4,10 @@ A ``ModelAdapter`` declares its inputs and outputs in ``api()`` and computes the
 (one output) or ``run_inference`` (several). A plain object with ``predict(DataFrame)`` — a
 scikit-learn pipeline saved with joblib, say — is wrapped by ``EstimatorAdapter``: one tabular
 input ``input_df`` and one tabular output ``output_df`` (the input rows plus ``prediction``).
+
+A submission's input example (``schema.InputExample``) declares the input columns of a model that
+does not (a plain class with ``predict(df)``), types those it declares untyped, and gives the
+self-test its rows.
 """
 from __future__ import annotations
 
@@ -13,6 +17,16 @@ from typing import Any, ClassVar
 
 from .api import Column, ModelApi, Parameter, Tabular, sample_value
 from .errors import InferenceFailure, InvalidArgument
+from .frames import frame_rows, to_frame
+from .schema import InputExample
+
+#: What to do when liveml cannot tell a model's input columns (said at submission).
+DECLARE_INPUTS = (
+    "liveml cannot tell this model's input columns: it declares no schema (no api(), no "
+    "feature_names_in_), and predicting on an empty frame raised {error}. Give an input example "
+    "(`liveml submit OBJECTIVE MODEL --input-example FILE` with JSON rows or a CSV file; "
+    "`lm.submit(objective, model, input_example=df)` in a notebook; `inputExample` rows in the "
+    "REST request), or subclass liveml_runtime.ModelAdapter and declare its inputs in api()")
 
 
 class ModelAdapter:
@@ -50,6 +64,14 @@ class ModelAdapter:
     def example_inputs(self) -> dict[str, Any] | None:
         """Inputs for the replica's self-test (v2 shape); None synthesizes one row from api()."""
         return None
+
+    def accept_input_example(self, example: InputExample) -> None:
+        """Called once, before ``api()``, when the submission has an input example.
+
+        The default keeps ``api()`` as it is: the runner then fills the types of declared
+        columns typed ``any`` (and the columns of a table that declares none) from the example.
+        Adapters that build their schema from the example (a Spark model's) override this.
+        """
 
 
 class Output:
@@ -94,6 +116,22 @@ class EstimatorAdapter(ModelAdapter):
 
     def api(self) -> ModelApi:
         return self._api
+
+    def accept_input_example(self, example: InputExample) -> None:
+        """The example's columns (and types) become the input: all of them when the model has no
+        ``feature_names_in_``, else its features, typed by the example."""
+        given = {c.name: c for c in example.columns}
+        if self._features:
+            missing = [f for f in self._features if f not in given]
+            if missing:
+                raise InvalidArgument(
+                    f"the input example has no column {', '.join(map(repr, missing))}, which "
+                    f"the model was fitted on (its feature_names_in_: {self._features}); add "
+                    "them to the example", field="inputExample", missingColumns=missing)
+            columns = [given[f] for f in self._features]
+        else:
+            columns = list(example.columns)
+        self._api = ModelApi(inputs=[Tabular("input_df", columns)], outputs=self._api.outputs)
 
     def predict(self, input_df: Any) -> Any:
         features = input_df
@@ -154,37 +192,65 @@ def estimator_columns(model: Any) -> list[Column]:
                    ("any" if str(n) in cats else "double")) for n in names]
 
 
-class ModelRunner:
-    """Runs an adapter on decoded inputs and returns its outputs by name."""
+def with_example(api: ModelApi, example: InputExample) -> ModelApi:
+    """``api`` with its one tabular input's columns typed by ``example``: all the example's
+    columns when it declares none, else the declared ones, ``any`` types filled in."""
+    tables = api.tabular_inputs
+    if len(tables) != 1:
+        raise InvalidArgument(
+            f"an input example describes one table, and this model has {len(tables)} tabular "
+            "inputs; give the self-test's inputs with example_inputs() in its ModelAdapter",
+            field="inputExample", inputs=[t.name for t in tables])
+    table = tables[0]
+    given = {c.name: c for c in example.columns}
+    if not table.columns:
+        columns = list(example.columns)
+    else:
+        missing = [c.name for c in table.columns if c.name not in given]
+        if missing:
+            raise InvalidArgument(
+                f"the input example has no column {', '.join(map(repr, missing))} of input "
+                f"{table.name!r}, which the model's api() declares; add them to the example",
+                field="inputExample", missingColumns=missing)
+        columns = [Column(c.name, given[c.name].type, c.required, given[c.name].precision,
+                          given[c.name].scale, given[c.name].items) if c.type == "any" else c
+                   for c in table.columns]
+    inputs = [Tabular(p.name, columns) if p is table else p for p in api.inputs]
+    return ModelApi(inputs=inputs, outputs=api.outputs)
 
-    def __init__(self, adapter: ModelAdapter) -> None:
+
+class ModelRunner:
+    """Runs an adapter on decoded inputs and returns its outputs by name.
+
+    With an ``example`` (the submission's input example), the API's input columns come from it
+    (see ``with_example``) and the self-test runs on its rows.
+    """
+
+    def __init__(self, adapter: ModelAdapter, example: InputExample | None = None) -> None:
         self.adapter = adapter
-        self.api = ModelApi.coerce(adapter.api())
+        self.example = example
+        if example is not None:
+            adapter.accept_input_example(example)
+        api = ModelApi.coerce(adapter.api())
+        self.api = with_example(api, example) if example is not None else api
         self.batchable = bool(adapter.batchable) and self.api.single_tabular
 
-    def to_frames(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        import pandas as pd
+    @property
+    def undeclared(self) -> bool:
+        """True when nothing says what the model's one table holds (no columns, no example)."""
+        tables = self.api.tabular_inputs
+        return self.example is None and len(tables) == 1 and not tables[0].columns
 
+    def to_frames(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Decoded inputs -> tables as DataFrames typed by the API (``frames.to_frame``)."""
         tables = {t.name: t for t in self.api.tabular_inputs}
         out = {}
         for name, value in inputs.items():
             table = tables.get(name)
-            if table is None:
+            if table is None or hasattr(value, "columns"):
                 out[name] = value
-                continue
-            if isinstance(value, pd.DataFrame):
-                out[name] = value
-                continue
-            # declared columns first, in their order, then any others the rows carry
-            names = [c.name for c in table.columns]
-            known = set(names)
-            for row in value:
-                for key in row:
-                    if key not in known:
-                        known.add(key)
-                        names.append(key)
-            out[name] = pd.DataFrame({n: [row.get(n) for row in value] for n in names},
-                                     columns=names)
+            else:
+                out[name] = to_frame(table.columns, value)
         return out
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +267,8 @@ class ModelRunner:
         return {n: o.value for n, o in outputs.items()}
 
     def self_test_inputs(self) -> dict[str, Any]:
+        if self.example is not None:
+            return self.api.decode_v2({self.api.tabular_inputs[0].name: self.example.rows})
         example = self.adapter.example_inputs()
         if example is None:
             example = {t.name: [{c.name: sample_value(c.type) for c in t.columns}]
@@ -208,17 +276,22 @@ class ModelRunner:
         return {**self.api.decode_v2(example)}
 
     def self_test(self) -> dict[str, Any]:
-        return self.infer(self.to_frames(self.self_test_inputs()))
+        """Run the model once on the example (or synthesized) inputs; a model whose inputs
+        nothing declares and that fails on an empty frame is told how to declare them."""
+        try:
+            return self.infer(self.to_frames(self.self_test_inputs()))
+        except InferenceFailure as err:
+            if self.undeclared:
+                raise InvalidArgument(DECLARE_INPUTS.format(error=err.message.removeprefix(
+                    "the model raised ")), reason="inputsUndeclared",
+                    **{k: v for k, v in err.parameters.items() if k == "exceptionType"}) from err
+            raise
 
 
 def encode(value: Any) -> Any:
     """A model output -> JSON-ready value (DataFrames become lists of row objects)."""
     if hasattr(value, "to_dict") and hasattr(value, "columns"):
-        if value.columns.is_unique and not any(dt.kind in "mM" for dt in value.dtypes):
-            columns = [str(c) for c in value.columns]
-            values = [value[c].tolist() for c in value.columns]
-            return [dict(zip(columns, row)) for row in zip(*values)]
-        return value.to_dict(orient="records")
+        return frame_rows(value)
     if hasattr(value, "to_list"):
         return value.to_list()
     if hasattr(value, "tolist"):
@@ -282,19 +355,26 @@ def model_modules(model: Any) -> set[str]:
     return found
 
 
-def inspect_artifact(path: str) -> dict[str, Any]:
-    """Load an artifact and describe it: its API and the packages it is made of."""
+def inspect_artifact(path: str, example: InputExample | None = None) -> dict[str, Any]:
+    """Load an artifact, self-test it (on ``example`` when given) and describe it: its API, the
+    packages it is made of, and the input example it was submitted with."""
     adapter = load_model(path)
     model = adapter.model if isinstance(adapter, EstimatorAdapter) else adapter
     modules = model_modules(model) - {"liveml_runtime", "liveml_ext", "__main__", "builtins"}
-    runner = ModelRunner(adapter)
-    return {
+    runner = ModelRunner(adapter, example)
+    adapter.load()
+    runner.self_test()
+    doc = {
         "api": runner.api.to_dict(),
         "adapter": f"{type(adapter).__module__}.{type(adapter).__qualname__}",
         "requirements": requirements(modules),
         "python": platform.python_version(),
     }
+    if example is not None:
+        doc["inputExample"] = example.to_dict()
+    return doc
 
 
-__all__ = ["Column", "EstimatorAdapter", "ModelAdapter", "ModelApi", "ModelRunner", "Outputs",
-           "Parameter", "Tabular", "encode", "inspect_artifact", "load_model", "wrap"]
+__all__ = ["Column", "EstimatorAdapter", "InputExample", "ModelAdapter", "ModelApi", "ModelRunner",
+           "Outputs", "Parameter", "Tabular", "encode", "inspect_artifact", "load_model",
+           "with_example", "wrap"]

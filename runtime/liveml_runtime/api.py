@@ -2,63 +2,213 @@
 
 A tabular input or output is a list of rows (JSON objects) with typed columns; a parameter is a
 single typed value with a default. The codecs turn a request body into the keyword arguments of
-the model, naming the offending input or column when the body does not match.
+the model, naming the offending input, column and row when the body does not match.
+
+Types (``Column.type``, ``Parameter.type``), as JSON carries them:
+
+============  ===============================================================================
+``string``    a JSON string
+``integer``   a whole JSON number (``3`` or ``3.0``) that fits in 64 bits
+``double``    a JSON number
+``boolean``   ``true`` / ``false``
+``datetime``  a timestamp: an ISO 8601 string (no offset means UTC) or Unix seconds
+``date``      an ISO 8601 date, ``YYYY-MM-DD``
+``decimal``   a JSON string or number within ``precision``/``scale`` (default 38/18)
+``array``     a JSON list whose elements are of type ``items`` (default ``any``; nulls allowed)
+``any``       anything
+============  ===============================================================================
+
+Aliases: int/long -> integer, float/number -> double, bool -> boolean, str -> string,
+timestamp -> datetime; Python types (``int``, ``datetime.date``, ``decimal.Decimal``, ...) too.
+``required=False`` makes a column (or parameter) nullable. ``frames.to_frame`` says what each
+type becomes in pandas.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import decimal as _dec
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import invalid_input
 
-TYPES = ("string", "integer", "double", "boolean", "datetime", "any")
-_PY_TYPES = {str: "string", int: "integer", float: "double", bool: "boolean", object: "any"}
+#: The type vocabulary of columns and parameters (see the module docstring of ``frames`` for
+#: what each becomes in pandas).
+TYPES = ("string", "integer", "double", "boolean", "datetime", "date", "decimal", "array", "any")
+ALIASES = {"str": "string", "int": "integer", "long": "integer", "float": "double",
+           "number": "double", "bool": "boolean", "timestamp": "datetime"}
+DEFAULT_PRECISION, DEFAULT_SCALE = 38, 18
+_PY_TYPES = {str: "string", int: "integer", float: "double", bool: "boolean", object: "any",
+             _dt.datetime: "datetime", _dt.date: "date", _dec.Decimal: "decimal", list: "array"}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+# datetime64[ns] holds 1677-09-21 .. 2262-04-11; whole years inside it are accepted
+_YEARS = (1678, 2261)
 
 
 def type_name(kind: Any) -> str:
-    """Normalize a column or parameter type given as a Python type or a name."""
+    """Normalize a column or parameter type given as a Python type or a name (or an alias)."""
     if isinstance(kind, str):
-        aliases = {"str": "string", "int": "integer", "float": "double", "bool": "boolean",
-                   "long": "integer", "number": "double", "timestamp": "datetime"}
-        kind = aliases.get(kind.lower(), kind.lower())
+        kind = ALIASES.get(kind.lower(), kind.lower())
         if kind in TYPES:
             return kind
-    elif kind in _PY_TYPES:
+    elif isinstance(kind, type) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
-    elif kind in (_dt.datetime, _dt.date):
-        return "datetime"
     raise ValueError(f"unknown type {kind!r}; use one of {', '.join(TYPES)}")
 
 
-def _matches(kind: str, value: Any) -> bool:
-    if kind == "any":
-        return True
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "double":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "datetime":
-        if isinstance(value, str):
-            try:
-                _dt.datetime.fromisoformat(value)
-                return True
-            except ValueError:
-                return False
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return False
+def type_spec(kind: str, precision: int | None = None, scale: int | None = None,
+              items: str | None = None) -> str:
+    """A type as people read it: ``integer``, ``decimal(10,2)``, ``array<double>``."""
+    if kind == "decimal":
+        return f"decimal({precision or DEFAULT_PRECISION},{DEFAULT_SCALE if scale is None else scale})"
+    if kind == "array":
+        return f"array<{items or 'any'}>"
+    return kind
 
 
-def _missing(value: Any) -> bool:
+# --- values: does a JSON value fit a type? -----------------------------------------------------
+def parse_datetime(value: Any) -> _dt.datetime | None:
+    """An ISO 8601 string (naive means UTC) or Unix seconds -> an aware UTC datetime, else None."""
+    if isinstance(value, str):
+        try:
+            parsed = _dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        parsed = parsed.replace(tzinfo=_dt.UTC) if parsed.tzinfo is None else \
+            parsed.astimezone(_dt.UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            parsed = _dt.datetime.fromtimestamp(value, _dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, _dt.datetime):
+        parsed = value.replace(tzinfo=_dt.UTC) if value.tzinfo is None else \
+            value.astimezone(_dt.UTC)
+    else:
+        return None
+    return parsed if _YEARS[0] <= parsed.year <= _YEARS[1] else None
+
+
+def parse_date(value: Any) -> _dt.date | None:
+    """An ISO ``YYYY-MM-DD`` string -> a date, else None."""
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return _dt.date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
+def parse_decimal(value: Any) -> _dec.Decimal | None:
+    """A JSON string or number -> a finite Decimal (floats by their shortest repr), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, _dec.Decimal):
+            parsed = value
+        elif isinstance(value, int):
+            parsed = _dec.Decimal(value)
+        elif isinstance(value, float):
+            parsed = _dec.Decimal(repr(value))
+        elif isinstance(value, str):
+            parsed = _dec.Decimal(value.strip())
+        else:
+            return None
+    except _dec.InvalidOperation:
+        return None
+    return parsed if parsed.is_finite() else None
+
+
+def decimal_digits(value: _dec.Decimal) -> tuple[int, int]:
+    """(digits before the point, digits after it) of a finite Decimal, trailing zeros dropped."""
+    exponent = value.normalize().as_tuple().exponent
+    scale = max(0, -int(exponent))
+    _, digits, exp = value.as_tuple()
+    return max(0, len(digits) + int(exp)), scale
+
+
+Check = Callable[[Any, Any], str | None]
+
+
+def _check_string(value: Any, spec: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _check_integer(value: Any, spec: Any) -> str | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "a whole number"
+    if not _INT64[0] <= value <= _INT64[1]:
+        return "a whole number that fits in 64 bits"
+    return None
+
+
+def _check_double(value: Any, spec: Any) -> str | None:
+    return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+
+
+def _check_boolean(value: Any, spec: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _check_datetime(value: Any, spec: Any) -> str | None:
+    if parse_datetime(value) is not None:
+        return None
+    return ("an ISO 8601 timestamp such as 2024-01-31T12:00:00Z (or Unix seconds) "
+            f"in the years {_YEARS[0]}-{_YEARS[1]}")
+
+
+def _check_date(value: Any, spec: Any) -> str | None:
+    return None if parse_date(value) is not None else "an ISO 8601 date such as 2024-01-31"
+
+
+def _check_decimal(value: Any, spec: Any) -> str | None:
+    parsed = parse_decimal(value)
+    precision = getattr(spec, "precision", None) or DEFAULT_PRECISION
+    scale = getattr(spec, "scale", None)
+    scale = DEFAULT_SCALE if scale is None else scale
+    wanted = (f"a decimal number (a JSON string or number) with at most {precision - scale} "
+              f"digits before the point and {scale} after it")
+    if parsed is None:
+        return wanted
+    before, after = decimal_digits(parsed)
+    return wanted if before > precision - scale or after > scale else None
+
+
+def _check_array(value: Any, spec: Any) -> str | None:
+    if not isinstance(value, list):
+        return "a JSON array"
+    items = getattr(spec, "items", None) or "any"
+    if items == "any":
+        return None
+    check = CHECKS[items]
+    for i, element in enumerate(value):
+        if not is_missing(element) and check(element, None) is not None:
+            return f"a JSON array of {items} values (element {i} is {json_kind(element)})"
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "string": _check_string, "integer": _check_integer, "double": _check_double,
+    "boolean": _check_boolean, "datetime": _check_datetime, "date": _check_date,
+    "decimal": _check_decimal, "array": _check_array, "any": lambda value, spec: None,
+}
+
+
+def is_missing(value: Any) -> bool:
+    """None or a float NaN: a null."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON kind of a decoded value, for error messages."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -67,17 +217,58 @@ def _json_kind(value: Any) -> str:
         return "double"
     if isinstance(value, str):
         return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
     return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
 class Column:
+    """A named, typed column. ``required`` False means nullable (null or absent is accepted).
+
+    ``precision``/``scale`` apply to ``decimal`` (default 38/18), ``items`` to ``array`` (the
+    element type, default ``any``); both are None for other types.
+    """
+
     name: str
     type: str = "any"
     required: bool = True
+    precision: int | None = None
+    scale: int | None = None
+    items: str | None = None
 
     def __post_init__(self) -> None:
-        self.type = type_name(self.type)
+        _typed(self)
+
+    @property
+    def spec(self) -> str:
+        return type_spec(self.type, self.precision, self.scale, self.items)
+
+
+def _typed(port: Any) -> None:
+    """Normalize a column's or parameter's type and its decimal/array details."""
+    port.type = type_name(port.type)
+    if port.type == "decimal":
+        port.precision = int(port.precision or DEFAULT_PRECISION)
+        port.scale = DEFAULT_SCALE if port.scale is None else int(port.scale)
+        if not 0 <= port.scale <= port.precision <= DEFAULT_PRECISION:
+            raise ValueError(f"{port.name!r}: decimal({port.precision},{port.scale}) needs "
+                             f"0 <= scale <= precision <= {DEFAULT_PRECISION}")
+    else:
+        port.precision = port.scale = None
+    if port.type == "array":
+        port.items = type_name(port.items or "any")
+        if port.items == "array":
+            raise ValueError(f"{port.name!r}: arrays of arrays are not supported; use items='any'")
+    else:
+        port.items = None
 
 
 @dataclass
@@ -94,14 +285,23 @@ class Tabular:
 
 @dataclass
 class Parameter:
+    """A single typed value with a default; arrives as a plain Python value (see decode_value)."""
+
     name: str
     type: str = "any"
     default: Any = None
     required: bool = False
     kind: str = "parameter"
+    precision: int | None = None
+    scale: int | None = None
+    items: str | None = None
 
     def __post_init__(self) -> None:
-        self.type = type_name(self.type)
+        _typed(self)
+
+    @property
+    def spec(self) -> str:
+        return type_spec(self.type, self.precision, self.scale, self.items)
 
 
 Port = Tabular | Parameter
@@ -155,7 +355,17 @@ class ModelApi:
         raise TypeError("api() must return a ModelApi or an (inputs, outputs) pair")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready; the decimal/array details appear only on the types they belong to."""
+        def clean(port: dict[str, Any]) -> dict[str, Any]:
+            out = {k: v for k, v in port.items()
+                   if not (k in ("precision", "scale", "items") and v is None)}
+            if "columns" in out:
+                out["columns"] = [clean(c) for c in out["columns"]]
+            return out
+
+        doc = asdict(self)
+        return {"inputs": [clean(p) for p in doc["inputs"]],
+                "outputs": [clean(p) for p in doc["outputs"]]}
 
     @property
     def tabular_inputs(self) -> list[Tabular]:
@@ -221,14 +431,16 @@ class ModelApi:
                 raise invalid_input("unknownInputName", f"unknown parameter {key!r}", input=key)
         out = {}
         for p in self.parameters:
-            if p.name in given and not _missing(given[p.name]):
+            if p.name in given and not is_missing(given[p.name]):
                 value = given[p.name]
-                if not _matches(p.type, value):
+                hint = CHECKS[p.type](value, p)
+                if hint is not None:
                     raise invalid_input(
                         "typeMismatch",
-                        f"parameter {p.name!r} must be {p.type}, got {_json_kind(value)}",
-                        input=p.name, expected=p.type, actual=_json_kind(value))
-                out[p.name] = float(value) if p.type == "double" else value
+                        f"parameter {p.name!r} must be {p.spec} ({hint}), got "
+                        f"{json_kind(value)} {_shown(value)}",
+                        input=p.name, expected=p.type, actual=json_kind(value))
+                out[p.name] = decode_value(p, value)
             elif p.required:
                 raise invalid_input("requiredValueMissing", f"parameter {p.name!r} is missing",
                                     input=p.name)
@@ -250,30 +462,62 @@ def _named(ports: Any) -> list[Port]:
 
 
 def check_rows(table: Tabular, rows: Any) -> list[dict[str, Any]]:
-    """Check a list of rows against a table's columns, naming the first offending value."""
+    """Check a list of rows against a table's columns, naming the first offending value.
+
+    A required column must hold a non-null value in every row (``requiredValueMissing``); a
+    nullable one accepts null or no key. Every non-null value must fit its column's type
+    (``typeMismatch``, with ``expected`` the type and ``actual`` the JSON kind of the value).
+    Keys the table does not declare pass through unchecked.
+    """
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise invalid_input("invalidTabularFormat",
                             f"input {table.name!r} must be a list of row objects",
                             input=table.name)
+    checks = [(col, CHECKS[col.type]) for col in table.columns if col.type != "any" or col.required]
     for i, row in enumerate(rows):
-        for col in table.columns:
+        for col, check in checks:
             value = row.get(col.name)
-            if _missing(value):
+            if value is None or (value.__class__ is float and math.isnan(value)):
                 if col.required:
                     raise invalid_input(
                         "requiredValueMissing",
-                        f"row {i}: column {col.name!r} of input {table.name!r} is missing",
+                        f"row {i}: column {col.name!r} of input {table.name!r} is missing; it "
+                        "is required (declare it nullable, required=False, to accept nulls)",
                         input=table.name, column=col.name, row=i)
-            elif not _matches(col.type, value):
+                continue
+            hint = check(value, col)
+            if hint is not None:
                 raise invalid_input(
                     "typeMismatch",
-                    f"row {i}: column {col.name!r} must be {col.type}, got {_json_kind(value)}",
+                    f"row {i}: column {col.name!r} of input {table.name!r} must be {col.spec} "
+                    f"({hint}), got {json_kind(value)} {_shown(value)}",
                     input=table.name, column=col.name, row=i, expected=col.type,
-                    actual=_json_kind(value))
+                    actual=json_kind(value))
     return rows
 
 
+def decode_value(spec: Column | Parameter, value: Any) -> Any:
+    """A checked, non-null JSON value -> its Python value: int, float, bool, str, an aware UTC
+    ``datetime``, a ``date``, a ``Decimal``, or a list of decoded elements."""
+    kind = spec.type
+    if kind == "integer":
+        return int(value)
+    if kind == "double":
+        return float(value)
+    if kind == "datetime":
+        return parse_datetime(value)
+    if kind == "date":
+        return parse_date(value)
+    if kind == "decimal":
+        return parse_decimal(value)
+    if kind == "array" and spec.items not in (None, "any"):
+        element = Column("element", spec.items)
+        return [None if is_missing(v) else decode_value(element, v) for v in value]
+    return value
+
+
 def sample_value(kind: str) -> Any:
-    """A harmless value of a type, for self-test rows."""
+    """A harmless JSON value of a type, for self-test rows."""
     return {"string": "", "integer": 0, "double": 0.0, "boolean": False,
-            "datetime": "1970-01-01T00:00:00", "any": 0}[kind]
+            "datetime": "1970-01-01T00:00:00Z", "date": "1970-01-01", "decimal": "0",
+            "array": [], "any": 0}[kind]

@@ -32,13 +32,15 @@ from . import logs
 from .adapter import ModelRunner, encode, load_model
 from .batching import InferenceQueue
 from .errors import Internal, LiveMLError, MalformedRequestBody, ServiceUnavailable
+from .frames import json_default
+from .schema import InputExample
 
 log = logging.getLogger("liveml.replica")
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc, option=_DUMP, default=str)
+    return orjson.dumps(doc, option=_DUMP, default=json_default)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ReplicaConfig:
     max_queue: int = 64
     requirements: str = ""  # a JSON file of {package: version} the model was saved with
     token: str = ""
+    input_example: str = ""  # the submission's input example: a JSON file, or inline JSON
 
 
 class Replica:
@@ -133,7 +136,12 @@ class Replica:
         logs.step(log, f"Loading model artifact ({size} bytes)", artifact=path, bytes=size)
         start = time.perf_counter()
         adapter = load_model(path)
-        runner = ModelRunner(adapter)
+        example = InputExample.load(self.config.input_example)
+        runner = ModelRunner(adapter, example)
+        if example is not None:
+            logs.step(log, f"Input example: {len(example.columns)} columns, "
+                      f"{len(example.rows)} rows for the self-test",
+                      columns=[c.name for c in example.columns], rows=len(example.rows))
         adapter.load()
         logs.step(log, f"Model loaded in {time.perf_counter() - start:.3f}s",
                   adapter=type(adapter).__name__, seconds=time.perf_counter() - start)

@@ -1,0 +1,106 @@
+"""Checked JSON rows -> the pandas DataFrame a model gets, and model outputs -> JSON.
+
+This is the one place where request rows become a frame (``ModelRunner.to_frames`` and the
+batching queue both come here). Each declared column gets the dtype its type means, whatever the
+values of one request happen to be, so a model sees the same dtypes on every call:
+
+============  ====================================  ==========================================
+type          required column                       nullable column (``required=False``)
+============  ====================================  ==========================================
+``integer``   ``int64``                             ``Int64`` (nulls are ``pd.NA``)
+``double``    ``float64``                           ``float64`` (nulls are NaN)
+``boolean``   ``bool``                              ``boolean`` (nulls are ``pd.NA``)
+``string``    pandas' default string dtype          the same (nulls are NaN)
+``datetime``  ``datetime64[ns, UTC]``               the same (nulls are ``NaT``)
+``date``      ``object`` of ``datetime.date``       the same (nulls are None)
+``decimal``   ``object`` of ``decimal.Decimal``     the same (nulls are None)
+``array``     ``object`` of lists                   the same (nulls are None)
+``any``       whatever pandas infers                the same
+============  ====================================  ==========================================
+
+Dates stay ``datetime.date`` objects rather than ``datetime64``: a date has no time of day or
+zone, and that is what ``Spark``'s ``toPandas()`` and pandas' own ``dt.date`` give; a model that
+wants timestamps calls ``pd.to_datetime(df["day"])``. Columns a request carries beyond the
+declared ones follow the declared ones, as pandas infers them.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _dec
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .api import Column, decode_value, is_missing
+
+#: pandas' own dtype for strings: ``str`` on pandas 3, ``object`` before
+_STRING = pd.Series(["text"]).dtype
+
+
+def column_values(col: Column, values: list[Any]) -> Any:
+    """One declared column's JSON values (checked; None or NaN for nulls) -> a pandas array."""
+    kind = col.type
+    if kind == "integer":
+        if col.required and not any(is_missing(v) for v in values):
+            return np.array([int(v) for v in values], dtype=np.int64)
+        return pd.array([None if is_missing(v) else int(v) for v in values], dtype="Int64")
+    if kind == "double":
+        return np.array([np.nan if is_missing(v) else float(v) for v in values], dtype=np.float64)
+    if kind == "boolean":
+        if col.required and not any(is_missing(v) for v in values):
+            return np.array(values, dtype=bool)
+        return pd.array([None if is_missing(v) else bool(v) for v in values], dtype="boolean")
+    if kind == "datetime":
+        stamps = [None if is_missing(v) else decode_value(col, v) for v in values]
+        return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).as_unit("ns").array
+    if kind in ("date", "decimal", "array"):
+        out = np.empty(len(values), dtype=object)
+        out[:] = [None if is_missing(v) else decode_value(col, v) for v in values]
+        return out
+    if kind == "string":
+        return pd.Series([None if is_missing(v) else v for v in values], dtype=_STRING).array
+    return values
+
+
+def to_frame(columns: list[Column], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Checked rows -> a DataFrame: the declared columns first, typed, then any others."""
+    names = [c.name for c in columns]
+    known = set(names)
+    extra: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in known:
+                known.add(key)
+                extra.append(key)
+    data: dict[str, Any] = {c.name: column_values(c, [row.get(c.name) for row in rows])
+                            for c in columns}
+    for name in extra:
+        data[name] = [row.get(name) for row in rows]
+    return pd.DataFrame(data, columns=names + extra, index=pd.RangeIndex(len(rows)))
+
+
+def json_default(value: Any) -> Any:
+    """orjson's fallback: nulls of pandas become null, timestamps ISO 8601, decimals strings."""
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, _dec.Decimal):
+        return str(value) if value.is_finite() else None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (_dt.timedelta, pd.Timedelta)):
+        return pd.Timedelta(value).isoformat()
+    return str(value)
+
+
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame -> a list of row objects of Python values (JSON via ``json_default``)."""
+    if frame.columns.is_unique:
+        columns = [str(c) for c in frame.columns]
+        values = [frame[c].tolist() for c in frame.columns]
+        return [dict(zip(columns, row)) for row in zip(*values)]
+    return frame.to_dict(orient="records")
