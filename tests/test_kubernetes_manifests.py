@@ -370,6 +370,14 @@ def test_kubernetes_env_carries_token_requirements_and_literal_values() -> None:
     assert json.loads(expand(env["LIVEML_REQUIREMENTS"]["value"], plain)) == spec().requirements
 
 
+def test_kubernetes_env_carries_the_input_example_only_when_there_is_one() -> None:
+    assert "LIVEML_INPUT_EXAMPLE" not in {e["name"] for e in container(render(spec()))["env"]}
+    example = {"columns": [{"name": "note", "type": "string", "required": True}],
+               "rows": [{"note": "costs $(PRICE)"}]}
+    env = {e["name"]: e.get("value") for e in container(render(spec(input_example=example)))["env"]}
+    assert json.loads(expand(env["LIVEML_INPUT_EXAMPLE"], env)) == example
+
+
 def test_kubernetes_probes_and_shutdown_fit_the_runtime() -> None:
     manifests = render(spec())
     c, pod = container(manifests), of_kind(manifests, "Deployment")["spec"]["template"]["spec"]
