@@ -132,11 +132,11 @@ class PlainPricer:
 
 class DtypeEcho:
     """A plain class answering, per row, the dtype of each column of the frame it was given and
-    the Python type of that row's value: ``"n=Int64:int,t=datetime64[ns, UTC]:Timestamp"``."""
+    the Python type of that row's value: ``"n=Int64:int64;t=datetime64[ns, UTC]:Timestamp"``."""
 
     def predict(self, frame: pd.DataFrame) -> Any:
         import numpy as np
 
-        return np.array([",".join(f"{c}={frame[c].dtype}:{type(frame[c].iloc[i]).__name__}"
+        return np.array([";".join(f"{c}={frame[c].dtype}:{type(frame[c].iloc[i]).__name__}"
                                   for c in frame.columns) for i in range(len(frame))],
                         dtype=object)

@@ -332,7 +332,7 @@ def test_nullable_columns_reach_the_model_typed_and_come_back_as_json(server, ec
     resp = infer(server, echo, rows)
     assert resp.status_code == 200, resp.text
     out = resp.json()["responseData"]
-    seen = [dict(part.split("=", 1) for part in r["prediction"].split(",")) for r in out]
+    seen = [dict(part.split("=", 1) for part in r["prediction"].split(";")) for r in out]
     assert seen[0]["n"] == "Int64:int64" and seen[1]["n"] == "Int64:NAType"
     assert seen[0]["t"] == "datetime64[ns, UTC]:Timestamp" and seen[1]["t"].endswith(":NaTType")
     assert seen[0]["i"] == "int64:int64" and seen[0]["x"] == "float64:float64"
