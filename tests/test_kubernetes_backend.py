@@ -21,7 +21,7 @@ import pytest
 import requests
 from conftest import Loops, Server, free_port, runtime_pids, start_server, wait_for
 from kube_sim import KubeSim
-from model_fixtures import EnvEcho, save
+from model_fixtures import EnvEcho, PlainPricer, save
 
 from liveml_ext.backends.k8s_manifests import object_name
 from liveml_ext.backends.kubernetes import MANAGED_SELECTOR as MANAGED
@@ -189,6 +189,34 @@ def test_backend_lifecycle_on_local_and_kubernetes(setup: Setup, tmp_path: Path)
     if s.cluster is not None:
         name = object_name("life", "default")
         wait_for(lambda: name not in s.cluster.managed(), timeout=60, what="the objects deleted")
+
+
+def test_backend_serves_a_plain_class_with_its_input_example(setup: Setup, tmp_path: Path) -> None:
+    """The submission's input example reaches every replica (a file locally, LIVEML_INPUT_EXAMPLE
+    in a pod): its columns are declared and enforced, as at submission."""
+    s, c = setup, setup.server.client
+    rows = [{"bedrooms": 3, "bathrooms": 1.5}, {"bedrooms": None, "bathrooms": 1.0}]
+    c.create_objective("plain-example")
+    c.submit("plain-example", save(PlainPricer(), tmp_path / "plain.pkl"), name="p",
+             input_example=rows)
+    c.release("plain-example", "p", "1.0", tag="production")
+    runtime = {"minReplicas": 1, "maxReplicas": 1, **s.runtime}
+    rid = c.wait(c.deploy("plain-example", name="plain-example", runtime=runtime)["rid"],
+                 timeout=120)["rid"]
+
+    def ask(data: list) -> requests.Response:
+        return requests.post(s.server.infer_url(rid), json={"requestData": data},
+                             headers=s.server.headers(), timeout=30)
+
+    answer = ask([{"bedrooms": 2, "bathrooms": 1.0}, {"bedrooms": None, "bathrooms": 2.0}])
+    assert answer.status_code == 200, answer.text
+    assert [r["prediction"] for r in answer.json()["responseData"]][0] == 225_000.0
+    bad = ask([{"bedrooms": 2.5, "bathrooms": 1.0}])
+    assert bad.status_code == 400
+    assert bad.json()["parameters"]["errorType"] == {
+        "type": "typeMismatch", "input": "input_df", "column": "bedrooms", "row": 0,
+        "expected": "integer", "actual": "double"}
+    c.delete(rid)
 
 
 def test_backend_failed_release_keeps_the_old_replicas_serving(setup: Setup, tmp_path: Path) -> None:
