@@ -43,10 +43,10 @@ def column_values(col: Column, values: list[Any]) -> Any:
     kind = col.type
     if kind == "integer":
         if col.required and not any(is_missing(v) for v in values):
-            return np.array([int(v) for v in values], dtype=np.int64)
+            return np.array(values, dtype=np.int64)
         return pd.array([None if is_missing(v) else int(v) for v in values], dtype="Int64")
     if kind == "double":
-        return np.array([np.nan if is_missing(v) else float(v) for v in values], dtype=np.float64)
+        return np.array(values, dtype=np.float64)  # None becomes NaN
     if kind == "boolean":
         if col.required and not any(is_missing(v) for v in values):
             return np.array(values, dtype=bool)
@@ -59,7 +59,7 @@ def column_values(col: Column, values: list[Any]) -> Any:
         out[:] = [None if is_missing(v) else decode_value(col, v) for v in values]
         return out
     if kind == "string":
-        return pd.Series([None if is_missing(v) else v for v in values], dtype=_STRING).array
+        return pd.array(values, dtype=_STRING)  # None and NaN become its null
     return values
 
 
@@ -77,7 +77,9 @@ def to_frame(columns: list[Column], rows: list[dict[str, Any]]) -> pd.DataFrame:
                             for c in columns}
     for name in extra:
         data[name] = [row.get(name) for row in rows]
-    return pd.DataFrame(data, columns=names + extra, index=pd.RangeIndex(len(rows)))
+    if not data:  # no columns: still one row per request row
+        return pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    return pd.DataFrame(data, copy=False)  # the dict's order: declared columns, then others
 
 
 def json_default(value: Any) -> Any:
