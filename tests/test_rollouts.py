@@ -448,7 +448,7 @@ def test_a_deployment_deleted_while_a_replica_starts_leaves_no_process(tmp_path)
     row = SimpleNamespace(enabled=True, generation=1, api_name="house", environment="production",
                           runtime_configuration={"minReplicas": 1, "maxReplicas": 1})
     release = SimpleNamespace(rid="ri.release", version="1.0.0")
-    sub = SimpleNamespace(model_uuid="u", artifact_sha256="ab" * 32, requirements={})
+    sub = SimpleNamespace(model_uuid="u", artifact_sha256="ab" * 32, requirements={}, api={})
 
     async def scenario(event: str) -> tuple[Gated, Controller, BaseException | None]:
         store = Store(f"sqlite:///{tmp_path / f'{event}.sqlite'}")
