@@ -385,6 +385,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     kube.add_argument("--image", default="",
                       help="replica image built from runtime/Dockerfile "
                            "(default liveml/runtime:<liveml version>)")
+    kube.add_argument("--spark-image", default="",
+                      help="replica image for Spark releases, built with WITH_SPARK=true "
+                           "(default: the --image tag with -spark appended)")
     kube.add_argument("--replica-token-secret", default="liveml-replica-token",
                       help="Secret (key `token`) shared by the gateway and the replicas; "
                            "created when missing")

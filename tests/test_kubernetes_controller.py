@@ -239,3 +239,24 @@ def test_kubernetes_a_pass_that_read_before_a_disable_does_not_route_again(
     pool = controller.gateway.pools[rid]
     assert pool.members == [] and pool.unavailable_reason == DISABLED_REASON
     assert rt.observed_at < 0  # the next pass reads again, with the deployment disabled
+
+
+def test_kubernetes_spark_submissions_get_the_spark_image(controller: KubeController) -> None:
+    """The Deployment of a release whose submission needs pyspark names the Spark variant of the
+    replica image; any other release, the plain one."""
+    from liveml_ext.store.db import Deployment, Release, Submission
+
+    row = Deployment(rid="ri.foundry-ml-live.main.live-deployment.x", api_name="churn",
+                     namespace="default", runtime_configuration={"minReplicas": 1, "maxReplicas": 1},
+                     generation=1, enabled=True, replica_profile="default",
+                     resource_profile="default")
+    release = Release(rid="ri.models.main.release.x", version="1.0")
+
+    def image(requirements: dict[str, str], adapter: str = "") -> str:
+        sub = Submission(model_uuid="u", artifact_sha256="0" * 64, requirements=requirements,
+                         adapter=adapter)
+        return controller.spec(row, release, sub).image
+
+    assert image({"scikit-learn": "1.5.0"}) == KubeSettings().replica_image
+    assert image({"pyspark": "4.3.0", "pandas": "3.1.1"}) == KubeSettings().spark_replica_image
+    assert image({}, adapter="SparkModelAdapter") == KubeSettings().spark_replica_image

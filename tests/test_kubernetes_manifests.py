@@ -30,6 +30,7 @@ from liveml_ext.backends.k8s_manifests import (
     render,
     to_yaml,
 )
+from liveml_ext.controller.kubernetes import KubeSettings
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "kubernetes"
 UPDATE_GOLDEN = os.environ.get("LIVEML_UPDATE_GOLDEN") == "1"
@@ -67,9 +68,23 @@ def gpu_spec(**changes: Any) -> KubeDeployment:
                 runtime=runtime, **changes)
 
 
-CASES = {"": spec, "gpu-": gpu_spec}
+def spark_spec(**changes: Any) -> KubeDeployment:
+    """A fixed 2-replica Spark pipeline: the Spark variant of the replica image."""
+    requirements = {"pyspark": "4.3.0", "pandas": "3.1.1", "pyarrow": "26.0.1"}
+    runtime = {"minReplicas": 2, "maxReplicas": 2, "cpu": 2, "memory": "4GiB", "gpu": 0,
+               "gpuType": "", "threadCount": 2, "queueSize": 64, "env": {},
+               **changes.pop("runtime", {})}
+    return spec(api_name="churn-spark", release_version="2.0.0", generation=1,
+                replica_profile="default", resource_profile="spark", runtime=runtime,
+                requirements=requirements,
+                image=KubeSettings(image="liveml/runtime:0.1.0").image_for(requirements),
+                **changes)
+
+
+CASES = {"": spec, "gpu-": gpu_spec, "spark-": spark_spec}
 EXPECTED_FILES = {"deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml",
-                  "gpu-deployment.yaml", "gpu-service.yaml", "gpu-pdb.yaml"}
+                  "gpu-deployment.yaml", "gpu-service.yaml", "gpu-pdb.yaml",
+                  "spark-deployment.yaml", "spark-service.yaml", "spark-pdb.yaml"}
 
 
 def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -436,3 +451,15 @@ def test_kubernetes_render_returns_fresh_objects() -> None:
     container(first)["env"].clear()
     assert render(s) == kept
     assert dataclasses.replace(s) == s
+
+
+def test_kubernetes_spark_releases_run_on_the_spark_image() -> None:
+    settings = KubeSettings()
+    assert settings.image_for({"scikit-learn": "1.5.0"}) == settings.replica_image
+    assert settings.image_for({"pyspark": "4.3.0"}) == settings.spark_replica_image
+    assert settings.image_for({}, adapter="SparkModelAdapter") == settings.spark_replica_image
+    assert settings.spark_replica_image.endswith("-spark")
+    assert KubeSettings(image="reg/liveml:1").spark_replica_image == "reg/liveml:1-spark"
+    custom = KubeSettings(image="reg/liveml:1", spark_image="reg/liveml-spark:1")
+    assert custom.image_for({"PySpark": "4.3.0"}) == "reg/liveml-spark:1"
+    assert container(render(spark_spec()))["image"] == "liveml/runtime:0.1.0-spark"

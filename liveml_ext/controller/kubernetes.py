@@ -54,6 +54,7 @@ class KubeSettings:
     """How the control plane uses a cluster (``liveml server --backend kubernetes`` flags)."""
 
     image: str = ""  # the replica image (runtime/Dockerfile); default liveml/runtime:<version>
+    spark_image: str = ""  # for Spark releases (WITH_SPARK=true); default <that>-spark
     replica_token_secret: str = "liveml-replica-token"
     control_plane_url: str = ""  # where pods download artifacts when the store is local disk
     gateway_route: str = "pods"  # or "service"
@@ -65,6 +66,20 @@ class KubeSettings:
     @property
     def replica_image(self) -> str:
         return self.image or f"liveml/runtime:{__version__}"
+
+    @property
+    def spark_replica_image(self) -> str:
+        return self.spark_image or f"{self.replica_image}-spark"
+
+    def image_for(self, requirements: dict[str, str], adapter: str = "") -> str:
+        """The Spark variant for a release that needs Spark (a JDK and pyspark), else the
+        plain replica image."""
+        return self.spark_replica_image if uses_spark(requirements, adapter) else self.replica_image
+
+
+def uses_spark(requirements: dict[str, str], adapter: str = "") -> bool:
+    """True when a submission needs Spark: it requires pyspark, or its adapter is a Spark one."""
+    return "pyspark" in {name.lower() for name in requirements} or "spark" in adapter.lower()
 
 
 @dataclass
@@ -333,7 +348,8 @@ class KubeController(ControllerBase):
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
             input_example=(sub.api or {}).get("inputExample"),
-            runtime=dict(row.runtime_configuration), image=self.settings.replica_image,
+            runtime=dict(row.runtime_configuration),
+            image=self.settings.image_for(dict(sub.requirements or {}), sub.adapter or ""),
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
             startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),
