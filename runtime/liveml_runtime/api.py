@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import invalid_input
 
-TYPES = ("string", "integer", "double", "boolean", "datetime", "any")
+TYPES = ("string", "integer", "double", "boolean", "datetime", "date", "decimal", "array", "any")
 _PY_TYPES = {str: "string", int: "integer", float: "double", bool: "boolean", object: "any"}
 
 
@@ -43,6 +43,8 @@ def _matches(kind: str, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "double":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind in ("date", "decimal", "array"):  # stand-in for the schemas helper's codecs
+        return _matches_more(kind, value)
     if kind == "datetime":
         if isinstance(value, str):
             try:
@@ -75,6 +77,9 @@ class Column:
     name: str
     type: str = "any"
     required: bool = True
+    precision: int | None = None  # decimal
+    scale: int | None = None      # decimal
+    items: str = "any"            # array: the element type
 
     def __post_init__(self) -> None:
         self.type = type_name(self.type)
@@ -276,4 +281,31 @@ def check_rows(table: Tabular, rows: Any) -> list[dict[str, Any]]:
 def sample_value(kind: str) -> Any:
     """A harmless value of a type, for self-test rows."""
     return {"string": "", "integer": 0, "double": 0.0, "boolean": False,
-            "datetime": "1970-01-01T00:00:00", "any": 0}[kind]
+            "datetime": "1970-01-01T00:00:00", "date": "1970-01-01", "decimal": "0",
+            "array": [], "any": 0}[kind]
+
+
+def _matches_more(kind: str, value: Any) -> bool:
+    """date, decimal and array values (a stand-in until the schemas helper's codecs land)."""
+    if kind == "date":
+        if not isinstance(value, str):
+            return False
+        try:
+            _dt.date.fromisoformat(value)
+            return True
+        except ValueError:
+            return False
+    if kind == "decimal":
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, (int, float)):
+            return math.isfinite(value)
+        if isinstance(value, str):
+            import decimal
+
+            try:
+                return decimal.Decimal(value).is_finite()
+            except decimal.InvalidOperation:
+                return False
+        return False
+    return isinstance(value, list)
