@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "inspect":
-        from .adapter import ModelRunner, inspect_artifact, load_model
+        from .adapter import ModelRunner, describe, load_model, prepare
         from .errors import LiveMLError
 
         try:
-            doc = inspect_artifact(args.artifact)
-            ModelRunner(load_model(args.artifact)).self_test()
+            adapter = load_model(args.artifact)
+            doc = describe(adapter)
+            prepare(adapter)
+            ModelRunner(adapter).self_test()
         except LiveMLError as err:
             sys.stdout.write(orjson.dumps({"error": err.envelope()}).decode() + "\n")
             return 2

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from . import logs
-from .adapter import ModelRunner, encode, load_model
+from .adapter import ModelRunner, encode, load_model, prepare
 from .batching import InferenceQueue
 from .errors import Internal, LiveMLError, MalformedRequestBody, ServiceUnavailable
 
@@ -37,8 +37,21 @@ log = logging.getLogger("liveml.replica")
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+def _default(value: Any) -> Any:
+    """Values orjson does not know: pandas' missing values, timestamps, decimals, numpy scalars."""
+    if value is None or str(value) in ("<NA>", "NaT"):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc, option=_DUMP, default=str)
+    return orjson.dumps(doc, option=_DUMP, default=_default)
 
 
 @dataclass
@@ -134,7 +147,7 @@ class Replica:
         start = time.perf_counter()
         adapter = load_model(path)
         runner = ModelRunner(adapter)
-        adapter.load()
+        prepare(adapter, self.config.thread_count)
         logs.step(log, f"Model loaded in {time.perf_counter() - start:.3f}s",
                   adapter=type(adapter).__name__, seconds=time.perf_counter() - start)
         start = time.perf_counter()
