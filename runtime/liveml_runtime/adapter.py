@@ -154,6 +154,21 @@ def estimator_columns(model: Any) -> list[Column]:
                    ("any" if str(n) in cats else "double")) for n in names]
 
 
+# declared integers and booleans keep their type with missing values (not float64 with NaN)
+_NULLABLE = {"integer": "Int64", "boolean": "boolean"}
+
+
+def _column_values(values: list[Any], dtype: str | None) -> Any:
+    if dtype is None:
+        return values
+    import pandas as pd
+
+    try:
+        return pd.array(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):  # out of range: the model's conversion says so
+        return pd.array(values, dtype=object)
+
+
 class ModelRunner:
     """Runs an adapter on decoded inputs and returns its outputs by name."""
 
@@ -183,7 +198,9 @@ class ModelRunner:
                     if key not in known:
                         known.add(key)
                         names.append(key)
-            out[name] = pd.DataFrame({n: [row.get(n) for row in value] for n in names},
+            nullable = {c.name: _NULLABLE[c.type] for c in table.columns if c.type in _NULLABLE}
+            out[name] = pd.DataFrame({n: _column_values([row.get(n) for row in value],
+                                                        nullable.get(n)) for n in names},
                                      columns=names)
         return out
 

@@ -13,6 +13,7 @@ import atexit
 import importlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,7 +24,9 @@ from typing import Any, ClassVar
 
 from .adapter import ModelAdapter
 from .api import Column, ModelApi, Tabular
-from .errors import InvalidArgument
+from .errors import InferenceFailure, InvalidArgument, LiveMLError
+
+log = logging.getLogger("liveml.spark")
 
 MANIFEST = "liveml-spark.json"
 METADATA = "metadata/part-00000"
@@ -203,8 +206,33 @@ class SparkModelAdapter(ModelAdapter):
     def predict(self, input_df: Any) -> Any:
         from .spark_frames import to_pandas, to_spark
 
-        frame = self.model.transform(to_spark(self.spark, input_df, self.columns))
-        return to_pandas(frame, self._answer_columns(frame))
+        data = to_spark(self.spark, input_df, self.columns)  # a value that does not fit: a 400
+        try:
+            frame = self.model.transform(data)
+            return to_pandas(frame, self._answer_columns(frame))
+        except LiveMLError:
+            raise
+        except Exception as exc:  # the JVM's error: its message, not its stack trace
+            log.warning("The Spark model failed: %s", exc)
+            raise InferenceFailure(f"the Spark model raised {type(exc).__name__}: "
+                                   f"{short_message(exc)}",
+                                   exceptionType=type(exc).__name__) from None
 
     def example_inputs(self) -> dict[str, Any]:
         return {"input_df": self.example[:5]}
+
+
+def short_message(exc: BaseException, limit: int = 600) -> str:
+    """An exception's message without a JVM stack trace: its first lines, up to ``at ...``."""
+    text = getattr(exc, "getMessage", None)
+    try:
+        text = text() if callable(text) else str(exc)
+    except Exception:  # noqa: BLE001 - the gateway may be gone
+        text = str(exc)
+    lines = []
+    for line in str(text).splitlines():
+        if line.lstrip().startswith("at ") or "JVM stacktrace" in line:
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)[:limit]
