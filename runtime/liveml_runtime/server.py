@@ -155,8 +155,11 @@ class Replica:
         logs.step(log, f"Self-test prediction passed in {time.perf_counter() - start:.3f}s",
                   seconds=time.perf_counter() - start)
         self.runner = runner
+        # LIVEML_MAX_BATCH_ROWS=1 turns batching off (benchmarks/spark_query.py compares)
         self.queue = InferenceQueue(runner, workers=self.config.thread_count,
-                                    max_queue=self.config.max_queue)
+                                    max_queue=self.config.max_queue,
+                                    max_batch_rows=int(os.environ.get("LIVEML_MAX_BATCH_ROWS",
+                                                                      "4096")))
 
     async def transform(self, body: bytes, v2: bool) -> bytes:
         if self.state != "ready" or self.queue is None or self.runner is None:
