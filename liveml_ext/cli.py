@@ -397,6 +397,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     kube.add_argument("--image", default="",
                       help="replica image built from runtime/Dockerfile "
                            "(default liveml/runtime:<liveml version>)")
+    kube.add_argument("--spark-image", default="",
+                      help="replica image for Spark models, built with --build-arg "
+                           "WITH_SPARK=true (default liveml/runtime:<liveml version>-spark)")
     kube.add_argument("--replica-token-secret", default="liveml-replica-token",
                       help="Secret (key `token`) shared by the gateway and the replicas; "
                            "created when missing")

@@ -67,6 +67,7 @@ class Settings:
     kubeconfig: str = ""
     kube_context: str = ""
     image: str = ""
+    spark_image: str = ""
     replica_token_secret: str = "liveml-replica-token"
     control_plane_url: str = ""
     gateway_route: str = "pods"
@@ -138,7 +139,8 @@ class ControlPlane:
         s = self.settings
         cluster = cluster or KubernetesCluster.from_config(
             s.kube_namespace or None, s.kubeconfig or None, s.kube_context or None)
-        settings = KubeSettings(image=s.image, replica_token_secret=s.replica_token_secret,
+        settings = KubeSettings(image=s.image, spark_image=s.spark_image,
+                                replica_token_secret=s.replica_token_secret,
                                 control_plane_url=s.control_plane_url,
                                 gateway_route=s.gateway_route, poll_interval=s.kube_poll_interval,
                                 startup_timeout=s.startup_timeout,

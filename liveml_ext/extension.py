@@ -45,6 +45,8 @@ class LiveMLExtension(ExtensionApp):
                          "else $KUBECONFIG or ~/.kube/config)")
     kube_context = Unicode("", config=True, help="kubeconfig context (default: current)")
     runtime_image = Unicode("", config=True, help="replica image (runtime/Dockerfile)")
+    spark_image = Unicode("", config=True,
+                          help="replica image for Spark models (runtime/Dockerfile, WITH_SPARK=true)")
     replica_token_secret = Unicode("liveml-replica-token", config=True,
                                    help="Secret holding the gateway/replica shared token")
     control_plane_url = Unicode("", config=True, help="URL pods reach this server at, to "
@@ -60,7 +62,7 @@ class LiveMLExtension(ExtensionApp):
                             inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus,
                             backend=self.backend, kube_namespace=self.kube_namespace,
                             kubeconfig=self.kubeconfig, kube_context=self.kube_context,
-                            image=self.runtime_image,
+                            image=self.runtime_image, spark_image=self.spark_image,
                             replica_token_secret=self.replica_token_secret,
                             control_plane_url=self.control_plane_url,
                             gateway_route=self.gateway_route,

@@ -67,9 +67,20 @@ def gpu_spec(**changes: Any) -> KubeDeployment:
                 runtime=runtime, **changes)
 
 
-CASES = {"": spec, "gpu-": gpu_spec}
+def spark_spec(**changes: Any) -> KubeDeployment:
+    """A fixed 2-replica Spark model on the Spark image (``liveml server --spark-image``)."""
+    runtime = {"minReplicas": 2, "maxReplicas": 2, "cpu": 2, "memory": "4GiB", "threadCount": 2,
+               "env": {}, **changes.pop("runtime", {})}
+    return spec(api_name="spark-houses", release_version="2.0.0", generation=1,
+                image="liveml/runtime:0.1.0-spark", spark=True, resource_profile="large",
+                replica_profile="default", runtime=runtime,
+                requirements={"pyspark": "4.3.0", "pyarrow": "26.0.1"}, **changes)
+
+
+CASES = {"": spec, "gpu-": gpu_spec, "spark-": spark_spec}
 EXPECTED_FILES = {"deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml",
-                  "gpu-deployment.yaml", "gpu-service.yaml", "gpu-pdb.yaml"}
+                  "gpu-deployment.yaml", "gpu-service.yaml", "gpu-pdb.yaml",
+                  "spark-deployment.yaml", "spark-service.yaml", "spark-pdb.yaml"}
 
 
 def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:

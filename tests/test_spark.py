@@ -153,7 +153,7 @@ def test_saved_pipeline_two_replicas_v1_v2_match_in_process_transform(server, sp
     assert [r["prediction"] for r in v2.json()["output_df"]] == pytest.approx(expected, abs=1e-9,
                                                                               rel=0)
     # a value that does not fit its declared type: a 400 naming the column, never a Java trace
-    bad = post(server, rid, {"requestData": [{**ROWS[0], "bedrooms": 2**70}]})
+    bad = post(server, rid, {"requestData": [{**ROWS[0], "bedrooms": 2**63}]})
     assert bad.status_code == 400, bad.text
     err = bad.json()
     assert err["errorName"] == "InferenceInvalidInput"
@@ -258,21 +258,24 @@ def test_spark_model_adapter_logs_and_the_jvm_lives_in_the_replica(server, tmp_p
     answer = resp.json()["responseData"]
     assert [r["y"] for r in answer] == [3.0, -4.0]
     assert {(r["master"], r["timezone"]) for r in answer} == {("local[1]", "UTC")}  # the replica's
+    node = c.deployment(rid)["status"]["replicas"][0]["nodeId"]
     # the startup story, the model's own logging line, and the JVM's own warning
-    page = wait_for(lambda: (p := c.logs(rid, '"Starting local Spark"', since="1h"))["data"] and p,
+    cols = ["level", "logger", "message", "node_id", "fields.seconds", "fields.java",
+            "fields.source", "deployment_rid"]
+    page = wait_for(lambda: (p := c.logs(rid, '"Starting local Spark"', since="1h",
+                                         columns=cols))["data"] and p,
                     timeout=60, what="the Spark startup step")
     record = page["data"][0]
-    assert record["message"].startswith("Starting local Spark: Spark 4.3.0 on Java 17")
-    assert record["fields"]["seconds"] > 0 and record["fields"]["java"].startswith("17")
+    assert record["message"].startswith("Starting local Spark: Spark 4.3.0 on Java 17"), record
+    assert record["fields.seconds"] > 0 and str(record["fields.java"]).startswith("17"), record
     wait_for(lambda: c.logs(rid, '"spark scaler scaling 2 rows"', since="1h")["data"],
              timeout=60, what="the model's own log line")
-    jvm = wait_for(lambda: c.logs(rid, '"the JVM of the spark scaler says hello"',
-                                  since="1h")["data"], timeout=60, what="the JVM's warning")
-    assert jvm[0]["level"] == "WARNING" and jvm[0]["logger"] == "liveml.test.jvm"
-    assert jvm[0]["fields"]["source"] == "spark" and jvm[0]["tags"]["deployment_rid"] == rid
+    jvm = wait_for(lambda: c.logs(rid, '"the JVM of the spark scaler says hello"', since="1h",
+                                  columns=cols)["data"], timeout=60, what="the JVM's warning")
+    assert jvm[0]["level"] == "WARNING" and jvm[0]["logger"] == "liveml.test.jvm", jvm[0]
+    assert jvm[0]["fields.source"] == "spark" and jvm[0]["node_id"] == node, jvm[0]
 
     # the JVM is the replica's child: killing the replica takes it along
-    node = c.deployment(rid)["status"]["replicas"][0]["nodeId"]
     replica_pid, java = wait_for(lambda: jvm_of(node), what="the replica's JVM")
     os.kill(replica_pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(java), timeout=30, what="the JVM to exit with its replica")

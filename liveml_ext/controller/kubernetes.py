@@ -54,6 +54,7 @@ class KubeSettings:
     """How the control plane uses a cluster (``liveml server --backend kubernetes`` flags)."""
 
     image: str = ""  # the replica image (runtime/Dockerfile); default liveml/runtime:<version>
+    spark_image: str = ""  # for Spark models (WITH_SPARK=true); default liveml/runtime:<version>-spark
     replica_token_secret: str = "liveml-replica-token"
     control_plane_url: str = ""  # where pods download artifacts when the store is local disk
     gateway_route: str = "pods"  # or "service"
@@ -65,6 +66,10 @@ class KubeSettings:
     @property
     def replica_image(self) -> str:
         return self.image or f"liveml/runtime:{__version__}"
+
+    @property
+    def spark_replica_image(self) -> str:
+        return self.spark_image or f"liveml/runtime:{__version__}-spark"
 
 
 @dataclass
@@ -325,14 +330,17 @@ class KubeController(ControllerBase):
                        f"(generation {spec.generation}) on Kubernetes", release=spec.release_version)
 
     def spec(self, row: Deployment, release: Release, sub: Submission) -> KubeDeployment:
-        """The Kubernetes objects' source for one deployment as the store has it."""
+        """The Kubernetes objects' source for one deployment as the store has it (a Spark model,
+        one made of pyspark objects, runs on the Spark image)."""
+        spark = "pyspark" in (sub.requirements or {})
         return KubeDeployment(
             deployment_rid=row.rid, api_name=row.api_name, liveml_namespace=row.namespace,
             kube_namespace=self.cluster.namespace, release_rid=release.rid,
             release_version=release.version, model_uuid=sub.model_uuid,
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
-            runtime=dict(row.runtime_configuration), image=self.settings.replica_image,
+            runtime=dict(row.runtime_configuration), spark=spark,
+            image=self.settings.spark_replica_image if spark else self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
             startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),

@@ -154,12 +154,12 @@ def estimator_columns(model: Any) -> list[Column]:
                    ("any" if str(n) in cats else "double")) for n in names]
 
 
-# declared integers and booleans keep their type with missing values (not float64 with NaN)
+# declared integers and booleans with missing values keep their type (not float64 with NaN)
 _NULLABLE = {"integer": "Int64", "boolean": "boolean"}
 
 
 def _column_values(values: list[Any], dtype: str | None) -> Any:
-    if dtype is None:
+    if dtype is None or all(v is not None for v in values):
         return values
     import pandas as pd
 
@@ -279,12 +279,14 @@ def load_model(path: str) -> ModelAdapter:
 
 
 def uses_spark(adapter: ModelAdapter) -> bool:
-    """True when a model needs the replica's local Spark: ``uses_spark = True`` on its class,
-    or pyspark among the objects it is made of."""
+    """True when a model needs the replica's local Spark: ``uses_spark = True`` on its class, or
+    pyspark imported by loading it (a class that refers to pyspark objects brings it along)."""
+    import sys
+
     flag = getattr(adapter, "uses_spark", None)
     if flag is not None:
         return bool(flag)
-    return "pyspark" in model_modules(adapter)
+    return "pyspark" in sys.modules
 
 
 def prepare(adapter: ModelAdapter, threads: int = 1) -> None:
