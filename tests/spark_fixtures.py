@@ -9,6 +9,7 @@ from typing import Any
 
 import cloudpickle
 import pandas as pd
+from model_fixtures import save
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
@@ -80,7 +81,6 @@ class SparkScaler(ModelAdapter):
 
 
 def save_adapter(model: Any, path: Path) -> Path:
+    """Saved with cloudpickle, this module by value (a replica has no tests folder)."""
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with open(path, "wb") as fh:
-        cloudpickle.dump(model, fh)
-    return path
+    return save(model, path)

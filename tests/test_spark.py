@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 import requests
-from conftest import Loops, reference_module, start_server, wait_for
+from conftest import Loops, reference_module, run_notebook, start_server, wait_for
 from spark_fixtures import (
     FEATURES,
     SparkScaler,
@@ -349,3 +350,11 @@ def test_missing_java_is_a_clear_error_at_submission(tmp_path, models, frame, mo
 def test_cli_refuses_a_spark_model_without_an_input_example(server, models):
     out = cli(server, "submit", "spark-houses", str(models["reg1_dir"]))
     assert out.returncode != 0 and "--input-example" in out.stderr, out.stderr
+
+
+def test_spark_notebook_runs(server, monkeypatch):
+    _, outputs = run_notebook(server, monkeypatch, "spark_model")
+    text = json.dumps([o.get("data", {}) for o in outputs] + [o.get("text", "") for o in outputs])
+    for needle in ("Starting local Spark", "largest difference from the in-process transform",
+                   "image/png"):
+        assert needle in text, needle
