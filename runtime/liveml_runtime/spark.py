@@ -3,7 +3,8 @@
 The JVM is a child of the replica's Python process (py4j's gateway): it shares the replica's
 process group, so the local backend's memory check (RSS of the process tree) and its kill count
 it, and it exits when the replica does (the gateway reads its stdin until the parent goes away).
-Spark's log4j2 lines at WARN and above are written to stdout as the replica's JSON log records.
+Spark's log4j2 lines at WARN and above are written to stderr as JSON log records shaped like the
+replica's own (the replica sends stdout and stderr to one log).
 
 Importing this module does not import pyspark; ``session()`` does.
 """
@@ -76,7 +77,7 @@ def log4j_config(tags: dict[str, str]) -> str:
         "status = error",
         "appender.json.type = Console",
         "appender.json.name = json",
-        "appender.json.target = SYSTEM_OUT",
+        "appender.json.target = SYSTEM_ERR",  # the replica sends both to its log; inspect reads stdout
         "appender.json.layout.type = PatternLayout",
         "appender.json.layout.alwaysWriteExceptions = false",
         f"appender.json.layout.pattern = {pattern}",
