@@ -42,6 +42,7 @@ def configure(tags: dict[str, str], level: int = logging.INFO) -> None:
     root.setLevel(level)
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per gateway call otherwise
+    logging.captureWarnings(True)  # Python warnings (pyspark's about pandas, say) as records
 
 
 def step(logger: logging.Logger, message: str, **fields: Any) -> None:

@@ -116,6 +116,7 @@ def session(threads: int | None = None) -> Any:
         from pyspark.sql import SparkSession
 
         threads = threads or int(os.environ.get("LIVEML_THREAD_COUNT", "1") or 1)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # all of Spark on loopback
         tags = logs.current_tags()
         fd, conf_path = tempfile.mkstemp(prefix="liveml-log4j2-", suffix=".properties")
         with os.fdopen(fd, "w") as fh:

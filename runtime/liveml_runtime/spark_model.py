@@ -14,7 +14,6 @@ import importlib
 import io
 import json
 import logging
-import os
 import shutil
 import tempfile
 import zipfile
@@ -29,13 +28,27 @@ from .errors import InferenceFailure, InvalidArgument, LiveMLError
 log = logging.getLogger("liveml.spark")
 
 MANIFEST = "liveml-spark.json"
-METADATA = "metadata/part-00000"
+METADATA = "metadata/part-00000"  # Spark 4 writes metadata/part-00000-<uuid>-c000.txt
+
+
+def _metadata_at(name: str) -> str | None:
+    """The model folder of a metadata file's path ('' for the root), or None."""
+    folder, _, base = name.rpartition("/")
+    if not (folder == "metadata" or folder.endswith("/metadata")) or not base.startswith(
+            "part-00000"):
+        return None
+    return folder[: -len("metadata")]
 
 
 def _model_root(names: list[str]) -> str | None:
     """The folder (in a zip's names) holding the top-level model's metadata, '' for the root."""
-    roots = [n[: -len(METADATA)] for n in names if n == METADATA or n.endswith("/" + METADATA)]
+    roots = [r for r in map(_metadata_at, names) if r is not None]
     return min(roots, key=lambda r: r.count("/")) if roots else None
+
+
+def _metadata_file(directory: Path) -> Path | None:
+    found = sorted((directory / "metadata").glob("part-00000*"))
+    return found[0] if found else None
 
 
 def is_spark_artifact(path: str | Path) -> bool:
@@ -94,7 +107,7 @@ def pack(source: str | Path, input_example: Any = None,
             root = Path(tmp) / inner
         else:
             raise InvalidArgument(f"{source} is neither a saved Spark model directory nor a zip")
-        if not (root / METADATA).exists():
+        if _metadata_file(root) is None:
             raise InvalidArgument(f"{source} is not a saved Spark model: it has no {METADATA} "
                                   "(save it with model.write().overwrite().save(path))")
         return _zip_dir(root, doc)
@@ -152,7 +165,11 @@ class SparkModelAdapter(ModelAdapter):
         from .spark_frames import check_columns
 
         self.directory = directory
-        with open(os.path.join(directory, METADATA)) as fh:
+        found = _metadata_file(Path(directory))
+        if found is None:
+            raise InvalidArgument(f"the Spark artifact has no {METADATA}: zip the folder "
+                                  "model.save(path) wrote")
+        with open(found) as fh:
             self.metadata = json.loads(fh.readline())
         self.java_class = self.metadata.get("class", "")
         self.columns = [Column(**c) for c in doc.get("inputs") or []]
