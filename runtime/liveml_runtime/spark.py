@@ -28,6 +28,9 @@ log = logging.getLogger("liveml.spark")
 #: No JDK here: a Spark model is refused at submission, and a replica fails to start, with this.
 JavaNotFound = error_class("JavaNotFound", 400, "INVALID_ARGUMENT")
 
+#: A small heap's collector with no GC threads to spare (a replica has a core or two)
+JAVA_OPTIONS = "-XX:+UseSerialGC"
+
 _lock = threading.Lock()
 _session: Any = None
 
@@ -121,7 +124,8 @@ def session(threads: int | None = None) -> Any:
         fd, conf_path = tempfile.mkstemp(prefix="liveml-log4j2-", suffix=".properties")
         with os.fdopen(fd, "w") as fh:
             fh.write(log4j_config(tags))
-        java_opts = f"-Dlog4j2.configurationFile=file:{conf_path} -Duser.timezone=UTC"
+        java_opts = (f"-Dlog4j2.configurationFile=file:{conf_path} -Duser.timezone=UTC "
+                     + os.environ.get("LIVEML_SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
         builder = (SparkSession.builder.master(f"local[{max(1, threads)}]")
                    .appName(f"liveml-{tags.get('node_id', 'replica')}")
                    .config("spark.driver.bindAddress", "127.0.0.1")
