@@ -239,3 +239,21 @@ def test_kubernetes_a_pass_that_read_before_a_disable_does_not_route_again(
     pool = controller.gateway.pools[rid]
     assert pool.members == [] and pool.unavailable_reason == DISABLED_REASON
     assert rt.observed_at < 0  # the next pass reads again, with the deployment disabled
+
+
+def test_kubernetes_spark_models_run_on_the_spark_image(controller: KubeController) -> None:
+    from types import SimpleNamespace as Row
+
+    row = Row(rid="ri.foundry-ml-live.main.live-deployment.5f1c2d3e-0000-4000-8000-00000000abcd",
+              api_name="houses", namespace="default", generation=1, enabled=True,
+              runtime_configuration={"minReplicas": 1, "maxReplicas": 1}, replica_profile="single",
+              resource_profile="default")
+    release = Row(rid="ri.models.main.release.0b7e9a10-0000-4000-8000-000000000001", version="1.0")
+    sklearn = Row(model_uuid="u1", artifact_sha256="ab" * 32, requirements={"scikit-learn": "1.5.0"})
+    spark = Row(model_uuid="u2", artifact_sha256="cd" * 32, requirements={"pyspark": "4.3.0"})
+    plain = controller.spec(row, release, sklearn)
+    assert plain.image == controller.settings.replica_image and not plain.spark
+    assert controller.spec(row, release, spark).image.endswith("-spark")
+    controller.settings.spark_image = "registry.example.com/liveml/runtime:0.1.0-spark"
+    with_spark = controller.spec(row, release, spark)
+    assert with_spark.image == "registry.example.com/liveml/runtime:0.1.0-spark" and with_spark.spark
