@@ -30,7 +30,8 @@ from spark_fixtures import (
 
 import liveml_ext.notebook as lm
 from liveml_runtime import spark as local_spark
-from liveml_runtime.adapter import ModelRunner, load_model, prepare
+from liveml_runtime.adapter import ModelRunner, encode, load_model, prepare
+from liveml_runtime.server import dumps
 from liveml_runtime.spark_frames import columns_from_example, to_pandas, to_spark
 from liveml_runtime.spark_model import pack, pack_model
 
@@ -191,18 +192,6 @@ def test_classifier_from_memory_answers_probability_arrays(server, spark, models
         assert row["prediction"] == want_p
         assert isinstance(row["probability"], list) and len(row["probability"]) == 2
         assert row["probability"] == pytest.approx(list(want_prob), abs=1e-9, rel=0)
-    # --output-columns (a submission option): the raw prediction too, as an array of numbers
-    data = pack_model(models["clf"], frame[FEATURES].head(5), ["prediction", "rawPrediction"])
-    lm.submit("spark-clf", data, name="clf-raw")
-    server.client.release("spark-clf", "clf-raw", "2.0", tag="production")
-    wait_for(lambda: server.client.deployment(rid)["status"]["rollout"]["state"] == "COMPLETE"
-             and (server.client.deployment(rid).get("release") or {}).get("version") == "2.0",
-             timeout=240,
-             interval=0.5, what="the rollout to 2.0")
-    raw = post(server, rid, {"requestData": ROWS[:1]}).json()["responseData"][0]
-    assert list(raw) == [*FEATURES, "prediction", "rawPrediction"]
-    assert raw["rawPrediction"] == pytest.approx(list(expected["rawPrediction"][0]), abs=1e-9,
-                                                 rel=0)
 
 
 def test_typed_round_trips_and_bad_values(server, spark, tmp_path):
@@ -315,7 +304,8 @@ def test_spark_replica_over_its_memory_limit_is_stopped(server, tmp_path):
     assert "out of memory" in doc["status"]["reason"], doc["status"]
 
 
-def test_in_process_adapter_batches_and_checks_before_spark(spark, models, frame, tmp_path):
+def test_in_process_adapter_batches_and_answers_the_output_columns_asked(spark, models, frame,
+                                                                          tmp_path):
     path = tmp_path / "reg1.zip"
     path.write_bytes(pack_model(models["reg1"], frame[FEATURES].head(3)))
     adapter = load_model(str(path))
@@ -325,6 +315,16 @@ def test_in_process_adapter_batches_and_checks_before_spark(spark, models, frame
     out = runner.infer(runner.to_frames({"input_df": ROWS}))["output_df"]
     assert out["prediction"].tolist() == pytest.approx(
         in_process(spark, models["reg1"], ROWS)["prediction"].tolist(), abs=1e-9, rel=0)
+    # output_columns (a submission option, --output-columns): the raw prediction too, as numbers
+    path.write_bytes(pack_model(models["clf"], frame[FEATURES].head(3),
+                                ["prediction", "rawPrediction"]))
+    adapter = load_model(str(path))
+    prepare(adapter)
+    runner = ModelRunner(adapter)
+    raw = encode(runner.infer(runner.to_frames({"input_df": ROWS[:1]}))["output_df"])[0]
+    assert list(raw) == [*FEATURES, "prediction", "rawPrediction"]
+    want = in_process(spark, models["clf"], ROWS[:1])["rawPrediction"][0]
+    assert json.loads(dumps(raw))["rawPrediction"] == pytest.approx(list(want), abs=1e-9, rel=0)
 
 
 def test_missing_java_is_a_clear_error_at_submission(tmp_path, models, frame, monkeypatch):
