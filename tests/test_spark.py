@@ -359,3 +359,25 @@ def test_spark_notebook_runs(server, monkeypatch):
     for needle in ("Starting local Spark", "largest difference from the in-process transform",
                    "image/png"):
         assert needle in text, needle
+
+
+def test_a_jvm_failure_is_the_model_failing_without_a_java_stack_trace(spark, tmp_path):
+    from pyspark.ml.feature import StringIndexer
+
+    from liveml_runtime.errors import InferenceFailure
+
+    example = pd.DataFrame({"city": ["Austin", "Chicago"]})
+    strict = StringIndexer(inputCol="city", outputCol="city_index", handleInvalid="error") \
+        .fit(to_spark(spark, example, columns_from_example(example)))
+    path = tmp_path / "strict.zip"
+    path.write_bytes(pack_model(strict, example))
+    adapter = load_model(str(path))
+    prepare(adapter)
+    runner = ModelRunner(adapter)
+    assert runner.infer(runner.to_frames({"input_df": [{"city": "Austin"}]}))["output_df"][
+        "city_index"].tolist() == [0.0]
+    with pytest.raises(InferenceFailure) as err:
+        runner.infer(runner.to_frames({"input_df": [{"city": "Boston"}]}))
+    assert "Boston" in err.value.message, err.value.message
+    assert "\tat " not in err.value.message and "JVM stacktrace" not in err.value.message
+    assert len(err.value.message) < 1000

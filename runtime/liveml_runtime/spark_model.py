@@ -253,12 +253,16 @@ class SparkModelAdapter(ModelAdapter):
 
 
 def short_message(exc: BaseException, limit: int = 600) -> str:
-    """An exception's message without a JVM stack trace: its first lines, up to ``at ...``."""
-    text = getattr(exc, "getMessage", None)
+    """An exception's message without a JVM stack trace: the Java root cause's own line (a
+    Py4JJavaError wraps it in ``awaitResult`` and the like), else the first lines of the text."""
+    text = str(exc)
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
     try:
-        text = text() if callable(text) else str(exc)
-    except Exception:  # noqa: BLE001 - the gateway may be gone
-        text = str(exc)
+        while java is not None:
+            text = str(java.toString())
+            java = java.getCause()
+    except Exception:  # noqa: BLE001 - the gateway may be gone: keep what was read
+        pass
     lines = []
     for line in str(text).splitlines():
         if line.lstrip().startswith("at ") or "JVM stacktrace" in line:
