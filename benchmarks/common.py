@@ -503,8 +503,8 @@ async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, headers
 
 
 async def _run(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-               concurrency: int, seconds: float) -> tuple[_Tally, float]:
-    body = orjson.dumps(BODY)
+               concurrency: int, seconds: float, doc: Any = None) -> tuple[_Tally, float]:
+    body = orjson.dumps(BODY if doc is None else doc)
     tally = _Tally()
     start = time.perf_counter()
     deadline = start + seconds
@@ -530,19 +530,20 @@ def _busy() -> float:
 
 
 async def load_test(path: str, url: str, headers: dict[str, str], concurrency: int,
-                    seconds: float, warmup: float, groups: dict[str, list[psutil.Process]]
-                    ) -> LoadResult:
-    """``concurrency`` clients for ``seconds`` after ``warmup``; CPU is counted per group."""
+                    seconds: float, warmup: float, groups: dict[str, list[psutil.Process]],
+                    body: Any = None) -> LoadResult:
+    """``concurrency`` clients for ``seconds`` after ``warmup``; CPU is counted per group.
+    ``body``: the query (default: the reference model's one-row v1 query)."""
     groups = {"load generator": [psutil.Process()], **groups}
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      skip_auto_headers=("User-Agent",)) as session:
         if warmup > 0:
-            await _run(session, url, headers, concurrency, warmup)
+            await _run(session, url, headers, concurrency, warmup, body)
         before = {name: _cpu(procs) for name, procs in groups.items()}
         busy_before = _busy()
-        tally, elapsed = await _run(session, url, headers, concurrency, seconds)
+        tally, elapsed = await _run(session, url, headers, concurrency, seconds, body)
         busy = _busy() - busy_before
         after = {name: _cpu(procs) for name, procs in groups.items()}
 

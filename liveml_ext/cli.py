@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -66,9 +68,32 @@ def cmd_objective(c: Client, a: argparse.Namespace) -> Any:
     return c.objectives(a.namespace)
 
 
+def read_example(path: str) -> Any:
+    """An input example file: JSON rows (a list of objects) or CSV with a header, as pandas."""
+    import pandas as pd
+
+    text = Path(path).read_text()
+    if text.lstrip().startswith(("[", "{")):
+        rows = json.loads(text)
+        return pd.DataFrame(rows if isinstance(rows, list) else [rows])
+    return pd.read_csv(io.StringIO(text))
+
+
 def cmd_submit(c: Client, a: argparse.Namespace) -> Any:
-    if not Path(a.model_file).is_file():
-        raise SystemExit(f"liveml: no such model file: {a.model_file}")
+    path = Path(a.model_file)
+    if path.is_dir() or zipfile.is_zipfile(path):  # a saved pyspark.ml model, or a zip of one
+        from liveml_runtime.errors import LiveMLError
+        from liveml_runtime.spark_model import pack
+
+        example = read_example(a.input_example) if a.input_example else None
+        columns = [n.strip() for n in (a.output_columns or "").split(",") if n.strip()]
+        try:
+            data = pack(path, example, columns or None)
+        except LiveMLError as err:
+            raise SystemExit(f"liveml: {err.message}") from None
+        return c.submit(a.objective, data, a.name or "")
+    if not path.is_file():
+        raise SystemExit(f"liveml: no such model file or folder: {a.model_file}")
     return c.submit(a.objective, a.model_file, a.name or "", input_example=a.input_example)
 
 
@@ -412,15 +437,20 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     ol.add_argument("--namespace")
     ol.add_argument("--json", action="store_true")
 
-    sp = add("submit", "submit a model file (joblib or pickle) to an objective")
+    sp = add("submit", "submit a model file (joblib or pickle), or a saved Spark model folder "
+                       "or zip, to an objective")
     sp.add_argument("objective")
-    sp.add_argument("model_file")
+    sp.add_argument("model_file", metavar="MODEL",
+                    help="a joblib/pickle file, or a pyspark.ml model saved with .save(path)")
     sp.add_argument("--name")
     sp.add_argument("--input-example", metavar="FILE",
                     help="example input rows, JSON (a list of objects, or {\"requestData\": "
                     "[...]}) or CSV (.csv): they declare the model's input columns and types, "
                     "and its self-test runs on them; needed for a model that declares no inputs "
                     "(no api(), no feature_names_in_)")
+    sp.add_argument("--output-columns", metavar="A,B",
+                    help="Spark models: the model's columns to answer with besides the inputs "
+                         "(default: prediction, and probability for classifiers)")
 
     sp = add("release", "release a submission with a version (and a tag)")
     sp.add_argument("objective")

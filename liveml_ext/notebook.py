@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,14 +49,19 @@ def dumps(model: Any) -> bytes:
 
 
 def submit(objective: str, model: Any, name: str = "", create: bool = True,
-           namespace: str = "default", exist_ok: bool = False,
-           input_example: Any = None) -> ui.Record:
+           namespace: str = "default", exist_ok: bool = False, input_example: Any = None,
+           output_columns: list[str] | None = None) -> ui.Record:
     """Submit a model object (or a file path) to an objective, creating the objective if needed.
 
     ``input_example`` (a DataFrame, typed by its dtypes, or JSON rows) declares the model's input
     columns and types, and its self-test runs on the first rows: a plain class with
     ``predict(df)`` needs one (a scikit-learn model fitted on a DataFrame, or a ModelAdapter
     with api(), declares its own inputs; an example then types untyped columns).
+
+    A fitted pyspark.ml model (a ``PipelineModel`` or any ``Model``) goes straight from memory:
+    it is saved to a temporary folder and zipped with its input columns, which come from
+    ``input_example`` (a pandas DataFrame); ``output_columns`` picks the model's columns to
+    answer with besides the inputs (default: ``prediction``, and ``probability`` for classifiers).
 
     Submitting the same model under the same name again returns the existing submission; another
     model under a name in use is refused (``SubmissionAlreadyExists``): pick a new name, or pass
@@ -67,9 +74,18 @@ def submit(objective: str, model: Any, name: str = "", create: bool = True,
         except LiveMLClientError as err:
             if err.name != "ObjectiveAlreadyExists":
                 raise
-    data = model if isinstance(model, (str, bytes)) else dumps(model)
+    from liveml_runtime.spark_model import is_spark_model, pack, pack_model
+
+    example = None  # a Spark model's example travels in its artifact
+    if isinstance(model, str) and (Path(model).is_dir() or zipfile.is_zipfile(model)):
+        data = pack(model, input_example, output_columns)  # a saved Spark model
+    elif is_spark_model(model):
+        data = pack_model(model, input_example, output_columns)
+    else:
+        data = model if isinstance(model, (str, bytes)) else dumps(model)
+        example = input_example
     try:
-        doc = c.submit(objective, data, name=name, input_example=input_example)
+        doc = c.submit(objective, data, name=name, input_example=example)
     except LiveMLClientError as err:
         existing = [s for s in c.submissions(objective) if s["name"] == name]
         if not (exist_ok and err.name == "SubmissionAlreadyExists" and existing):

@@ -129,6 +129,25 @@ def deploy_reference(server: Server, house_model: Path, objective: str, name: st
     return c.wait(doc["rid"], timeout=120)
 
 
+def run_notebook(server: Server, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[object, list]:
+    """Execute ``notebooks/<name>.ipynb`` against ``server`` (found through its home, as a user's
+    notebook finds it): the executed notebook and its code cells' outputs, none an error."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LIVEML_HOME", str(server.home))
+    monkeypatch.delenv("LIVEML_URL", raising=False)
+    monkeypatch.delenv("LIVEML_TOKEN", raising=False)
+    path = REPO / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, errors
+    return nb, outputs
+
+
 def query(server: Server, rid: str, rows: list | None = None, **kw) -> requests.Response:
     body = {"requestData": rows if rows is not None else [ROW], "requestParams": {}}
     return requests.post(server.infer_url(rid), json=body, headers=server.headers(), timeout=30, **kw)

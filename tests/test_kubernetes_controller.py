@@ -255,7 +255,9 @@ def test_kubernetes_spark_submissions_get_the_spark_image(controller: KubeContro
     def image(requirements: dict[str, str], adapter: str = "") -> str:
         sub = Submission(model_uuid="u", artifact_sha256="0" * 64, requirements=requirements,
                          adapter=adapter)
-        return controller.spec(row, release, sub).image
+        spec = controller.spec(row, release, sub)
+        assert spec.spark == spec.image.endswith("-spark")  # the JVM sizes its heap by the limit
+        return spec.image
 
     assert image({"scikit-learn": "1.5.0"}) == KubeSettings().replica_image
     assert image({"pyspark": "4.3.0", "pandas": "3.1.1"}) == KubeSettings().spark_replica_image

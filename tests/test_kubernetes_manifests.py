@@ -76,7 +76,7 @@ def spark_spec(**changes: Any) -> KubeDeployment:
                **changes.pop("runtime", {})}
     return spec(api_name="churn-spark", release_version="2.0.0", generation=1,
                 replica_profile="default", resource_profile="spark", runtime=runtime,
-                requirements=requirements,
+                requirements=requirements, spark=True,
                 image=KubeSettings(image="liveml/runtime:0.1.0").image_for(requirements),
                 **changes)
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from conftest import REPO, ROW, reference_module, wait_for
+from conftest import ROW, reference_module, run_notebook, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from nbclient import NotebookClient
 
 import liveml_ext.notebook as lm
 
@@ -71,16 +70,7 @@ def test_magics_and_python_api(shell):
 
 
 def test_quickstart_notebook_runs_top_to_bottom(server, monkeypatch, tmp_path):
-    monkeypatch.setenv("LIVEML_HOME", str(server.home))
-    monkeypatch.delenv("LIVEML_URL", raising=False)
-    monkeypatch.delenv("LIVEML_TOKEN", raising=False)
-    path = REPO / "notebooks" / "quickstart.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    errors = [o for o in outputs if o.output_type == "error"]
-    assert not errors, errors
+    nb, outputs = run_notebook(server, monkeypatch, "quickstart")
     html = [o.data.get("text/html", "") for o in outputs if "data" in o]
     assert any("prediction" in h and "<table" in h for h in html), "no DataFrame of predictions"
     assert any("image/png" in o.get("data", {}) for o in outputs), "no metrics plot"
@@ -181,15 +171,7 @@ def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
     ("operations", ["Rolling out", "ops-prices", "DISABLED", "small"]),
 ])
 def test_example_notebooks_run(server, monkeypatch, name, expected):
-    monkeypatch.setenv("LIVEML_HOME", str(server.home))
-    monkeypatch.delenv("LIVEML_URL", raising=False)
-    monkeypatch.delenv("LIVEML_TOKEN", raising=False)
-    path = REPO / "notebooks" / f"{name}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    _, outputs = run_notebook(server, monkeypatch, name)
     text = json.dumps([o.get("data", {}) for o in outputs] + [o.get("text", "") for o in outputs])
     for needle in expected:
         assert needle in text, needle

@@ -109,6 +109,7 @@ class KubeDeployment:
     startup_seconds: int = STARTUP_SECONDS  # how long a pod may take to become ready
     progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS  # a rollout's deadline
     input_example: Mapping[str, Any] | None = None  # the submission's {"columns", "rows"}
+    spark: bool = False  # a Spark model: the JVM sizes its heap from the container's memory limit
 
     def __post_init__(self) -> None:
         low, high = self.min_replicas, self.max_replicas
@@ -269,6 +270,9 @@ def _env(spec: KubeDeployment, threads: int) -> list[dict[str, Any]]:
             json.dumps(dict(spec.input_example), sort_keys=True, separators=(",", ":")))})
     if not gpu:  # as on the local backend: a replica without GPUs does not see any
         env.append({"name": "CUDA_VISIBLE_DEVICES", "value": ""})
+    if spec.spark:  # as on the local backend: the driver heap is half of the memory limit
+        env.append({"name": "LIVEML_MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {
+            "containerName": CONTAINER, "resource": "limits.memory", "divisor": "1"}}})
     reserved = {item["name"] for item in env}
     user = spec.runtime.get("env") or {}
     env += [{"name": key, "value": _escape(str(user[key]))} for key in sorted(user) if key not in reserved]

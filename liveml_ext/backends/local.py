@@ -164,7 +164,9 @@ class LocalBackend(Backend):
         gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
         cores = self.allocate_cores(float(config.get("cpu", 1)), _group(spec))
         threads = str(max(1, math.ceil(float(config.get("cpu", 1)))))
+        memory_limit = parse_memory(config.get("memory", "1GiB"))
         env = {**os.environ, **spec.env, "OMP_NUM_THREADS": threads,
+               "LIVEML_MEMORY_LIMIT": str(memory_limit),  # a Spark replica sizes its JVM heap
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
         cmd = [self.python, "-m", "liveml_runtime", "serve", "--artifact", spec.artifact_uri,
@@ -193,7 +195,7 @@ class LocalBackend(Backend):
             except OSError:
                 cores = ()
         handle = LocalReplica(spec, proc, port_file, log_file, gpus=gpus, cores=cores,
-                              memory_limit=parse_memory(config.get("memory", "1GiB")))
+                              memory_limit=memory_limit)
         self.replicas[spec.node_id] = handle
         return handle
 

@@ -71,7 +71,7 @@ class KubeSettings:
     def spark_replica_image(self) -> str:
         return self.spark_image or f"{self.replica_image}-spark"
 
-    def image_for(self, requirements: dict[str, str], adapter: str = "") -> str:
+    def image_for(self, requirements: dict[str, str], adapter: str = "") -> str:  # noqa: D401
         """The Spark variant for a release that needs Spark (a JDK and pyspark), else the
         plain replica image."""
         return self.spark_replica_image if uses_spark(requirements, adapter) else self.replica_image
@@ -340,7 +340,10 @@ class KubeController(ControllerBase):
                        f"(generation {spec.generation}) on Kubernetes", release=spec.release_version)
 
     def spec(self, row: Deployment, release: Release, sub: Submission) -> KubeDeployment:
-        """The Kubernetes objects' source for one deployment as the store has it."""
+        """The Kubernetes objects' source for one deployment as the store has it (a Spark model,
+        one made of pyspark objects, runs on the Spark image)."""
+        requirements = dict(sub.requirements or {})
+        spark = uses_spark(requirements, sub.adapter or "")
         return KubeDeployment(
             deployment_rid=row.rid, api_name=row.api_name, liveml_namespace=row.namespace,
             kube_namespace=self.cluster.namespace, release_rid=release.rid,
@@ -348,8 +351,8 @@ class KubeController(ControllerBase):
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
             input_example=(sub.api or {}).get("inputExample"),
-            runtime=dict(row.runtime_configuration),
-            image=self.settings.image_for(dict(sub.requirements or {}), sub.adapter or ""),
+            runtime=dict(row.runtime_configuration), spark=spark,
+            image=self.settings.spark_replica_image if spark else self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
             startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),

@@ -16,7 +16,7 @@ import platform
 from typing import Any, ClassVar
 
 from .api import Column, ModelApi, Parameter, Tabular, sample_value
-from .errors import InferenceFailure, InvalidArgument
+from .errors import InferenceFailure, InvalidArgument, LiveMLError
 from .frames import frame_rows, to_frame
 from .schema import InputExample
 
@@ -258,6 +258,8 @@ class ModelRunner:
         outputs = Outputs([p.name for p in self.api.outputs])
         try:
             self.adapter.run_inference(inputs, outputs)
+        except LiveMLError:  # a precise error of the platform's (a value that does not fit)
+            raise
         except Exception as exc:  # the model's own failure, reported to the caller
             raise InferenceFailure(f"the model raised {type(exc).__name__}: {exc}",
                                    exceptionType=type(exc).__name__) from exc
@@ -310,8 +312,19 @@ def wrap(model: Any) -> ModelAdapter:
 
 
 def load_model(path: str) -> ModelAdapter:
-    """Load a joblib, pickle or cloudpickle file and wrap it as a ModelAdapter."""
+    """Load a joblib, pickle or cloudpickle file and wrap it as a ModelAdapter; a zip is a saved
+    Spark model (``spark_model``)."""
+    import zipfile
+
     import joblib
+
+    if zipfile.is_zipfile(path):
+        from .spark_model import is_spark_artifact, load_spark_artifact
+
+        if not is_spark_artifact(path):
+            raise InvalidArgument("the zip holds no saved Spark model (metadata/part-00000): "
+                                  "zip the folder model.save(path) wrote")
+        return load_spark_artifact(path)
 
     try:
         model = joblib.load(path)
@@ -319,6 +332,26 @@ def load_model(path: str) -> ModelAdapter:
         raise InvalidArgument(f"cannot load the model file: {type(exc).__name__}: {exc}",
                               exceptionType=type(exc).__name__) from exc
     return wrap(model)
+
+
+def uses_spark(adapter: ModelAdapter) -> bool:
+    """True when a model needs the replica's local Spark: ``uses_spark = True`` on its class, or
+    pyspark imported by loading it (a class that refers to pyspark objects brings it along)."""
+    import sys
+
+    flag = getattr(adapter, "uses_spark", None)
+    if flag is not None:
+        return bool(flag)
+    return "pyspark" in sys.modules
+
+
+def prepare(adapter: ModelAdapter, threads: int = 1) -> None:
+    """Start what a model needs (local Spark, ``threads`` cores), then its own ``load()``."""
+    if uses_spark(adapter):
+        from .spark import session
+
+        session(threads)
+    adapter.load()
 
 
 def requirements(modules: set[str]) -> dict[str, str]:
@@ -360,9 +393,10 @@ def inspect_artifact(path: str, example: InputExample | None = None) -> dict[str
     packages it is made of, and the input example it was submitted with."""
     adapter = load_model(path)
     model = adapter.model if isinstance(adapter, EstimatorAdapter) else adapter
-    modules = model_modules(model) - {"liveml_runtime", "liveml_ext", "__main__", "builtins"}
+    modules = model_modules(model) | set(getattr(adapter, "modules", ()))
+    modules -= {"liveml_runtime", "liveml_ext", "__main__", "builtins"}
     runner = ModelRunner(adapter, example)
-    adapter.load()
+    prepare(adapter)  # local Spark first, for a model that needs it; then its load()
     runner.self_test()
     doc = {
         "api": runner.api.to_dict(),
@@ -377,4 +411,4 @@ def inspect_artifact(path: str, example: InputExample | None = None) -> dict[str
 
 __all__ = ["Column", "EstimatorAdapter", "InputExample", "ModelAdapter", "ModelApi", "ModelRunner",
            "Outputs", "Parameter", "Tabular", "encode", "inspect_artifact", "load_model",
-           "with_example", "wrap"]
+           "prepare", "with_example", "wrap"]

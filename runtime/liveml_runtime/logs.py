@@ -41,8 +41,18 @@ def configure(tags: dict[str, str], level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per gateway call otherwise
+    logging.captureWarnings(True)  # Python warnings (pyspark's about pandas, say) as records
 
 
 def step(logger: logging.Logger, message: str, **fields: Any) -> None:
     """Log one startup step with structured fields."""
     logger.info(message, extra={"fields": fields})
+
+
+def current_tags() -> dict[str, str]:
+    """The tags the JSON handler on the root logger writes (for the JVM's own log lines)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            return dict(handler.formatter.tags)
+    return {}

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from . import logs
-from .adapter import ModelRunner, encode, load_model
+from .adapter import ModelRunner, encode, load_model, prepare
 from .batching import InferenceQueue
 from .errors import Internal, LiveMLError, MalformedRequestBody, ServiceUnavailable
 from .frames import json_default
@@ -142,7 +142,7 @@ class Replica:
             logs.step(log, f"Input example: {len(example.columns)} columns, "
                       f"{len(example.rows)} rows for the self-test",
                       columns=[c.name for c in example.columns], rows=len(example.rows))
-        adapter.load()
+        prepare(adapter, self.config.thread_count)  # local Spark first, when the model needs it
         logs.step(log, f"Model loaded in {time.perf_counter() - start:.3f}s",
                   adapter=type(adapter).__name__, seconds=time.perf_counter() - start)
         start = time.perf_counter()
@@ -150,8 +150,11 @@ class Replica:
         logs.step(log, f"Self-test prediction passed in {time.perf_counter() - start:.3f}s",
                   seconds=time.perf_counter() - start)
         self.runner = runner
+        # LIVEML_MAX_BATCH_ROWS=1 turns batching off (benchmarks/spark_query.py compares)
         self.queue = InferenceQueue(runner, workers=self.config.thread_count,
-                                    max_queue=self.config.max_queue)
+                                    max_queue=self.config.max_queue,
+                                    max_batch_rows=int(os.environ.get("LIVEML_MAX_BATCH_ROWS",
+                                                                      "4096")))
 
     async def transform(self, body: bytes, v2: bool) -> bytes:
         if self.state != "ready" or self.queue is None or self.runner is None:
