@@ -73,10 +73,11 @@ def in_process(spark: Any, model: Any, adapter: Any, body_rows: list[dict],
     replica's own path (``SparkModelAdapter.predict``: the JVM's model in one call)."""
     import pandas as pd
 
-    from liveml_runtime.spark_frames import columns_from_example, to_pandas, to_spark
+    from liveml_runtime.schema import infer_columns
+    from liveml_runtime.spark_frames import to_pandas, to_spark
 
     frame = pd.DataFrame(body_rows)
-    columns = columns_from_example(frame)
+    columns = infer_columns(frame)
     names = [*frame.columns, "prediction"]
     pyspark = timed(lambda: to_pandas(model.transform(to_spark(spark, frame, columns)), names),
                     seconds)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -68,26 +67,16 @@ def cmd_objective(c: Client, a: argparse.Namespace) -> Any:
     return c.objectives(a.namespace)
 
 
-def read_example(path: str) -> Any:
-    """An input example file: JSON rows (a list of objects) or CSV with a header, as pandas."""
-    import pandas as pd
-
-    text = Path(path).read_text()
-    if text.lstrip().startswith(("[", "{")):
-        rows = json.loads(text)
-        return pd.DataFrame(rows if isinstance(rows, list) else [rows])
-    return pd.read_csv(io.StringIO(text))
-
-
 def cmd_submit(c: Client, a: argparse.Namespace) -> Any:
     path = Path(a.model_file)
     if path.is_dir() or zipfile.is_zipfile(path):  # a saved pyspark.ml model, or a zip of one
         from liveml_runtime.errors import LiveMLError
+        from liveml_runtime.schema import read_input_example
         from liveml_runtime.spark_model import pack
 
-        example = read_example(a.input_example) if a.input_example else None
         columns = [n.strip() for n in (a.output_columns or "").split(",") if n.strip()]
         try:
+            example = read_input_example(a.input_example) if a.input_example else None
             data = pack(path, example, columns or None)
         except LiveMLError as err:
             raise SystemExit(f"liveml: {err.message}") from None

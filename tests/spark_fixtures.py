@@ -18,7 +18,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from liveml_ext import Column, ModelAdapter, ModelApi, Tabular
-from liveml_runtime.spark_frames import columns_from_example, to_spark
+from liveml_runtime.schema import infer_columns
+from liveml_runtime.spark_frames import to_spark
 
 log = logging.getLogger("spark-model")
 FEATURES = ["house-location", "bedrooms", "bathrooms"]
@@ -39,7 +40,7 @@ def _prep() -> list[Any]:
 
 
 def spark_frame(spark: SparkSession, frame: pd.DataFrame) -> Any:
-    return to_spark(spark, frame, columns_from_example(frame))
+    return to_spark(spark, frame, infer_columns(frame))
 
 
 def train_regression(spark: SparkSession, frame: pd.DataFrame, reg: float = 0.0) -> Any:

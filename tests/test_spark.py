@@ -31,8 +31,9 @@ from spark_fixtures import (
 import liveml_ext.notebook as lm
 from liveml_runtime import spark as local_spark
 from liveml_runtime.adapter import ModelRunner, encode, load_model, prepare
+from liveml_runtime.schema import infer_columns
 from liveml_runtime.server import dumps
-from liveml_runtime.spark_frames import columns_from_example, to_pandas, to_spark
+from liveml_runtime.spark_frames import to_pandas, to_spark
 from liveml_runtime.spark_model import pack, pack_model
 
 ROWS = [{"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5},
@@ -78,7 +79,7 @@ def _delete_afterwards(request: pytest.FixtureRequest) -> Iterator[None]:
 def in_process(spark, model, rows: list[dict]) -> pd.DataFrame:
     """The same rows through the model in this process: what a replica must answer."""
     frame = pd.DataFrame(rows)
-    data = to_spark(spark, frame, columns_from_example(frame[FEATURES]))
+    data = to_spark(spark, frame, infer_columns(frame[FEATURES]))
     return to_pandas(model.transform(data))
 
 
@@ -111,7 +112,7 @@ def test_conversions_follow_the_declared_columns_and_round_trip(spark):
         "m": [decimal.Decimal("12345.678901"), None, decimal.Decimal("-0.5")],
         "a": [[1.0, 2.5], None, []],
     })
-    columns = columns_from_example(example)
+    columns = infer_columns(example)
     kinds = {c.name: (c.type, c.required) for c in columns}
     assert kinds == {"n": ("integer", False), "x": ("double", False), "s": ("string", False),
                      "b": ("boolean", False), "t": ("datetime", False), "d": ("date", False),
@@ -120,7 +121,7 @@ def test_conversions_follow_the_declared_columns_and_round_trip(spark):
     assert [(f.name, f.dataType.simpleString(), f.nullable) for f in data.schema.fields] == [
         ("n", "bigint", True), ("x", "double", True), ("s", "string", True),
         ("b", "boolean", True), ("t", "timestamp", True), ("d", "date", True),
-        ("m", "decimal(38,18)", True), ("a", "array<double>", True)]
+        ("m", "decimal(38,6)", True), ("a", "array<double>", True)]
     back = to_pandas(data)
     assert str(back["n"].dtype) == "Int64" and back["n"].tolist()[0::2] == [1, 2**53 + 1]
     assert back["n"].isna().tolist() == [False, True, False]
@@ -368,7 +369,7 @@ def test_a_jvm_failure_is_the_model_failing_without_a_java_stack_trace(spark, tm
 
     example = pd.DataFrame({"city": ["Austin", "Chicago"]})
     strict = StringIndexer(inputCol="city", outputCol="city_index", handleInvalid="error") \
-        .fit(to_spark(spark, example, columns_from_example(example)))
+        .fit(to_spark(spark, example, infer_columns(example)))
     path = tmp_path / "strict.zip"
     path.write_bytes(pack_model(strict, example))
     adapter = load_model(str(path))

@@ -69,24 +69,21 @@ def _zip_dir(directory: Path, manifest: dict[str, Any]) -> bytes:
 
 
 def manifest(input_example: Any, output_columns: list[str] | None = None) -> dict[str, Any]:
-    """What the artifact records besides the model: columns from the example, a few rows."""
-    from .spark_frames import check_columns, columns_from_example, json_rows
+    """What the artifact records besides the model: the example's columns (``schema``), and
+    a few of its rows."""
+    from .schema import InputExample
+    from .spark_frames import check_columns
 
-    if isinstance(input_example, (list, dict)):
-        import pandas as pd
-
-        input_example = pd.DataFrame(input_example if isinstance(input_example, list)
-                                     else [input_example])
     if input_example is None:
         raise InvalidArgument(
             "a Spark model needs its input columns: pass an input example (liveml submit "
             "OBJECTIVE MODEL_DIR --input-example rows.json|rows.csv, or lm.submit(objective, "
             "model, input_example=df)), or subclass ModelAdapter and declare api()",
             field="inputExample")
-    columns = columns_from_example(input_example)
-    check_columns(columns)
-    return {"format": "spark-ml", "inputs": [asdict(c) for c in columns],
-            "example": json_rows(input_example.head(5)),
+    example = InputExample.of(input_example)
+    check_columns(example.columns)
+    return {"format": "spark-ml", "inputs": [asdict(c) for c in example.columns],
+            "example": example.rows[:5],
             "outputColumns": list(output_columns) if output_columns else None}
 
 
