@@ -204,7 +204,7 @@ def test_typed_round_trips_and_bad_values(server, spark, tmp_path):
         "n": pd.array([1, None], dtype="Int64"),
         "t": pd.to_datetime(["2024-03-01T12:34:56.123456Z", None]),
         "d": [dt.date(2024, 2, 29), None],
-        "m": [decimal.Decimal("1.25"), None],
+        "m": [decimal.Decimal("1.234567"), None],  # decimal(38,6): the example's scale
         "a": [[1.0, 2.5], None],
         "ok": [True, False],
     })
@@ -230,7 +230,7 @@ def test_typed_round_trips_and_bad_values(server, spark, tmp_path):
     assert [r["a"] for r in answer] == [[1.5, None, -2.0], None, []]
     assert [r["ok"] for r in answer] == [True, False, True]
     # values that do not fit: a 400 naming the column, from the codecs or the conversion
-    for column, value in [("n", "seven"), ("d", "2024-13-01"), ("m", "1e30"), ("a", ["x"]),
+    for column, value in [("n", "seven"), ("d", "2024-13-01"), ("m", "1e40"), ("a", ["x"]),
                           ("t", "yesterday"), ("ok", None)]:
         resp = post(server, rid, {"requestData": [{**rows[0], column: value}]})
         assert resp.status_code == 400, (column, resp.text)
