@@ -80,7 +80,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const page = new DeploymentPage(rid, services);
       page.title.icon = liveIcon;
       page.content.model.deleted.connect(() => void panel.poll.refresh());
-      page.content.model.changed.connect(() => panel.changed());
+      // the page polls its deployment; the sidebar reads the list again only when a row would change
+      let shown = '';
+      page.content.model.changed.connect((_, doc) => {
+        const { status } = doc;
+        const row = JSON.stringify([doc.name, doc.apiName, doc.enabled, status.state, status.reason,
+          status.readyReplicas, status.desiredReplicas, doc.release?.version, doc.targetRelease?.version]);
+        if (row !== shown) {
+          shown = row;
+          panel.changed();
+        }
+      });
       void pages.add(page);
       shell.add(page, 'main');
       shell.activateById(page.id);

@@ -71,7 +71,7 @@ class KubeSettings:
     def spark_replica_image(self) -> str:
         return self.spark_image or f"{self.replica_image}-spark"
 
-    def image_for(self, requirements: dict[str, str], adapter: str = "") -> str:  # noqa: D401
+    def image_for(self, requirements: dict[str, str], adapter: str = "") -> str:
         """The Spark variant for a release that needs Spark (a JDK and pyspark), else the
         plain replica image."""
         return self.spark_replica_image if uses_spark(requirements, adapter) else self.replica_image
