@@ -54,7 +54,7 @@ class Tokens:
     def describe(row: Token) -> dict[str, Any]:
         return m.DescribeToken(id=row.id, namespace=row.namespace, scope=row.scope,
                                description=row.description, created_at=row.created_at,
-                               expires_at=row.expires_at).dump()
+                               expires_at=row.expires_at, revoked_at=row.revoked_at).dump()
 
     @staticmethod
     def _may_manage(who: Principal, row: Token) -> bool:
@@ -88,7 +88,7 @@ class Tokens:
             doc = self.describe(row)
         for key in [k for k, p in self._cache.items() if p.token_id == token_id]:
             del self._cache[key]
-        return {**doc, "revoked": True}
+        return doc
 
     @staticmethod
     def _expired(expires_at: dt.datetime | None) -> bool:

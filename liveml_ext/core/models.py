@@ -302,7 +302,7 @@ class CreateToken(Model):
         "logs, events, metrics (env values masked); manage: + changes")
     description: str = ""
     expires_in_seconds: int | None = Field(
-        None, ge=60, le=10 * 366 * 86400,
+        None, ge=1, le=10 * 366 * 86400,
         description="The token stops working this many seconds after its creation")
 
 
@@ -313,6 +313,7 @@ class DescribeToken(Model):
     description: str
     created_at: dt.datetime
     expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
     token: str | None = Field(None, description="The secret, in the answer to create only")
 
 

@@ -5,6 +5,7 @@ Handlers are written once as mixins; ``handlers.routes`` combines them with
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
@@ -276,12 +277,17 @@ class UploadHandler(ManagementHandler):
             self._upload.write(chunk)
             self._sha.update(chunk)
 
-    def upload(self) -> tuple[str, str, int]:
-        """The uploaded body: (temporary file, sha256, size); 413 past the limit."""
-        if self._size > self.body_limit():
-            raise self.too_large()
-        self._upload.close()
-        return self._upload.name, self._sha.hexdigest(), self._size
+    async def stored_upload(self, store: Any) -> Any:
+        """``store(temporary file, sha256, size)`` of the uploaded body, in a worker thread;
+        413 past the limit. The temporary file is gone before the answer is sent."""
+        try:
+            if self._size > self.body_limit():
+                raise self.too_large()
+            self._upload.close()
+            args = (self._upload.name, self._sha.hexdigest(), self._size)
+            return await asyncio.get_running_loop().run_in_executor(None, store, *args)
+        finally:
+            self._discard()
 
     def on_finish(self) -> None:
         self._discard()

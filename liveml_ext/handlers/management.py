@@ -54,10 +54,7 @@ class ArtifactsHandler(UploadHandler):
 
     async def put(self) -> None:
         self.principal.require(self.principal.namespace or "default")
-        path, sha, size = self.upload()
-        doc = await asyncio.get_running_loop().run_in_executor(
-            None, self.cp.put_artifact, path, sha, size)
-        self.reply(doc, 201)
+        self.reply(await self.stored_upload(self.cp.put_artifact), 201)
 
 
 class ArtifactHandler(ManagementHandler):
@@ -313,6 +310,7 @@ class TokenHandler(ManagementHandler):
 
 class OpenApiHandler(ManagementHandler):
     def get(self) -> None:
+        self.principal.require_scope("read")
         self.reply(orjson.loads(OPENAPI.read_bytes()))
 
 
