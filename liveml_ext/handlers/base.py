@@ -101,7 +101,7 @@ class LiveMLHandlerMixin:
             return Principal(name=str(getattr(user, "username", user)), scope="admin")
         return self.cp.tokens.verify(token)
 
-    def token_authenticated(self) -> bool:
+    def by_token(self) -> bool:
         """Whether a valid liveml token or Jupyter's own token (not a cookie) authenticates."""
         token = self.bearer()
         if token and token.startswith(PREFIX):
@@ -115,7 +115,7 @@ class LiveMLHandlerMixin:
     def cookie_authenticated(self) -> bool:
         """Whether Jupyter's login cookie (which a browser sends by itself) authenticates."""
         return (getattr(self, "current_user", None) is not None
-                and not self.token_authenticated())
+                and not self.by_token())
 
     def _origin_ok(self) -> bool:
         check = getattr(super(), "check_origin", None)  # jupyter_server's (allow_origin, ...)
@@ -129,7 +129,7 @@ class LiveMLHandlerMixin:
 
     def check_xsrf_cookie(self) -> None:
         """Jupyter's XSRF and Origin checks, skipped only when a token authenticates."""
-        if not self.request.headers.get("Cookie") or self.token_authenticated():  # type: ignore[attr-defined]
+        if not self.request.headers.get("Cookie") or self.by_token():  # type: ignore[attr-defined]
             return None  # no cookie to ride on: nothing to forge cross-site (auth still applies)
         try:
             return super().check_xsrf_cookie()  # type: ignore[misc]
