@@ -231,8 +231,8 @@ OPERATIONS: list[Op] = [
        errors=(E.ObjectiveNotFound, E.AmbiguousName)),
     Op(f"{OBJ}/releases", "post", mg.ReleasesHandler, "createRelease", "releases",
        "Release a submission under a version, optionally tagging it", ref(m.DescribeRelease), 201,
-       m.CreateRelease, (*BODY, E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName, E.SubmissionNotFound,
-                         E.ReleaseVersionAlreadyExists),
+       m.CreateRelease, (*BODY, E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName,
+                         E.SubmissionNotFound, E.ReleaseVersionAlreadyExists),
        "Tagging a release moves the tag off the objective's other releases; deployments that "
        "follow that tag roll over to it. A version the same submission already holds is a "
        "retry: it answers 200 with that release unchanged (its tag is not moved; use "
