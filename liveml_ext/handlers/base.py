@@ -221,6 +221,9 @@ class ManagementHandler(LiveMLHandlerMixin):
     (``Settings.max_json_bytes``; 413 ``RequestEntityTooLarge`` past it)."""
 
     _stream_request_body = True
+    #: The least scope a caller needs before anything else is looked at (namespaces are checked
+    #: by the core); None: ``read`` to GET, ``manage`` for the other methods.
+    least_scope: str | None = None
 
     def body_limit(self) -> int:
         return self.cp.settings.max_json_bytes
@@ -231,6 +234,9 @@ class ManagementHandler(LiveMLHandlerMixin):
         await super().prepare()
         if self._finished:  # type: ignore[attr-defined]
             return
+        method = self.request.method  # type: ignore[attr-defined]
+        self.principal.require_scope(self.least_scope or
+                                     ("read" if method in ("GET", "HEAD") else "manage"))
         limit = self.body_limit()
         # past twice the limit tornado drops the connection; up to it we answer 413
         self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
@@ -309,6 +315,8 @@ class UploadHandler(ManagementHandler):
 
 class FallbackHandler(ManagementHandler):
     """Unknown paths under liveml's prefixes: 404 in the envelope (after authentication)."""
+
+    least_scope = "query"
 
     def _not_found(self, *args: Any) -> None:
         raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")  # type: ignore[attr-defined]

@@ -33,7 +33,6 @@ class IndexHandler(ManagementHandler):
         return f"{req.protocol}://{req.host}{req.path.rstrip('/')}/"
 
     def get(self) -> None:
-        self.principal.require_scope("read")
         root = self._root()
         docs = {name: str(REPO / name) if (REPO / name).exists() else name for name in DOCS}
         self.reply({

@@ -61,6 +61,8 @@ class ArtifactHandler(ManagementHandler):
     """``GET``: an artifact's bytes, for Kubernetes pods that cannot read the artifact store
     (they present the replica token, ``X-LiveML-Replica-Token``) and for admins."""
 
+    least_scope = "query"  # the replica's principal; get() checks who it is
+
     def authenticate(self) -> Principal:
         given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
         expected = self.cp.gateway.replica_token
@@ -286,6 +288,8 @@ class _Only:
 
 
 class ProfilesHandler(ManagementHandler):
+    least_scope = "query"
+
     def get(self) -> None:
         self.reply(self.cp.profiles.describe())
 
@@ -310,11 +314,12 @@ class TokenHandler(ManagementHandler):
 
 class OpenApiHandler(ManagementHandler):
     def get(self) -> None:
-        self.principal.require_scope("read")
         self.reply(orjson.loads(OPENAPI.read_bytes()))
 
 
 class WhoAmIHandler(ManagementHandler):
+    least_scope = "query"
+
     def get(self) -> None:
         p = self.principal
         self.reply(m.DescribeWhoAmI(name=p.name, scope=p.scope, namespace=p.namespace,
