@@ -94,6 +94,17 @@ def test_unauthenticated_100mb_body_gets_401_before_it_is_read(srv, method, path
     assert sent < 100 * 1024 * 1024  # answered while the client was still sending
 
 
+def test_a_refused_small_body_gets_its_answer_not_a_reset_connection(srv):
+    """Refused from the headers, a small body is still read first, so the answer arrives."""
+    for _ in range(20):
+        resp = requests.post(f"{srv.url}liveml/api/objectives", json={"name": "x" * 500},
+                             headers={"Authorization": "Bearer lml_wrong"}, timeout=30)
+        envelope(resp, 401, "Unauthorized")
+    q = token(srv, "query")["token"]
+    for _ in range(20):
+        envelope(api(srv, "POST", "objectives", q, json={"name": "y"}), 403, "PermissionDenied")
+
+
 def test_authenticated_json_body_over_the_cap_is_413(srv):
     big = b'{"name": "x", "description": "' + b"d" * (5 << 20) + b'"}'
     params = envelope(api(srv, "POST", "objectives", data=big,

@@ -40,6 +40,8 @@ log = logging.getLogger("liveml.api")
 M = TypeVar("M", bound=pydantic.BaseModel)
 _HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 401: Unauthorized}
 METHODS = ("get", "post", "put", "patch", "delete")
+#: A refused request with a body up to this size is read before the answer (see ``prepare``).
+DRAIN_BYTES = 64 * 1024
 
 
 def map_error(exc: BaseException | None, status: int = 500, reason: str = "") -> LiveMLError:
@@ -231,18 +233,36 @@ class ManagementHandler(LiveMLHandlerMixin):
     async def prepare(self) -> None:  # type: ignore[override]
         self._chunks: list[bytes] = []
         self._size = 0
-        await super().prepare()
-        if self._finished:  # type: ignore[attr-defined]
+        self._refusal: LiveMLError | None = None
+        try:
+            await super().prepare()
+            if self._finished:  # type: ignore[attr-defined]
+                return
+            method = self.request.method  # type: ignore[attr-defined]
+            self.principal.require_scope(self.least_scope or
+                                         ("read" if method in ("GET", "HEAD") else "manage"))
+        except (LiveMLError, tornado.web.HTTPError) as exc:
+            if not self._small_body():
+                raise  # answered at once; the connection closes with the body unread
+            # a small body is read (and dropped) first, so the client reads the answer
+            # instead of a reset connection
+            self._refusal = map_error(exc)
+            setattr(self, self.request.method.lower(), self._refuse)  # type: ignore[attr-defined]
             return
-        method = self.request.method  # type: ignore[attr-defined]
-        self.principal.require_scope(self.least_scope or
-                                     ("read" if method in ("GET", "HEAD") else "manage"))
         limit = self.body_limit()
         # past twice the limit tornado drops the connection; up to it we answer 413
         self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
         length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
         if length.isdigit() and int(length) > limit:
             raise self.too_large()
+
+    def _small_body(self) -> bool:
+        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        return length.isdigit() and 0 < int(length) <= DRAIN_BYTES
+
+    def _refuse(self, *args: Any) -> None:
+        assert self._refusal is not None
+        raise self._refusal
 
     def too_large(self) -> LiveMLError:
         limit = self.body_limit()
@@ -251,7 +271,7 @@ class ManagementHandler(LiveMLHandlerMixin):
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
-        if self._size <= self.body_limit():
+        if self._refusal is None and self._size <= self.body_limit():
             self._chunks.append(chunk)
 
     def body(self) -> bytes:
@@ -271,7 +291,7 @@ class UploadHandler(ManagementHandler):
         self._upload: Any = None
         self._sha = hashlib.sha256()
         await super().prepare()
-        if not self._finished:  # type: ignore[attr-defined]
+        if not self._finished and self._refusal is None:  # type: ignore[attr-defined]
             folder = self.cp.settings.home / "uploads"
             folder.mkdir(mode=0o700, exist_ok=True)
             self._upload = tempfile.NamedTemporaryFile(dir=folder, prefix="upload-",
