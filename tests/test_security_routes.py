@@ -117,3 +117,21 @@ def test_every_route_refuses_who_may_not_call_it(world, who):
         if not ok:
             wrong.append(f"{method} {url_path}: {resp.status_code} {resp.text[:200]}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_unsupported_methods_are_405_with_allow_on_every_route(world):
+    """TRACE (and any method a route's handler does not define) is 405 with an ``Allow`` header
+    naming the ones it does, in the envelope."""
+    srv, values, _ = world
+    defined: dict[str, set[str]] = {}
+    for method, path in ROUTES:
+        defined.setdefault(path, set()).add(method)
+    wrong = []
+    for path, methods in defined.items():
+        url = srv.url.rstrip("/") + concrete(path, values)
+        for method in ["TRACE", *sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods)]:
+            resp = requests.request(method, url, headers=srv.headers(), timeout=60)
+            allow = {m.strip() for m in resp.headers.get("Allow", "").split(",") if m.strip()}
+            if resp.status_code != 405 or allow != methods or set(resp.json()) != ENVELOPE:
+                wrong.append(f"{method} {path}: {resp.status_code} Allow={allow} {resp.text[:100]}")
+    assert not wrong, "\n".join(wrong)

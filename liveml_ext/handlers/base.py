@@ -29,6 +29,7 @@ from ..core.errors import (
     MalformedRequestBody,
     MethodNotAllowed,
     NotFound,
+    PermissionDenied,
     RequestEntityTooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -38,7 +39,8 @@ from ..core.registry import Principal
 
 log = logging.getLogger("liveml.api")
 M = TypeVar("M", bound=pydantic.BaseModel)
-_HTTP_ERRORS = {404: NotFound, 405: MethodNotAllowed, 401: Unauthorized}
+_HTTP_ERRORS = {401: Unauthorized, 403: PermissionDenied, 404: NotFound, 405: MethodNotAllowed,
+                413: RequestEntityTooLarge, 415: UnsupportedMediaType}
 METHODS = ("get", "post", "put", "patch", "delete")
 #: A refused request with a body up to this size is read before the answer (see ``prepare``).
 DRAIN_BYTES = 64 * 1024
