@@ -12,7 +12,6 @@ from typing import Any
 
 from ..core.errors import (
     LiveMLError,
-    PermissionDenied,
     RequestEntityTooLarge,
     UnsupportedMediaType,
 )
@@ -59,10 +58,9 @@ class InferenceHandler(LiveMLHandlerMixin):
         if self._size > self.cp.settings.max_body_bytes:
             raise self._too_large()
         pool = self.cp.gateway.pool(rid)
-        try:
-            self.principal.require(pool.namespace, "query")
-        except PermissionDenied:  # as for an unknown RID: another namespace's RIDs don't leak
-            raise self.cp.gateway.not_found(rid) from None
+        if not self.principal.can_see(pool.namespace):  # another namespace's RIDs don't leak
+            raise self.cp.gateway.not_found(rid)
+        self.principal.require(pool.namespace, "query")
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         started = time.perf_counter()
         node, status = "gateway", 500

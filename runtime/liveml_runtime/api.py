@@ -417,8 +417,8 @@ class ModelApi:
             raise invalid_input("invalidTabularFormat", "requestParams must be an object",
                                 input="requestParams")
         table = self.tabular_inputs[0]
-        return {table.name: check_rows(table, body["requestData"], max_columns),
-                **self._params(params)}
+        decoded = self._params(params)  # the few parameters first, then the rows
+        return {table.name: check_rows(table, body["requestData"], max_columns), **decoded}
 
     def decode_v2(self, body: Any, max_columns: int = MAX_COLUMNS) -> dict[str, Any]:
         """``{input_name: rows or value, ...}`` -> model keyword arguments."""
@@ -432,13 +432,14 @@ class ModelApi:
                 raise invalid_input("unknownInputName",
                                     f"unknown input {key!r}; the model takes {sorted(names)}",
                                     input=key)
+        params = self._params({p.name: body[p.name] for p in self.parameters if p.name in body})
         out: dict[str, Any] = {}
         for table in self.tabular_inputs:
             if table.name not in body:
                 raise invalid_input("requiredValueMissing", f"input {table.name!r} is missing",
                                     input=table.name)
             out[table.name] = check_rows(table, body[table.name], max_columns)
-        out.update(self._params({p.name: body[p.name] for p in self.parameters if p.name in body}))
+        out.update(params)
         return out
 
     def _params(self, given: dict[str, Any]) -> dict[str, Any]:
