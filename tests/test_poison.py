@@ -99,6 +99,20 @@ def test_the_poison_query_is_a_clean_400_and_costs_no_replica(server, houses):
     assert query(server, houses).status_code == 200
 
 
+def test_the_column_limit_is_a_setting_of_the_deployment(server, houses):
+    """``LIVEML_MAX_COLUMNS`` in the deployment's env sets it (never under twice the declared
+    columns: the house model declares 3, so 5 means 6)."""
+    c = server.client
+    c.update(houses, runtimeConfiguration={"env": {"LIVEML_MAX_COLUMNS": "5"}})
+    c.wait(houses, timeout=120)
+    extra = {"a": 1, "b": 2, "c": 3}
+    assert post(server, houses, [{**ROW, **extra}]).status_code == 200
+    resp = post(server, houses, [{**ROW, **extra}, {**ROW, "d": 4}])
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["parameters"]["errorType"] == {
+        "type": "tooManyColumns", "input": "input_df", "columns": 7, "maxColumns": 6}
+
+
 def test_a_replica_dying_of_a_query_costs_that_replica_only(server, tmp_path):
     """Over its memory limit mid-request, a replica is killed; the query is not resent."""
     c = server.client
