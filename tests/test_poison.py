@@ -88,11 +88,17 @@ def test_the_poison_query_is_a_clean_400_and_costs_no_replica(server, houses):
     assert error == {"type": "tooManyColumns", "input": "input_df", "columns": 12_003,
                      "maxColumns": 1000}
     assert "12003" in doc["parameters"]["message"] and "1000" in doc["parameters"]["message"]
-    # as many columns as the limit still serve (the conversion is linear in the body)
-    rows = [{**ROW, f"key-{i % 997}": i} for i in range(1_200)]
+    # within the limit, keys that most rows lack would still make the frame 1000x the body
+    resp = post(server, houses, [{**ROW, f"key-{i % 997}": i} for i in range(12_000)])
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["parameters"]["errorType"] == {
+        "type": "sparseRows", "input": "input_df", "rows": 12_000, "undeclaredColumns": 997,
+        "values": 48_000}
+    # as many columns as the limit, in every row, still serve (the frame is linear in the body)
+    rows = [{**ROW, **{f"key-{k}": i for k in range(997)}} for i in range(100)]
     resp = post(server, houses, rows)
     assert resp.status_code == 200, resp.text
-    assert len(resp.json()["responseData"]) == 1_200
+    assert len(resp.json()["responseData"]) == 100
     assert sorted(runtime_pids(houses)) == sorted(before)
     status = server.client.deployment(houses)["status"]
     assert status["state"] == "ACTIVE" and status["readyReplicas"] == 2

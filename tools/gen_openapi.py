@@ -47,8 +47,8 @@ InvalidLogColumn = logstore.InvalidLogColumn
 ERROR_MODULES: tuple[ModuleType, ...] = (runtime_errors, core_errors, gateway_pool, logquery,
                                          logstore)
 INVALID_INPUT_KINDS = ["requiredValueMissing", "typeMismatch", "unknownInputName",
-                       "invalidTabularFormat", "emptyRows", "tooManyColumns", "tooDeep",
-                       "duplicateKey"]
+                       "invalidTabularFormat", "emptyRows", "tooManyColumns", "sparseRows",
+                       "tooDeep", "duplicateKey"]
 #: ``errorType.type`` of an ``InferenceFailure`` that is not the model raising
 FAILURE_KINDS = ["nonFiniteOutput"]
 
@@ -196,7 +196,9 @@ INFERENCE_NOTE = (
     "handling the request answers 502 `ReplicaFailed`, and the request is not resent. Bodies "
     "over the server's limit (50 MiB by default) are refused with 413. A table needs at least "
     "one row (`emptyRows`); its rows carry at most 1000 distinct keys, or twice the declared "
-    "columns when more (`tooManyColumns`; the replica's `LIVEML_MAX_COLUMNS` sets it); the "
+    "columns when more (`tooManyColumns`; the replica's `LIVEML_MAX_COLUMNS` sets it), and "
+    "undeclared keys most rows lack may not make the model's frame hold more than 10 cells per "
+    "value sent (`sparseRows`); the "
     "body nests at most 254 levels (`tooDeep`) and repeats no key in an object "
     "(`duplicateKey`); a parameter given as null is refused (leave it out for its default). "
     "Invalid input is a 400 `InferenceInvalidInput` whose `parameters.errorType.type` is one of "

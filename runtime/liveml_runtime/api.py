@@ -27,9 +27,10 @@ Limits on a request body (``decode_body`` and ``check_rows``; each a 400
 ``InferenceInvalidInput`` naming what to change): a table has at least one row; its rows carry
 at most ``max_columns`` distinct keys, declared and undeclared together (``MAX_COLUMNS``, 1000,
 or twice the declared columns when that is more; the replica's ``--max-columns`` or
-``LIVEML_MAX_COLUMNS`` sets it); JSON nests at most ``MAX_DEPTH`` levels (what the answer can be
-written back with); an object repeats no key; a parameter given is not ``null`` (leave it out to
-take its default).
+``LIVEML_MAX_COLUMNS`` sets it), and undeclared keys that most rows lack are refused past
+``CELLS_PER_VALUE`` frame cells per value sent; JSON nests at most ``MAX_DEPTH`` levels (what
+the answer can be written back with); an object repeats no key; a parameter given is not
+``null`` (leave it out to take its default).
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _YEARS = (1678, 2261)
 #: distinct keys a table's rows may carry per request (at least twice the declared columns)
 MAX_COLUMNS = 1000
+#: cells of undeclared columns a request's frame may hold per value it sent (past 100,000)
+CELLS_PER_VALUE = 10
 #: JSON nesting levels a body may have: the most orjson writes back (its encoder stops at 255)
 MAX_DEPTH = 254
 
@@ -491,7 +494,9 @@ def check_rows(table: Tabular, rows: Any, max_columns: int = MAX_COLUMNS) -> lis
 
     The rows must not be empty, and carry at most ``max(max_columns, 2 * declared)`` distinct
     keys (``tooManyColumns``): each key becomes a column of the model's frame, as long as the
-    table, so many sparse keys would make the frame quadratic in the body.
+    table, so many sparse keys would make the frame quadratic in the body. For the same reason
+    the undeclared columns may hold at most ``CELLS_PER_VALUE`` cells per value sent (beyond
+    100,000 cells; ``sparseRows``), which keeps the frame linear in the body.
 
     A required column must hold a non-null value in every row (``requiredValueMissing``); a
     nullable one accepts null or no key. Every non-null value must fit its column's type
@@ -506,7 +511,8 @@ def check_rows(table: Tabular, rows: Any, max_columns: int = MAX_COLUMNS) -> lis
         raise invalid_input("emptyRows", f"input {table.name!r} has no rows; send at least one row",
                             input=table.name)
     limit = max(max_columns, 2 * len(table.columns))
-    count = len(row_keys(rows))
+    keys = row_keys(rows)
+    count = len(keys)
     if count > limit:
         raise invalid_input(
             "tooManyColumns",
@@ -514,6 +520,18 @@ def check_rows(table: Tabular, rows: Any, max_columns: int = MAX_COLUMNS) -> lis
             f"of {limit} columns per request; send only the model's columns "
             f"({len(table.columns)} declared) or split the request",
             input=table.name, columns=count, maxColumns=limit)
+    if count > len(table.columns) and len(rows) * count > 100_000:  # maybe sparse undeclared
+        names = {c.name for c in table.columns}
+        undeclared = sum(key not in names for key in keys)
+        values = sum(map(len, rows))
+        if len(rows) * undeclared > max(CELLS_PER_VALUE * values, 100_000):
+            raise invalid_input(
+                "sparseRows",
+                f"the rows of input {table.name!r} carry {undeclared} undeclared keys, each in "
+                f"few of its {len(rows)} rows: their columns would hold "
+                f"{len(rows) * undeclared} cells for {values} values sent; give the rows the "
+                "same keys, or split the request",
+                input=table.name, rows=len(rows), undeclaredColumns=undeclared, values=values)
     checks = [(col, CHECKS[col.type]) for col in table.columns if col.type != "any" or col.required]
     for i, row in enumerate(rows):
         for col, check in checks:

@@ -51,6 +51,6 @@ def invalid_input(kind: str, message: str, **details: Any) -> LiveMLError:
     """An ``InferenceInvalidInput`` whose ``parameters.errorType.type`` is ``kind``.
 
     ``kind`` is one of requiredValueMissing, typeMismatch, unknownInputName, invalidTabularFormat,
-    emptyRows, tooManyColumns, tooDeep, duplicateKey, nonFiniteOutput.
+    emptyRows, tooManyColumns, sparseRows, tooDeep, duplicateKey, nonFiniteOutput.
     """
     return InferenceInvalidInput(message, errorType={"type": kind, **details})
