@@ -43,6 +43,13 @@ MASK = "********"
 R = TypeVar("R")
 
 
+def how_to_get(scope: str) -> str:
+    """Where a token of ``scope`` comes from, for a permission error's message."""
+    if scope == "admin":
+        return "an admin token (`liveml token show` where the server runs)"
+    return f"a {scope} token: `liveml token create --namespace NS --scope {scope}`"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who calls: ``namespace`` None means every namespace; scope admin > manage > read > query.
@@ -64,16 +71,14 @@ class Principal:
     def require(self, namespace: str, scope: str = "manage") -> None:
         if not self.can_see(namespace) or not self.has(scope):
             raise PermissionDenied(
-                f"this token may not {scope} namespace {namespace!r}; create one with "
-                f"`liveml token create --namespace NS --scope {scope}`",
-                namespace=namespace, requiredScope=scope)
+                f"this token may not {scope} namespace {namespace!r}; it takes "
+                f"{how_to_get(scope)}", namespace=namespace, requiredScope=scope)
 
     def require_scope(self, scope: str) -> None:
         """Check the scope alone (lists, which then show only the token's namespaces)."""
         if not self.has(scope):
-            raise PermissionDenied(
-                f"a {self.scope} token may not do this; it needs the {scope} scope "
-                f"(`liveml token create --scope {scope}`)", requiredScope=scope)
+            raise PermissionDenied(f"a {self.scope} token may not do this; it takes "
+                                   f"{how_to_get(scope)}", requiredScope=scope)
 
 
 def pick_one(rows: Sequence[R], ref: str, who: Principal, namespace_of: Callable[[R], str],
