@@ -155,13 +155,20 @@ class LiveMLHandlerMixin:
         body = self.body()
         if not body:
             return {}
-        kind = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
-        media = kind.partition(";")[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
-            raise UnsupportedMediaType(
-                f"this endpoint takes JSON, not {media!r}; send "
-                "`Content-Type: application/json`", contentType=media)
+        self.require_json()
         return loads_strict(body)
+
+    def require_json(self) -> None:
+        """JSON only: ``application/json`` or ``application/*+json``, or no Content-Type (415
+        otherwise)."""
+        given = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
+        media = given.partition(";")[0].strip().lower()
+        if media and media != "application/json" and not (
+                media.startswith("application/") and media.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"this endpoint takes JSON, not {media!r}: send `Content-Type: application/json`"
+                " (with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
+                contentType=media)
 
     def parse(self, model: type[M]) -> M:
         doc = self.json_body()
