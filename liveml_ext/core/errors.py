@@ -34,3 +34,6 @@ MethodNotAllowed = error_class("MethodNotAllowed", 405, "INVALID_ARGUMENT")
 ThreadCountTooHigh = error_class("ThreadCountTooHigh", 400, "INVALID_ARGUMENT")
 InvalidGpuCount = error_class("InvalidGpuCount", 400, "INVALID_ARGUMENT")
 GpuTypeNotAvailable = error_class("GpuTypeNotAvailable", 400, "INVALID_ARGUMENT")
+# starting a control plane (liveml server, the Jupyter extension): not REST answers
+HomeInUse = error_class("HomeInUse", 409, "CONFLICT")
+HomeNotPrivate = error_class("HomeNotPrivate", 403, "PERMISSION_DENIED")
