@@ -8,11 +8,21 @@ import sys
 import joblib
 import pytest
 import requests
-from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, wait_for
+from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, start_server, wait_for
+from pg import server_args
 
 from liveml_ext.client import LiveMLClientError
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    """This module's control plane, once on SQLite in its home and once on a real PostgreSQL:
+    every test here runs against both stores."""
+    s = start_server(tmp_path_factory.mktemp("home"), args=server_args(request, request.param))
+    yield s
+    s.stop()
 
 
 def test_registry_submissions_releases_and_tags(server, house_model):
@@ -277,8 +287,6 @@ def test_a_home_with_duplicate_submission_names_starts_and_uses_the_newest(house
     """A home from before names were unique may hold two `ridge`: it starts, `ridge` is the
     newest, and a retry with the newest's artifact is that one."""
     import sqlite3
-
-    from conftest import start_server
 
     home = tmp_path / "home"
     server = start_server(home)
