@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -11,7 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Server, deploy_reference, free_port, query, replica_pids, start_server
+import requests
+from conftest import (
+    Server,
+    deploy_reference,
+    free_port,
+    query,
+    replica_pids,
+    start_server,
+    wait_for,
+)
 
 from liveml_ext.controlplane import ControlPlane, Settings
 from liveml_ext.core.errors import HomeInUse, HomeNotPrivate
@@ -150,3 +160,41 @@ def test_a_home_others_can_write_or_own_is_refused_with_the_command_to_run(tmp_p
     os.chown(other, 65534, 65534)  # nobody's (the suite runs as root, as CI does)
     err = refused(other).stderr
     assert "belongs to uid 65534, not to this user" in err and "chown" in err
+
+
+def role(server: Server) -> str:
+    return requests.get(server.url, headers=server.headers(), timeout=30).json()["role"]
+
+
+def test_on_one_postgresql_a_second_control_plane_is_a_standby_until_the_leader_dies(
+        house_model, tmp_path, postgresql):
+    shared = ("--database-url", postgresql.database(), "--artifact-url", str(tmp_path / "artifacts"))
+    leader = start_server(tmp_path / "a", args=shared)
+    standby = None
+    try:
+        assert role(leader) == "leader"
+        rid = deploy_reference(leader, house_model, "leased", "Leased", replicas=1)["rid"]
+        standby = start_server(tmp_path / "b", args=shared)
+        assert role(standby) == "standby"
+        assert "standby: the controller runs in the control plane" in \
+            (tmp_path / "b" / "server.log").read_text()
+        assert standby.client.deployment(rid)["status"]["state"] == "ACTIVE"  # the API serves
+        assert replica_pids(tmp_path / "b") == []  # but it does not reconcile
+
+        os.kill(leader.proc.pid, signal.SIGKILL)
+        leader.proc.wait()
+        wait_for(lambda: role(standby) == "leader", timeout=60, what="the standby to take over")
+        wait_for(lambda: replica_pids(tmp_path / "b"), timeout=60, what="its replica")
+        answers = []
+        try:
+            wait_for(lambda: answers.append(query(standby, rid)) or answers[-1].ok, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"the standby does not serve: {answers[-1].text}") from None
+        doc = standby.client.wait(rid, timeout=120)
+        assert doc["rid"] == rid and doc["status"]["state"] == "ACTIVE"
+        assert "leader: this control plane holds the controller lease" in \
+            (tmp_path / "b" / "server.log").read_text()
+    finally:
+        leader.stop()
+        if standby is not None:
+            standby.stop()
