@@ -198,3 +198,43 @@ def test_on_one_postgresql_a_second_control_plane_is_a_standby_until_the_leader_
         leader.stop()
         if standby is not None:
             standby.stop()
+
+
+def test_an_older_database_gets_the_new_nullable_columns(database_url, tmp_path, caplog):
+    """A database made before a nullable column existed (here: without ``releases.tag`` and
+    ``tokens.namespace``) gains it at start, keeps its rows, and the columns work."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from liveml_ext.store.db import Base, Namespace, Store, Token
+
+    url = database_url or f"sqlite:///{tmp_path / 'liveml.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:  # the older shape, with a row
+        conn.execute(text("ALTER TABLE releases DROP COLUMN tag"))
+        conn.execute(text("ALTER TABLE tokens DROP COLUMN namespace"))
+        conn.execute(text("INSERT INTO tokens (id, token_hash, scope, description, created_at) "
+                          "VALUES ('old', 'digest', 'admin', 'from before', "
+                          "CURRENT_TIMESTAMP)"))
+    engine.dispose()
+
+    store = Store(url)
+    try:
+        assert "releases.tag" in caplog.text and "tokens.namespace" in caplog.text
+        columns = inspect(store.engine)
+        assert "tag" in {c["name"] for c in columns.get_columns("releases")}
+        assert store.migrate() == []  # the constructor did it
+        with store.session() as s:
+            assert s.get(Token, "old").namespace is None
+            s.add(Namespace(name="ns"))
+            s.add(Token(id="new", token_hash="d2", scope="query", namespace="ns"))
+        with store.session() as s:
+            assert s.get(Token, "new").namespace == "ns"
+    finally:
+        store.close()
+    engine = create_engine(url)
+    Base.metadata.drop_all(engine)  # and again from scratch: nothing to add
+    engine.dispose()
+    fresh = Store(url)
+    assert fresh.migrate() == []
+    fresh.close()
