@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ..core.errors import InvalidArgument
 from .home import private_file
 
 log = logging.getLogger("liveml")
@@ -173,6 +174,26 @@ class Lease(Base):
     renewed_at: Mapped[dt.datetime] = mapped_column(default=now)
 
 
+def check_values(session: Session, _context: Any, _instances: Any) -> None:
+    """Before a flush: refuse a text PostgreSQL cannot store (a NUL character) or that is longer
+    than its column, with a 400 naming the field, on every database alike (SQLite would
+    silently keep what PostgreSQL refuses with a 500)."""
+    for obj in [*session.new, *session.dirty]:
+        for column in obj.__table__.columns:
+            value = getattr(obj, column.key, None)
+            if not isinstance(value, str):
+                continue
+            head, *rest = column.key.split("_")
+            name = head + "".join(part.title() for part in rest)
+            if "\x00" in value:
+                raise InvalidArgument(f"{name} contains a NUL character (\\u0000): remove it",
+                                      field=name)
+            length = getattr(column.type, "length", None)
+            if length and len(value) > length:
+                raise InvalidArgument(f"{name} is {len(value)} characters long; at most "
+                                      f"{length} fit: shorten it", field=name)
+
+
 class Store:
     """An engine and a session factory; ``with store.session() as s:`` commits on success."""
 
@@ -195,6 +216,7 @@ class Store:
         Base.metadata.create_all(self.engine)
         self.migrate()
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._factory, "before_flush", check_values)
 
     def migrate(self) -> list[str]:
         """Additive migration after ``create_all`` (which makes missing tables only): add the
