@@ -25,6 +25,7 @@ from conftest import (
 
 from liveml_ext.controlplane import ControlPlane, Settings
 from liveml_ext.core.errors import HomeInUse, HomeNotPrivate
+from liveml_ext.store.home import secure_home
 
 
 def server_cmd(home: Path, port: int | None = None) -> list[str]:
@@ -160,6 +161,19 @@ def test_a_home_others_can_write_or_own_is_refused_with_the_command_to_run(tmp_p
     os.chown(other, 65534, 65534)  # nobody's (the suite runs as root, as CI does)
     err = refused(other).stderr
     assert "belongs to uid 65534, not to this user" in err and "chown" in err
+
+    # but a Kubernetes volume of the pod's fsGroup (set-group-ID, our group, g+rw) is the pod's
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.chown(volume, 65534, os.getegid())
+    volume.chmod(0o2770)
+    (volume / "liveml.db").write_bytes(b"")
+    (volume / "liveml.db").chmod(0o644)
+    assert secure_home(volume) == volume
+    assert stat.S_IMODE(volume.stat().st_mode) == 0o2770 and loose(volume) == ["2770 ."]
+    volume.chmod(0o770)  # no set-group-ID bit: not such a volume
+    with pytest.raises(HomeNotPrivate):
+        secure_home(volume)
 
 
 def role(server: Server) -> str:

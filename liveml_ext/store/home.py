@@ -64,33 +64,47 @@ def secure_home(home: Path) -> Path:
     """Make ``home`` private or refuse it.
 
     A missing home is created 0700. A home another user owns, or that group or others can
-    write, is refused (``HomeNotPrivate``, with the command to run). A home others can read or
-    enter (0755, as older versions made it) is tightened with everything in it, and logged.
+    write, is refused (``HomeNotPrivate``, with the command to run), except a Kubernetes volume
+    of the pod's ``fsGroup`` (``fs_group_volume``). A home others can read or enter (0755, as
+    older versions made it) is tightened with everything in it, and logged.
     """
     home = Path(home)
     if not home.exists():
         return private_dir(home)
     st = home.stat()
-    if st.st_uid != os.geteuid():
+    volume = fs_group_volume(st)
+    if st.st_uid != os.geteuid() and not volume:
         raise HomeNotPrivate(
             f"the liveml home {home} belongs to uid {st.st_uid}, not to this user "
             f"(uid {os.geteuid()}): run the server as its owner, or `chown -R {os.geteuid()} "
             f"{home}`", home=str(home))
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not volume):
         raise HomeNotPrivate(
             f"the liveml home {home} is writable by other users (mode "
             f"{stat.S_IMODE(st.st_mode):04o}), who could replace its models and database: run "
             f"`chmod -R go-rwx {home}` and start again", home=str(home))
-    if stat.S_IMODE(st.st_mode) != DIR_MODE:
+    if volume:  # the pod's own volume: its root stays as Kubernetes made it, the files private
+        count = tighten(home, root_too=False)
+        log.info("liveml home %s is a volume of group %d (a pod's fsGroup): %d files kept 0600",
+                 home, st.st_gid, count)
+    elif stat.S_IMODE(st.st_mode) != DIR_MODE:
         count = tighten(home)
         log.warning("liveml home %s was readable by other users (mode %04o): made it 0700 and "
                     "its %d files 0600", home, stat.S_IMODE(st.st_mode), count)
     return home
 
 
-def tighten(root: Path) -> int:
+def fs_group_volume(st: os.stat_result) -> bool:
+    """Whether a folder is a Kubernetes volume given to this pod's ``fsGroup``: set-group-ID,
+    of one of this process's groups, not writable by others (only the pod's processes)."""
+    return bool(st.st_mode & stat.S_ISGID) and not st.st_mode & stat.S_IWOTH and \
+        st.st_gid in {os.getegid(), *os.getgroups()}
+
+
+def tighten(root: Path, root_too: bool = True) -> int:
     """Folders 0700 and files 0600 under ``root`` (symlinks untouched); the number of files."""
-    os.chmod(root, DIR_MODE)
+    if root_too:
+        os.chmod(root, DIR_MODE)
     count = 0
     for base, dirs, files in os.walk(root):
         for name in dirs:
