@@ -39,6 +39,9 @@ from .observability.logstore import LogStore
 from .observability.metrics import MetricsStore, RequestStats, Sampler
 from .observability.shipper import LogShipper
 from .store.db import Store
+from .store.home import private_dir, secure_home, write_private
+from .store.lease import Leadership
+from .store.lock import HomeLock
 
 
 def default_home() -> Path:
@@ -77,6 +80,7 @@ class Settings:
     control_plane_url: str = ""
     gateway_route: str = "pods"
     kube_poll_interval: float = 2.0
+    lease_ttl: float = 10.0  # on a shared database (PostgreSQL): the controller lease
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
@@ -93,8 +97,18 @@ class ControlPlane:
         ``settings.backend == "kubernetes"`` a ``KubernetesCluster`` (``cluster``, else one from
         the kubeconfig or the pod's service account) runs whole deployments instead."""
         self.settings = s = settings or Settings()
-        s.home.mkdir(parents=True, exist_ok=True)
+        self.lock = HomeLock(secure_home(s.home))  # one control plane per home, a private one
+        self.lock.acquire()
+        try:
+            self._build(s, backend, profiles, cluster)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, s: Settings, backend: Backend | None, profiles: ProfileCatalog | None,
+               cluster: Any) -> None:
         self.store = Store(s.database_url)
+        self.leadership = Leadership(self.store, str(s.home), ttl=s.lease_ttl)
         self.artifacts = ArtifactStore(s.artifact_url, s.home / "cache")
         self.tokens = Tokens(self.store)
         self.gateway = Gateway(timeout=s.inference_timeout,
@@ -115,7 +129,7 @@ class ControlPlane:
         self.registry = Registry(self.store)
         self.logs = LogStore(s.home / "logs.db",
                              retention=dt.timedelta(days=s.log_retention_days))
-        (s.home / "logs").mkdir(exist_ok=True)
+        private_dir(s.home / "logs")
         self.shipper = LogShipper(self.logs, s.home / "logs" / "offsets.json")
         self.metrics = MetricsStore(s.home / "metrics.db",
                                     retention=dt.timedelta(days=s.metrics_retention_days))
@@ -157,12 +171,22 @@ class ControlPlane:
     async def start(self) -> None:
         if self.backend is not None:  # local replicas inherit the gateway's shared secret
             os.environ.update(self.backend_env)
-        await self.controller.start()
+        await self.leadership.start(self.controller.start, self._lost_lease)
         loop = asyncio.get_running_loop()
         s = self.settings
         self._tasks = [loop.create_task(self._every(s.log_flush_interval, self.shipper.flush)),
                        loop.create_task(self._every(s.metrics_interval, self.sample_metrics)),
                        loop.create_task(self._every(3600.0, self.sweep))]
+
+    @property
+    def role(self) -> str:
+        """``leader`` (reconciles), ``standby`` (waits for the controller lease) or ``lost``."""
+        return self.leadership.role
+
+    async def _lost_lease(self) -> None:
+        await self.controller.stop()
+        if self.backend is not None:
+            await self.backend.shutdown()
 
     async def _every(self, seconds: float, work: Any) -> None:
         """Run blocking ``work`` on a worker thread every ``seconds`` (observability chores)."""
@@ -189,11 +213,13 @@ class ControlPlane:
         await self.controller.stop()
         if self.backend is not None:
             await self.backend.shutdown()
+        await self.leadership.stop()
         await self.gateway.close()
         await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
         self.logs.close()
         self.metrics.close()
         self.store.close()
+        self.lock.release()
 
     # --- connection file -------------------------------------------------------------------
     def write_connection_file(self, url: str) -> Path:
@@ -208,11 +234,9 @@ class ControlPlane:
         token = token if token.startswith(PREFIX) else PREFIX + secrets.token_urlsafe(32)
         self.tokens.ensure_admin(token)
         self.admin_token = token
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"url": url, "token": token, "pid": os.getpid()}, fh)
-        os.replace(tmp, path)
+        write_private(path, json.dumps({"url": url, "token": token, "pid": os.getpid()}))
+        self.lock.record_url(url)
+        self.leadership.url = url
         return path
 
     # --- submissions -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import tornado.netutil
 import tornado.web
 
 from .controlplane import ControlPlane, Settings
+from .core.errors import HomeInUse, HomeNotPrivate
 from .handlers import routes
 from .handlers.index import IndexHandler
 
@@ -37,7 +38,10 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | No
                 stop: asyncio.Event | None = None) -> None:
     """Run the control plane until SIGINT/SIGTERM (or ``stop`` is set)."""
     settings = settings or (Settings(home=Path(home)) if home else Settings())
-    cp = ControlPlane(settings)
+    try:
+        cp = ControlPlane(settings)
+    except (HomeInUse, HomeNotPrivate) as exc:  # before any replica or connection file
+        raise SystemExit(f"liveml: {exc.message}") from None
     server = tornado.httpserver.HTTPServer(make_app(cp), max_body_size=1 << 30,
                                            max_buffer_size=1 << 30)
     sockets = tornado.netutil.bind_sockets(port, host)
@@ -46,7 +50,7 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | No
     url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{bound}/"
     await cp.start()
     path = cp.write_connection_file(url)
-    print(f"liveml control plane at {url}\n"
+    print(f"liveml control plane at {url} ({cp.role})\n"
           f"  home: {settings.home}\n  connection file (URL and admin token): {path}\n"
           "  next: `liveml objective create NAME`, then `liveml submit NAME MODEL.joblib`; "
           "Ctrl-C stops", file=sys.stderr, flush=True)

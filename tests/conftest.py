@@ -266,3 +266,19 @@ def fake() -> Iterator[FakeKube]:
     server = FakeKube().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """A real PostgreSQL server for the session (tests/pg.py): ``postgresql.database()``."""
+    from pg import postgresql_server
+
+    yield from postgresql_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """``""`` (SQLite in the home) or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgresql").database()

@@ -8,11 +8,21 @@ import sys
 import joblib
 import pytest
 import requests
-from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, wait_for
+from conftest import ROW, deploy_reference, pids_alive, query, replica_pids, start_server, wait_for
+from pg import server_args
 
 from liveml_ext.client import LiveMLClientError
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    """This module's control plane, once on SQLite in its home and once on a real PostgreSQL:
+    every test here runs against both stores."""
+    s = start_server(tmp_path_factory.mktemp("home"), args=server_args(request, request.param))
+    yield s
+    s.stop()
 
 
 def test_registry_submissions_releases_and_tags(server, house_model):
@@ -278,8 +288,6 @@ def test_a_home_with_duplicate_submission_names_starts_and_uses_the_newest(house
     newest, and a retry with the newest's artifact is that one."""
     import sqlite3
 
-    from conftest import start_server
-
     home = tmp_path / "home"
     server = start_server(home)
     try:
@@ -313,3 +321,22 @@ def test_a_home_with_duplicate_submission_names_starts_and_uses_the_newest(house
         assert len(c.submissions("old")) == 2
     finally:
         server.stop()
+
+
+def test_text_a_store_cannot_hold_is_a_400_naming_the_field(server, house_model):
+    """PostgreSQL refuses a NUL character and a string longer than its column (a 500 once);
+    both stores answer 400 InvalidArgument naming the field, and keep nothing."""
+    c = server.client
+    resp = _post(server, "objectives", {"name": "nul-text", "description": "a\u0000b"})
+    assert resp.status_code == 400, resp.text
+    env = resp.json()
+    assert env["errorName"] == "InvalidArgument" and env["parameters"]["field"] == "description"
+    assert "NUL" in env["parameters"]["message"]
+    assert "nul-text" not in {o["name"] for o in c.api("GET", "objectives")["data"]}
+
+    c.create_objective("long-text")
+    with pytest.raises(LiveMLClientError) as err:
+        c.submit("long-text", house_model, name="n" * 300)
+    assert err.value.status == 400 and err.value.parameters["field"] == "name"
+    assert "at most 128" in str(err.value)
+    assert c.submissions("long-text") == []

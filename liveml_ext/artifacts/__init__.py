@@ -9,6 +9,8 @@ from typing import Any
 
 import fsspec
 
+from ..store.home import private_dir
+
 
 class ArtifactStore:
     """Stores artifact bytes by SHA-256 and hands replicas a local path to load."""
@@ -16,8 +18,11 @@ class ArtifactStore:
     def __init__(self, url: str, cache_dir: Path) -> None:
         self.url = url.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
-        self.fs.makedirs(self.root, exist_ok=True)
         self.cache_dir = Path(cache_dir)
+        if self.is_local:  # in the home: private, as everything there
+            private_dir(Path(self.root))
+        else:
+            self.fs.makedirs(self.root, exist_ok=True)
 
     def _path(self, sha256: str) -> str:
         return f"{self.root}/{sha256[:2]}/{sha256}"
@@ -35,10 +40,15 @@ class ArtifactStore:
     def _store(self, sha256: str, write: Any) -> None:
         path = self._path(sha256)
         if not self.fs.exists(path):
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            if self.is_local:  # private, as everything in the home
+                private_dir(Path(path).parent)
+            else:
+                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             try:
                 write(tmp)
+                if self.is_local:  # in a 0700 folder already; the file itself 0600 too
+                    os.chmod(tmp, 0o600)
                 self.fs.mv(tmp, path)
             finally:
                 if self.fs.exists(tmp):
@@ -70,8 +80,8 @@ class ArtifactStore:
             return path
         target = self.cache_dir / sha256
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent)
+            private_dir(target.parent)
+            fd, tmp = tempfile.mkstemp(dir=target.parent)  # mkstemp makes it 0600
             os.close(fd)
             self.fs.get_file(path, tmp)
             os.replace(tmp, target)

@@ -20,6 +20,7 @@ import orjson
 
 from ..core.profiles import parse_memory
 from ..observability.metrics import tree_usage
+from ..store.home import child_umask, open_private, private_dir, write_private
 from .base import Backend, NoCapacity, Observation, ReplicaSpec
 
 
@@ -29,6 +30,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    child_umask()  # what the replica writes in the home (its port file) is private
 
 
 @dataclass
@@ -149,9 +151,7 @@ class LocalBackend(Backend):
         key = spec.deployment_rid.rsplit(".", 1)[-1]
         run = self.home / "run" / key
         logs = self.home / "logs" / key
-        run.mkdir(parents=True, exist_ok=True)
-        logs.mkdir(parents=True, exist_ok=True)
-        return run, logs
+        return private_dir(run), private_dir(logs)
 
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         run, logs = self._dirs(spec)
@@ -159,7 +159,7 @@ class LocalBackend(Backend):
         port_file.unlink(missing_ok=True)
         log_file = logs / f"{spec.node_id}.log"
         requirements = run / f"{spec.node_id}.requirements.json"
-        requirements.write_text(json.dumps(spec.requirements))
+        write_private(requirements, json.dumps(spec.requirements))
         config = spec.runtime_configuration
         gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
         cores = self.allocate_cores(float(config.get("cpu", 1)), _group(spec))
@@ -178,10 +178,10 @@ class LocalBackend(Backend):
                "--requirements", str(requirements)]
         if spec.input_example:
             example = run / f"{spec.node_id}.input-example.json"
-            example.write_text(json.dumps(spec.input_example))
+            write_private(example, json.dumps(spec.input_example))
             cmd += ["--input-example", str(example)]
         def spawn() -> subprocess.Popen:
-            with open(log_file, "ab") as out:
+            with open_private(log_file, "ab") as out:
                 return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, cwd=run,
                                         start_new_session=True, preexec_fn=_die_with_parent)

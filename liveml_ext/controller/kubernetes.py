@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import threading
 import time
 import zlib
@@ -44,6 +43,7 @@ from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster
 from ..core.registry import Registry
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store, Submission
+from ..store.home import write_private
 from .base import ControllerBase, RuntimeBase
 
 log = logging.getLogger("liveml.controller.kubernetes")
@@ -575,9 +575,7 @@ class KubeController(ControllerBase):
         with self._tails_lock:
             doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
                    for pod, t in list(self.tails.items())}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self.state_file)
+        write_private(self.state_file, json.dumps(doc))
 
     # --- the namespace: events and deletes -------------------------------------------------
     async def _namespace_pass(self) -> None:

@@ -40,3 +40,6 @@ CrossSiteRequestRefused = error_class("CrossSiteRequestRefused", 403, "PERMISSIO
 DuplicateJsonKey = error_class("DuplicateJsonKey", 400, "INVALID_ARGUMENT")
 TokenNotFound = error_class("TokenNotFound", 404, "NOT_FOUND")
 CannotRevokeAdminToken = error_class("CannotRevokeAdminToken", 409, "CONFLICT")
+# starting a control plane (liveml server, the Jupyter extension): not REST answers
+HomeInUse = error_class("HomeInUse", 409, "CONFLICT")
+HomeNotPrivate = error_class("HomeNotPrivate", 403, "PERMISSION_DENIED")

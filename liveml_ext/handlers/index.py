@@ -38,6 +38,7 @@ class IndexHandler(ManagementHandler):
         self.reply({
             "service": "liveml",
             "version": __version__,
+            "role": self.cp.role,  # leader, or standby for the controller lease (PostgreSQL)
             "managementApi": f"{root}liveml/api/",
             "openapi": f"{root}liveml/api/openapi.json",
             "whoami": f"{root}liveml/api/whoami",

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from liveml_ext.core.errors import InvalidArgument, error_class
+from liveml_ext.store.home import private_file
 
 from . import logquery
 from .logquery import DEPLOYMENT_TABLE, FTS_TABLE, LOG_TABLE
@@ -190,6 +191,7 @@ class LogStore:
         self._deps: dict[str, int] = {}
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._db = self._connect(cache_kib=65536)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)

@@ -20,6 +20,8 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ..store.home import private_file
+
 KINDS = ("host", "container", "requests")
 UNITS = {"cpu_percent": "%", "memory_percent": "%", "memory_bytes": "bytes", "cpu_cores": "cores",
          "requests_per_second": "requests/s", "p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms",
@@ -82,6 +84,7 @@ class MetricsStore:
                  raw_retention: dt.timedelta = dt.timedelta(hours=24)) -> None:
         self.retention, self.raw_retention = retention, raw_retention
         self._lock = threading.Lock()
+        private_file(Path(path))  # SQLite gives its -wal and -shm files the same mode
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from ..store.home import write_private
 
 log = logging.getLogger("liveml.logs")
 
@@ -99,9 +100,7 @@ class LogShipper:
                      for s in self.sources.values()}
         for source in done:
             source.path.unlink(missing_ok=True)
-        tmp = self.offsets_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.offsets_path)
+        write_private(self.offsets_path, json.dumps(state))
         return written
 
     @staticmethod

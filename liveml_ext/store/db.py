@@ -6,6 +6,8 @@ observed status of each deployment; the controller reconciles the two.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,8 +23,16 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from ..core.errors import InvalidArgument
+from .home import private_file
+
+log = logging.getLogger("liveml")
 
 
 def now() -> dt.datetime:
@@ -152,12 +162,51 @@ class Token(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
+class Lease(Base):
+    """Who runs the controller on a shared database (PostgreSQL): one holder until
+    ``expires_at``, renewed every few seconds, taken over by a standby when it lapses."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    home: Mapped[str] = mapped_column(default="")
+    url: Mapped[str] = mapped_column(default="")
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    renewed_at: Mapped[dt.datetime] = mapped_column(default=now)
+
+
+def check_values(session: Session, _context: Any, _instances: Any) -> None:
+    """Before a flush: refuse a text PostgreSQL cannot store (a NUL character) or that is longer
+    than its column, with a 400 naming the field, on every database alike (SQLite would
+    silently keep what PostgreSQL refuses with a 500)."""
+    for obj in [*session.new, *session.dirty]:
+        for column in obj.__table__.columns:
+            value = getattr(obj, column.key, None)
+            if not isinstance(value, str):
+                continue
+            head, *rest = column.key.split("_")
+            name = head + "".join(part.title() for part in rest)
+            if "\x00" in value:
+                raise InvalidArgument(f"{name} contains a NUL character (\\u0000): remove it",
+                                      field=name)
+            length = getattr(column.type, "length", None)
+            if length and len(value) > length:
+                raise InvalidArgument(f"{name} is {len(value)} characters long; at most "
+                                      f"{length} fit: shorten it", field=name)
+
+
 class Store:
     """An engine and a session factory; ``with store.session() as s:`` commits on success."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
+        database = make_url(url).database if url.startswith("sqlite") else None
+        if database and database != ":memory:":
+            for path in (database, f"{database}-wal", f"{database}-shm"):
+                if path == database or os.path.exists(path):  # SQLite gives -wal/-shm its mode
+                    private_file(path)
         if url.startswith("sqlite"):
             @event.listens_for(self.engine, "connect")
             def _pragmas(conn: Any, _record: Any) -> None:
@@ -167,7 +216,34 @@ class Store:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         Base.metadata.create_all(self.engine)
+        self.migrate()
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._factory, "before_flush", check_values)
+
+    def migrate(self) -> list[str]:
+        """Additive migration after ``create_all`` (which makes missing tables only): add the
+        nullable columns a table of an older home lacks. The ``table.column`` names added."""
+        existing = inspect(self.engine)
+        added = []
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                if not existing.has_table(table.name):
+                    continue
+                have = {c["name"] for c in existing.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in have:
+                        continue
+                    if not column.nullable:
+                        log.warning("liveml: table %s lacks the required column %s: it cannot "
+                                    "be added in place", table.name, column.name)
+                        continue
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" '
+                                      f"{kind}"))
+                    added.append(f"{table.name}.{column.name}")
+        if added:
+            log.warning("liveml: added the columns %s to the database", ", ".join(added))
+        return added
 
     @contextmanager
     def session(self) -> Iterator[Session]:
