@@ -379,6 +379,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--max-thread-count", type=int, default=16)
     sp.add_argument("--pin-cpus", action="store_true",
                     help="pin each replica to ceil(cpu) cores (for machines with cores to spare)")
+    sp.add_argument("--replica-user", default=None,
+                    help="user that runs model code (inspection and local replicas) when the "
+                         "server runs as root (default nobody; \"\" = the server's own user)")
     sp.add_argument("--progress-deadline", type=float, default=600.0,
                     help="seconds a rollout may take before it is stopped")
     sp.add_argument("--startup-timeout", type=float, default=300.0,

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..core.errors import LiveDeploymentNotFound, LiveMLError, ServiceUnavailable, error_class
+from ..credentials import ReplicaCredentials
 from .transport import ReplicaClient
 
 InferenceTimeout = error_class("InferenceTimeout", 504, "TIMEOUT")
@@ -21,6 +22,7 @@ class Member:
     url: str
     inflight: int = 0
     served: int = 0
+    token: str = ""  # this replica's own credential (else the gateway's shared one)
 
 
 @dataclass
@@ -30,9 +32,9 @@ class Pool:
     members: list[Member] = field(default_factory=list)
     unavailable_reason: str = "the deployment has no ready replica yet"
 
-    def add(self, node_id: str, url: str) -> None:
+    def add(self, node_id: str, url: str, token: str = "") -> None:
         if not any(m.node_id == node_id for m in self.members):
-            self.members.append(Member(node_id, url))
+            self.members.append(Member(node_id, url, token=token))
 
     def remove(self, node_id: str) -> Member | None:
         for m in self.members:
@@ -45,8 +47,12 @@ class Pool:
 class Gateway:
     """Routes inference requests to ready replicas. Pools are kept by the controller."""
 
-    def __init__(self, timeout: float = 60.0, replica_token: str = "") -> None:
+    def __init__(self, timeout: float = 60.0, replica_token: str = "",
+                 credentials: ReplicaCredentials | None = None) -> None:
+        """``credentials`` issue and check each replica's own token; ``replica_token`` is one
+        shared by all replicas (Kubernetes pods), sent to members that have none."""
         self.pools: dict[str, Pool] = {}
+        self.credentials = credentials or ReplicaCredentials()
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json"}
         if replica_token:
@@ -94,7 +100,8 @@ class Gateway:
             tried.add(member.node_id)
             member.inflight += 1
             try:
-                status, data = await self.client.post(member.url, path, body, self.timeout)
+                status, data = await self.client.post(member.url, path, body, self.timeout,
+                                                      token=member.token)
             except OSError:
                 continue  # the replica went away mid-request: another one takes it
             except TimeoutError as exc:
