@@ -1,0 +1,137 @@
+"""Issue 13 points 1 and 6: model code runs with no more than its submitter's rights.
+
+A planted model (a pickle whose ``__reduce__`` runs code when it is loaded) tries, at inspection
+and in the replica, to read the connection file (the admin token), the database, the home's
+listing, the control plane's environment through /proc, and reports what it got: in the
+inspection's error (the probe fails the load on purpose) or in the replica's log (the probe
+then loads a real model). It gets nothing; its environment holds none of the server's
+variables; and its own credential reads its own artifact only, never another namespace's.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import pytest
+import requests
+from conftest import Server, query, start_server, wait_for
+
+from liveml_ext.client import LiveMLClientError
+
+SECRETS = {"PGPASSWORD": "pg-secret-probe", "AWS_SECRET_ACCESS_KEY": "aws-secret-probe"}
+MARK = "LIVEML-PROBE "
+# what a model process may find in its environment: the runtime's own variables and the spec's
+ALLOWED_ENV = {"PATH", "LANG", "TZ", "HOME", "TMPDIR", "PYTHONNOUSERSITE", "PYTHONUNBUFFERED",
+               "PYTHONPATH", "JAVA_HOME", "SPARK_HOME", "LD_LIBRARY_PATH", "OMP_NUM_THREADS",
+               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+               "LIVEML_MEMORY_LIMIT", "LIVEML_REPLICA_TOKEN", "KMP_DUPLICATE_LIB_OK",
+               "KMP_INIT_AT_FORK", "MODEL_SETTING"}
+
+PROBE = '''
+import json, logging, os, pickle
+found = {}
+def attempt(name, read):
+    try:
+        found[name] = "GOT " + repr(read())[:300]
+    except Exception as exc:
+        found[name] = "denied: " + type(exc).__name__
+attempt("connection", lambda: open(HOME + "/connection.json").read())
+attempt("database", lambda: open(HOME + "/liveml.db", "rb").read(64))
+attempt("listing", lambda: os.listdir(HOME))
+attempt("environ", lambda: open("/proc/%d/environ" % CP_PID, "rb").read())
+found["env"] = dict(os.environ)
+if MODEL is None:
+    raise RuntimeError(MARKER + json.dumps(found))
+logging.getLogger("liveml.replica").warning(MARKER + json.dumps(found))
+result = pickle.loads(MODEL)
+'''
+
+
+class Planted:
+    """Unpickles by running ``PROBE``; then it is the pickled ``model`` (None: the load fails)."""
+
+    def __init__(self, home: Path, cp_pid: int, model: bytes | None) -> None:
+        self.args = {"HOME": str(home), "CP_PID": cp_pid, "MODEL": model, "MARKER": MARK}
+
+    def __reduce__(self):
+        code = "".join(f"{k} = {v!r}\n" for k, v in self.args.items()) + PROBE
+        return eval, (f"exec({code!r}, (g := {{}})) or g['result']",)
+
+
+def planted(tmp_path: Path, server: Server, model: bytes | None, name: str) -> Path:
+    path = tmp_path / f"{name}.joblib"
+    joblib.dump(Planted(server.home, server.proc.pid, model), path)
+    return path
+
+
+def findings(text: str) -> dict:
+    start = text.index(MARK) + len(MARK)
+    return json.JSONDecoder().raw_decode(text[start:].replace('\\"', '"'))[0]
+
+
+def assert_confined(found: dict) -> None:
+    for name in ("connection", "database", "listing", "environ"):
+        assert found[name].startswith("denied"), (name, found[name])
+    env = found["env"]
+    assert not set(env) - ALLOWED_ENV, sorted(set(env) - ALLOWED_ENV)
+    assert not set(SECRETS.values()) & set(env.values())
+    assert "LIVEML_HOME" not in env and "LIVEML_TOKEN" not in env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A control plane with secrets in its own environment."""
+    mp = pytest.MonkeyPatch()
+    for k, v in SECRETS.items():
+        mp.setenv(k, v)
+    try:
+        s = start_server(tmp_path_factory.mktemp("home"))
+    finally:
+        mp.undo()
+    yield s
+    s.stop()
+
+
+def test_inspection_cannot_read_the_home_nor_the_server_environment(
+        server: Server, tmp_path: Path) -> None:
+    c = server.client
+    c.create_objective("probe-inspect")
+    with pytest.raises(LiveMLClientError) as err:
+        c.submit("probe-inspect", planted(tmp_path, server, None, "inspect"), name="v1")
+    assert MARK in str(err.value), str(err.value)
+    assert_confined(findings(str(err.value)))
+
+
+def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
+        server: Server, tmp_path: Path, house_model: Path) -> None:
+    c = server.client
+    c.create_objective("other", namespace="other-team")  # another namespace's model
+    other = c.submit("other", house_model, name="v1")
+    model = pickle.dumps(joblib.load(house_model))
+    c.create_objective("probe-serve", namespace="attacker")
+    artifact = planted(tmp_path, server, model, "serve")
+    mine = c.submit("probe-serve", artifact, name="v1")
+    c.release("probe-serve", "v1", "1.0", tag="staging")
+    c.promote("probe-serve", "1.0")
+    doc = c.deploy("probe-serve", name="probe-serve", replicas=1,
+                   runtime={"env": {"MODEL_SETTING": "on"}})
+    rid = c.wait(doc["rid"], timeout=120)["rid"]
+    assert query(server, rid).status_code == 200  # the model serves
+
+    rows = wait_for(lambda: c.logs(rid, query=f'"{MARK.strip()}"', since="1h")["data"],
+                    timeout=30, what="the probe's log record")
+    found = findings(json.dumps(rows[0]))
+    assert_confined(found)
+    assert found["env"]["MODEL_SETTING"] == "on"  # the spec's env does reach it
+    token = found["env"]["LIVEML_REPLICA_TOKEN"]
+
+    def fetch(sha: str) -> requests.Response:
+        return requests.get(f"{server.url}liveml/api/artifacts/{sha}", timeout=30,
+                            headers={"X-LiveML-Replica-Token": token})
+
+    assert fetch(other["artifactSha256"]).status_code in (403, 404)
+    own = fetch(mine["artifactSha256"])  # the credential works, for its own artifact only
+    assert own.status_code == 200 and own.content == artifact.read_bytes(), own.text
