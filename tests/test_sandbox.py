@@ -9,8 +9,10 @@ variables; and its own credential reads its own artifact only, never another nam
 """
 from __future__ import annotations
 
+import base64
 import json
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +33,7 @@ ALLOWED_ENV = {"PATH", "LANG", "TZ", "HOME", "TMPDIR", "PYTHONNOUSERSITE", "PYTH
                "KMP_INIT_AT_FORK", "MODEL_SETTING"}
 
 PROBE = '''
-import json, logging, os, pickle
+import base64, json, logging, os, pickle
 found = {}
 def attempt(name, read):
     try:
@@ -44,8 +46,9 @@ attempt("listing", lambda: os.listdir(HOME))
 attempt("environ", lambda: open("/proc/%d/environ" % CP_PID, "rb").read())
 found["env"] = dict(os.environ)
 if MODEL is None:
-    raise RuntimeError(MARKER + json.dumps(found))
-logging.getLogger("liveml.replica").warning(MARKER + json.dumps(found))
+    raise RuntimeError(MARKER + base64.b64encode(json.dumps(found).encode()).decode())
+logging.getLogger("liveml.replica").warning(MARKER + base64.b64encode(json.dumps(found).encode())
+                                            .decode())
 result = pickle.loads(MODEL)
 '''
 
@@ -68,8 +71,10 @@ def planted(tmp_path: Path, server: Server, model: bytes | None, name: str) -> P
 
 
 def findings(text: str) -> dict:
-    start = text.index(MARK) + len(MARK)
-    return json.JSONDecoder().raw_decode(text[start:].replace('\\"', '"'))[0]
+    """What the probe reported (base64 JSON after the mark, whatever quoting it went through)."""
+    match = re.search(re.escape(MARK) + r"([A-Za-z0-9+/=]+)", text)
+    assert match, text
+    return json.loads(base64.b64decode(match[1]))
 
 
 def assert_confined(found: dict) -> None:
