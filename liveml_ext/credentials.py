@@ -35,6 +35,12 @@ class ReplicaCredentials:
         """The credential of ``subject`` (a node id or deployment RID) for artifact ``sha256``."""
         return f"{_VERSION}:{subject}:{sha256}:{self._mac(subject, sha256)}"
 
+    def hop(self, subject: str) -> str:
+        """What the gateway presents to every pod of deployment ``subject`` (Kubernetes: a
+        Service may route to pods of two releases); it opens no artifact."""
+        mac = hmac.new(self._key, f"lmg1\0{subject}".encode(), hashlib.sha256).hexdigest()
+        return f"lmg1:{subject}:{mac}"
+
     def artifact(self, credential: str) -> str | None:
         """The artifact sha256 a valid credential may read; None for anything else."""
         try:

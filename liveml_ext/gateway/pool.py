@@ -22,7 +22,7 @@ class Member:
     url: str
     inflight: int = 0
     served: int = 0
-    token: str = ""  # this replica's own credential (else the gateway's shared one)
+    token: str = ""  # what this replica checks (liveml_ext.credentials)
 
 
 @dataclass
@@ -47,27 +47,16 @@ class Pool:
 class Gateway:
     """Routes inference requests to ready replicas. Pools are kept by the controller."""
 
-    def __init__(self, timeout: float = 60.0, replica_token: str = "",
+    def __init__(self, timeout: float = 60.0,
                  credentials: ReplicaCredentials | None = None) -> None:
-        """``credentials`` issue and check each replica's own token; ``replica_token`` is one
-        shared by all replicas (Kubernetes pods), sent to members that have none."""
+        """``credentials`` issue and check each replica's own token (sent with every request
+        to that replica: ``Member.token``)."""
         self.pools: dict[str, Pool] = {}
         self.credentials = credentials or ReplicaCredentials()
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json"}
-        if replica_token:
-            self.headers["X-LiveML-Replica-Token"] = replica_token
-        self.client = ReplicaClient({"X-LiveML-Replica-Token": replica_token} if replica_token else {})
+        self.client = ReplicaClient()
         self._rr = itertools.count()
-
-    def set_replica_token(self, token: str) -> None:
-        """The shared secret replicas expect (e.g. read from a Kubernetes Secret at start)."""
-        self.headers["X-LiveML-Replica-Token"] = token
-        self.client.extra = f"X-LiveML-Replica-Token: {token}\r\n".encode()
-
-    @property
-    def replica_token(self) -> str:
-        return self.headers.get("X-LiveML-Replica-Token", "")
 
     def pool(self, rid: str) -> Pool:
         pool = self.pools.get(rid)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 from pathlib import Path
 from typing import Any
@@ -60,23 +59,19 @@ class ArtifactHandler(LiveMLHandlerMixin):
     present their credential, ``X-LiveML-Replica-Token``, good for their own release's artifact
     only) and for admins."""
 
-    replica_artifact: str | None = None  # what a replica credential may read ("*": any)
+    replica_artifact: str | None = None  # the one artifact a replica credential may read
 
     def authenticate(self) -> Principal:
         given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
         if given:
             self.replica_artifact = self.cp.gateway.credentials.artifact(given)
-            shared = self.cp.gateway.replica_token  # Kubernetes pods of an older control plane
-            if self.replica_artifact is None and shared and \
-                    hmac.compare_digest(given.encode(), shared.encode()):
-                self.replica_artifact = "*"
             if self.replica_artifact is not None:
                 return Principal(name="replica", scope="query")
         return super().authenticate()
 
     async def get(self, sha256: str) -> None:
         p, allowed = self.principal, self.replica_artifact
-        if allowed is not None and allowed not in ("*", sha256):
+        if allowed is not None and allowed != sha256:
             raise PermissionDenied("a replica's credential reads its own release's artifact "
                                    "only", artifactId=sha256)
         if allowed is None and (p.scope != "admin" or p.namespace is not None):

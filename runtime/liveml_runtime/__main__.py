@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                            release=args.release, thread_count=args.thread_count,
                            max_queue=args.max_queue, requirements=args.requirements or "",
                            input_example=args.input_example,
-                           token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
+                           # what the gateway presents: a Kubernetes deployment's own token,
+                           # else this replica's credential (which also fetches its artifact)
+                           token=os.environ.get("LIVEML_GATEWAY_TOKEN")
+                           or os.environ.get("LIVEML_REPLICA_TOKEN", ""))
     return run_loop(run(config, args.host, args.port, args.port_file))
 
 
