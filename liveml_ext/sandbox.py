@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,11 +66,21 @@ class Sandbox:
         self._root: Path | None = None
         self.landlock = landlock.abi()
         self.warnings: list[str] = []
+        self._checked = False
+        self._lock = threading.Lock()
 
     # --- start-up checks ---------------------------------------------------------------------
     def check(self) -> list[str]:
         """Probe that the replica user can run the interpreter and import liveml_runtime (else
-        fall back to the control plane's user) and that Landlock works; the warnings to log."""
+        fall back to the control plane's user) and that Landlock works; the warnings to log.
+        Runs once (at the control plane's start, else before the first model process)."""
+        with self._lock:
+            if not self._checked:
+                self._checked = True
+                self._check()
+        return self.warnings
+
+    def _check(self) -> None:
         self.warnings = []
         if not self.landlock:
             self.warnings.append(
@@ -78,7 +89,7 @@ class Sandbox:
                 "home included when they run as the control plane's user; use --replica-user "
                 "with a root control plane, or a newer kernel")
         if self.user is not None:
-            probe = self.private("probe")
+            probe = self._private(f"probe-{os.getpid()}")
             try:
                 with self.process(probe, {}) as kw:
                     proc = subprocess.run([self.python, "-c", "import liveml_runtime.server"],
@@ -92,13 +103,13 @@ class Sandbox:
                 self.warnings.append(
                     f"replica user {self.user.pw_name!r} cannot run {self.python} and import "
                     f"liveml_runtime ({why.strip() or 'no reason given'}): model processes run as "
-                    "the control plane's user instead, with a clean environment"
+                    "the control plane's user instead (without capabilities), with a clean "
+                    "environment"
                     f"{' and Landlock' if self.landlock else ''}. Install liveml where that user "
                     "can read it, or give another user with --replica-user")
                 self.user = None
         for warning in self.warnings:
             log.warning("sandbox: %s", warning)
-        return self.warnings
 
     @property
     def root(self) -> Path:
@@ -113,6 +124,10 @@ class Sandbox:
     # --- one process -------------------------------------------------------------------------
     def private(self, name: str) -> Path:
         """A fresh private folder (0700, owned by the replica user) with ``tmp`` inside."""
+        self.check()
+        return self._private(name)
+
+    def _private(self, name: str) -> Path:
         path = self.root / name
         shutil.rmtree(path, ignore_errors=True)
         (path / "tmp").mkdir(parents=True, mode=0o700)
@@ -136,9 +151,10 @@ class Sandbox:
         self._own(target)
         return target
 
-    def release(self, private: Path) -> None:
+    def release(self, private: Path | None) -> None:
         """Remove a private folder once its process has ended."""
-        shutil.rmtree(private, ignore_errors=True)
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
 
     def environment(self, private: Path, extra: dict[str, str]) -> dict[str, str]:
         """Only what the runtime needs, then ``extra`` (the spec's env and the runtime's own)."""

@@ -27,7 +27,6 @@ from .base import Backend, NoCapacity, Observation, ReplicaSpec
 class LocalReplica:
     spec: ReplicaSpec
     proc: subprocess.Popen
-    private: Path  # its sandbox folder (HOME, TMPDIR, cwd, its copy of the artifact)
     port_file: Path
     log_file: Path
     url: str | None = None
@@ -36,6 +35,7 @@ class LocalReplica:
     cores: tuple[int, ...] = ()
     killed_for: str = ""
     next_memory_check: float = 0.0
+    private: Path | None = None  # its sandbox folder (HOME, TMPDIR, cwd, its copy of the artifact)
 
 
 def detect_gpus() -> list[str]:
@@ -191,9 +191,8 @@ class LocalBackend(Backend):
                 os.sched_setaffinity(proc.pid, cores)
             except OSError:
                 cores = ()
-        handle = LocalReplica(spec, proc, private, private / "port", log_file, gpus=gpus,
-                              cores=cores,
-                              memory_limit=memory_limit)
+        handle = LocalReplica(spec, proc, private / "port", log_file, gpus=gpus, cores=cores,
+                              memory_limit=memory_limit, private=private)
         self.replicas[spec.node_id] = handle
         return handle
 
