@@ -44,6 +44,21 @@ attempt("connection", lambda: open(HOME + "/connection.json").read())
 attempt("database", lambda: open(HOME + "/liveml.db", "rb").read(64))
 attempt("listing", lambda: os.listdir(HOME))
 attempt("environ", lambda: open("/proc/%d/environ" % CP_PID, "rb").read())
+def others():  # the environments of the other model processes (other namespaces' replicas)
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()
+            and b"liveml_runtime" in open("/proc/%s/cmdline" % p, "rb").read()]
+    got = []
+    for p in pids:
+        try:
+            got.append(open("/proc/%s/environ" % p, "rb").read())
+        except OSError:
+            pass
+    if not pids:
+        return "no other replica"
+    if not got:
+        raise PermissionError(len(pids))
+    return got
+attempt("replicas", others)
 found["env"] = dict(os.environ)
 if MODEL is None:
     raise RuntimeError(MARKER + base64.b64encode(json.dumps(found).encode()).decode())
@@ -77,8 +92,9 @@ def findings(text: str) -> dict:
     return json.loads(base64.b64decode(match[1]))
 
 
-def assert_confined(found: dict) -> None:
-    for name in ("connection", "database", "listing", "environ"):
+def assert_confined(found: dict, names: tuple[str, ...] = ("connection", "database", "listing",
+                                                           "environ")) -> None:
+    for name in names:
         assert found[name].startswith("denied"), (name, found[name])
     env = found["env"]
     assert not set(env) - ALLOWED_ENV, sorted(set(env) - ALLOWED_ENV)
@@ -113,8 +129,12 @@ def test_inspection_cannot_read_the_home_nor_the_server_environment(
 def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
         server: Server, tmp_path: Path, house_model: Path) -> None:
     c = server.client
-    c.create_objective("other", namespace="other-team")  # another namespace's model
+    c.create_objective("other", namespace="other-team")  # another namespace's model, serving
     other = c.submit("other", house_model, name="v1")
+    c.release("other", "v1", "1.0", tag="staging")
+    c.promote("other", "1.0")
+    c.wait(c.deploy("other", name="other", replicas=1,
+                    runtime={"env": {"OTHER_TEAM_SECRET": "other-secret"}})["rid"], timeout=120)
     model = pickle.dumps(joblib.load(house_model))
     c.create_objective("probe-serve", namespace="attacker")
     artifact = planted(tmp_path, server, model, "serve")
@@ -129,7 +149,8 @@ def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
     rows = wait_for(lambda: c.logs(rid, query=f'"{MARK.strip()}"', since="1h")["data"],
                     timeout=30, what="the probe's log record")
     found = findings(json.dumps(rows[0]))
-    assert_confined(found)
+    assert_confined(found, ("connection", "database", "listing", "environ", "replicas"))
+    assert "other-secret" not in json.dumps(found)
     assert found["env"]["MODEL_SETTING"] == "on"  # the spec's env does reach it
     token = found["env"]["LIVEML_REPLICA_TOKEN"]
 
