@@ -19,7 +19,7 @@ from pathlib import Path
 import joblib
 import pytest
 import requests
-from conftest import Server, query, start_server, wait_for
+from conftest import ROW, Server, query, start_server, wait_for
 
 from liveml_ext.client import LiveMLClientError
 
@@ -133,8 +133,8 @@ def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
     other = c.submit("other", house_model, name="v1")
     c.release("other", "v1", "1.0", tag="staging")
     c.promote("other", "1.0")
-    c.wait(c.deploy("other", name="other", replicas=1,
-                    runtime={"env": {"OTHER_TEAM_SECRET": "other-secret"}})["rid"], timeout=120)
+    other_rid = c.wait(c.deploy("other", name="other", replicas=1, runtime={
+        "env": {"OTHER_TEAM_SECRET": "other-secret"}})["rid"], timeout=120)["rid"]
     model = pickle.dumps(joblib.load(house_model))
     c.create_objective("probe-serve", namespace="attacker")
     artifact = planted(tmp_path, server, model, "serve")
@@ -161,3 +161,10 @@ def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
     assert fetch(other["artifactSha256"]).status_code in (403, 404)
     own = fetch(mine["artifactSha256"])  # the credential works, for its own artifact only
     assert own.status_code == 200 and own.content == artifact.read_bytes(), own.text
+
+    # nor does it open another replica: each checks its own credential
+    url = c.deployment(other_rid)["status"]["replicas"][0]["url"]
+    body = {"requestData": [ROW], "requestParams": {}}
+    assert requests.post(f"{url}/v1/transform", json=body, timeout=30,
+                         headers={"X-LiveML-Replica-Token": token}).status_code == 401
+    assert query(server, other_rid).status_code == 200  # while the gateway's own still works
