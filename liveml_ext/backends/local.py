@@ -163,12 +163,16 @@ class LocalBackend(Backend):
         def spawn() -> tuple[subprocess.Popen, Path]:
             private = sandbox.private(spec.node_id)
             artifact = spec.artifact_uri
-            if "://" not in artifact or artifact.startswith("file://"):  # its own copy
-                artifact = str(sandbox.put(private, Path(artifact.removeprefix("file://")).name,
-                                           artifact.removeprefix("file://")))
+            source = Path(artifact.removeprefix("file://"))
+            if ("://" not in artifact or artifact.startswith("file://")) and source.is_file():
+                artifact = str(sandbox.put(private, source.name, source))  # its own copy
+            # (a missing file is passed on as it is: the replica reports that it cannot load it)
             requirements = sandbox.put(private, "requirements.json",
                                        json.dumps(spec.requirements).encode())
-            cmd = [self.python, "-m", "liveml_runtime", "serve", "--artifact", artifact,
+            # -X: which home's replica this is, for `ps` (and the tests' replica_pids); the
+            # process cannot read that home
+            cmd = [self.python, "-X", f"liveml_home={self.home}", "-m", "liveml_runtime",
+                   "serve", "--artifact", artifact,
                    "--host", self.host, "--port", "0", "--port-file", str(private / "port"),
                    "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
                    "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
