@@ -168,3 +168,38 @@ def test_replica_is_confined_and_its_credential_reads_only_its_own_artifact(
     assert requests.post(f"{url}/v1/transform", json=body, timeout=30,
                          headers={"X-LiveML-Replica-Token": token}).status_code == 401
     assert query(server, other_rid).status_code == 200  # while the gateway's own still works
+
+
+def test_a_model_process_writes_only_its_own_folder_and_reads_no_folder_holding_the_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The allow-list never opens the home through an import path entry that holds it (e.g. a
+    notebook's cwd), and the process writes its TMPDIR but nothing else (not /tmp)."""
+    import subprocess
+    import sys
+
+    from liveml_ext.sandbox import Sandbox
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "connection.json").write_text("admin")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    sandbox = Sandbox(home, user="")
+    try:
+        assert sandbox.landlock, "this kernel has no Landlock"
+        assert str(tmp_path) not in sandbox.readable()
+        private = sandbox.private("unit")
+        code = ("import os, sys, tempfile\n"
+                "tempfile.mkstemp()\n"  # its TMPDIR: allowed
+                "for path in (sys.argv[1] + '/planted', sys.argv[2] + '/connection.json'):\n"
+                "    try:\n"
+                "        open(path, 'a').close(); print('GOT', path)\n"
+                "    except OSError as exc:\n"
+                "        print('denied', exc.errno)\n")
+        with sandbox.process(private, {}) as kw:
+            out = subprocess.run([sandbox.python, "-c", code, str(tmp_path), str(home)],
+                                 capture_output=True, text=True, timeout=120, **kw)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[:2] == ["denied 13", "denied 13"], out.stdout
+        assert not (tmp_path / "planted").exists()
+    finally:
+        sandbox.close()
