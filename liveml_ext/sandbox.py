@@ -161,8 +161,9 @@ class Sandbox:
         env = {k: v for k, v in os.environ.items()
                if k in PASS_THROUGH or k.startswith("LC_")}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env.update(HOME=str(private), TMPDIR=str(private / "tmp"), PYTHONNOUSERSITE="1")
         env.update(extra)
+        # its own folder, whatever the spec says: it may write nowhere else
+        env.update(HOME=str(private), TMPDIR=str(private / "tmp"), PYTHONNOUSERSITE="1")
         return env
 
     def readable(self) -> list[str]:
