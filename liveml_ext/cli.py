@@ -570,8 +570,11 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
                    if f.name != "home" and hasattr(args, f.name)}
         home = Path(args.home) if args.home else default_home()
-        run_loop(serve(args.host, args.port, settings=Settings(
-            home=home, profiles_file=args.profiles or "", **options)))
+        try:
+            run_loop(serve(args.host, args.port, settings=Settings(
+                home=home, profiles_file=args.profiles or "", **options)))
+        except ValueError as exc:  # a bad setting (e.g. --replica-user): say it, no traceback
+            raise SystemExit(f"liveml server: {exc}") from None
         return None
     return COMMANDS[args.command](client or Client(), args)
 

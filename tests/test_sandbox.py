@@ -203,3 +203,15 @@ def test_a_model_process_writes_only_its_own_folder_and_reads_no_folder_holding_
         assert not (tmp_path / "planted").exists()
     finally:
         sandbox.close()
+
+
+def test_an_unknown_replica_user_stops_the_server_with_what_to_do(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "liveml_ext.cli", "server", "--port", "0",
+                          "--home", str(tmp_path / "home"), "--replica-user", "no-such-user-x"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "replica user 'no-such-user-x' does not exist" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
