@@ -137,6 +137,12 @@ def cmd_update(c: Client, a: argparse.Namespace) -> Any:
     return _wait(c, doc["rid"], a.out) if a.wait else doc
 
 
+def cmd_enable(c: Client, a: argparse.Namespace) -> Any:
+    """Enable a deployment; with ``--wait``, show its progress until it serves (as deploy)."""
+    doc = c.enable(a.deployment)
+    return _wait(c, doc["rid"], a.out) if a.wait else doc
+
+
 def cmd_logs(c: Client, a: argparse.Namespace) -> Any:
     columns = [x.strip() for x in a.columns.split(",")] if a.columns else None
     window = {"since": a.since, "start": a.start, "end": a.end}
@@ -232,7 +238,7 @@ COMMANDS: dict[str, Handler] = {
     "metrics": cmd_metrics,
     "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
-    "enable": lambda c, a: c.enable(a.deployment),
+    "enable": cmd_enable,
     "delete": lambda c, a: c.delete(a.deployment),
     "token": cmd_token,
     "profiles": lambda c, a: c.profiles(),
@@ -478,7 +484,10 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                        ("disable", "stop a deployment, keeping its RID"),
                        ("enable", "start a disabled deployment on its latest release"),
                        ("delete", "delete a deployment for good")):
-        add(name, help).add_argument("deployment", help="RID, API name or name")
+        sp = add(name, help)
+        sp.add_argument("deployment", help="RID, API name or name")
+        if name == "enable":
+            sp.add_argument("--wait", action="store_true", help="show progress until ready")
 
     sp = add("query", "send an inference request")
     sp.add_argument("deployment", help="RID, API name or name")

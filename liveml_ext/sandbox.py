@@ -32,7 +32,7 @@ log = logging.getLogger("liveml")
 # variables of the control plane's environment a model process may see (none is a secret)
 PASS_THROUGH = ("PATH", "LANG", "TZ", "JAVA_HOME", "SPARK_HOME", "PYTHONPATH", "LD_LIBRARY_PATH",
                 "LIVEML_MAX_BATCH_ROWS", "LIVEML_SPARK_DRIVER_MEMORY",
-                "LIVEML_SPARK_JAVA_OPTIONS")
+                "LIVEML_SPARK_JAVA_OPTIONS", "LIVEML_MAX_COLUMNS")
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/sys")
 

@@ -165,6 +165,16 @@ def test_deploy_wait_into_a_pipe_prints_plain_lines_ending_with_the_state(deploy
     assert "ACTIVE" in deployed["deploy"]  # the deployment's text on stdout
 
 
+def test_enable_wait_shows_progress_until_the_deployment_serves(server, deployed):
+    cli(server, "disable", "text-houses")
+    proc = cli(server, "enable", "text-houses", "--wait")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1] == "ACTIVE: 1/1 replicas ready, release 1.0", proc.stderr
+    assert "ACTIVE" in proc.stdout
+    doc = server.client.deployment("text-houses")
+    assert doc["status"]["state"] == "ACTIVE" and doc["status"]["readyReplicas"] == 1
+
+
 def test_logs_print_oldest_first_in_fixed_columns(server, deployed):
     c = server.client
     wait_for(lambda: len(c.logs("text-houses", "logger:liveml.replica")["data"]) >= 3,

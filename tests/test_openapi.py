@@ -1,7 +1,8 @@
 """The committed OpenAPI document: generated, complete against the routes, and valid OpenAPI 3.1.
 
-No server: the document is compared with ``tools/gen_openapi.py``'s output and with the URL specs
-that ``liveml_ext.handlers.routes`` gives tornado.
+The document is compared with ``tools/gen_openapi.py``'s output and with the URL specs that
+``liveml_ext.handlers.routes`` gives tornado; one test (with a real server) checks that each
+constraint the document states is the one the server enforces.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from openapi_spec_validator import validate
 
+from liveml_ext.core import models as m
 from liveml_ext.handlers import ROUTES, FallbackHandler, routes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,4 +151,70 @@ def test_creates_answer_201(doc: dict[str, Any]) -> None:
         assert "201" in doc["paths"][f"{api}/{path}"]["post"]["responses"], path
     assert "201" in doc["paths"][f"{api}/artifacts"]["put"]["responses"]
     inference = doc["paths"]["/foundry-ml-live/api/inference/transform/{rid}"]["post"]["responses"]
-    assert {"200", "400", "401", "403", "404", "413", "422", "503", "504"} <= set(inference)
+    assert {"200", "400", "401", "403", "404", "413", "415", "422", "502", "503", "504"} <= \
+        set(inference)
+
+
+def schema_of(doc: dict[str, Any], model: str, *path: str) -> dict[str, Any]:
+    """A property's schema in the document (its non-null alternative when it is optional)."""
+    node = doc["components"]["schemas"][model]
+    for key in path:
+        node = node["properties"][key]
+        node = next((alt for alt in node.get("anyOf", []) if alt.get("type") != "null"), node)
+        node = doc["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]] \
+            if "$ref" in node else node
+    return node
+
+
+RID = "ri.foundry-ml-live.main.live-deployment.00000000-0000-0000-0000-000000000000"
+DEPLOY = {"objective": "constrained", "name": "Constrained"}
+#: (documented: model, property path, keyword, value), (request: method, path, body), field named
+CONSTRAINTS = [
+    (("RuntimeOverrides", ("env",), "propertyNames", {"pattern": m.ENV_KEY.pattern,
+                                                      "maxLength": 256}),
+     ("post", "deployments", {**DEPLOY, "runtimeConfiguration": {"env": {"1-BAD": "x"}}}),
+     "runtimeConfiguration.env.1-BAD.[key]"),
+    (("RuntimeConfiguration", ("env",), "propertyNames", {"pattern": m.ENV_KEY.pattern,
+                                                          "maxLength": 256}),
+     ("put", f"deployments/{RID}/runtime-configuration", {"env": {"a b": "x"}}), "env.a b.[key]"),
+    (("CreateLiveDeployment", ("replicaProfile",), "pattern", m.PROFILE.pattern),
+     ("post", "deployments", {**DEPLOY, "replicaProfile": "Not a profile!"}), "replicaProfile"),
+    (("UpdateLiveDeployment", ("resourceProfile",), "pattern", m.PROFILE.pattern),
+     ("patch", f"deployments/{RID}", {"resourceProfile": "../large"}), "resourceProfile"),
+    (("DescribeResourceProfile", ("name",), "pattern", m.PROFILE.pattern), None, ""),
+    (("CreateSubmission", ("artifactId",), "pattern", m.ARTIFACT_ID.pattern),
+     ("post", "objectives/constrained/submissions", {"artifactId": "../../connection.json"}),
+     "artifactId"),
+    (("CreateObjective", ("name",), "pattern", m.NAME.pattern),
+     ("post", "objectives", {"name": "-starts-with-a-dash"}), "name"),
+    (("CreateObjective", ("namespace",), "pattern", m.API_NAME.pattern),
+     ("post", "objectives", {"name": "ok", "namespace": "Team A"}), "namespace"),
+    (("CreateLiveDeployment", ("apiName",), "pattern", m.API_NAME.pattern),
+     ("post", "deployments", {**DEPLOY, "apiName": "UPPER"}), "apiName"),
+    (("UpdateLiveDeployment", (), "minProperties", 1), ("patch", f"deployments/{RID}", {}), ""),
+    (("CreateRelease", ("version",), "minLength", 1),
+     ("post", "objectives/constrained/releases", {"submission": "s", "version": ""}), "version"),
+    (("RuntimeOverrides", ("minReplicas",), "minimum", 0),
+     ("post", "deployments", {**DEPLOY, "runtimeConfiguration": {"minReplicas": -1}}),
+     "runtimeConfiguration.minReplicas"),
+    (("RuntimeOverrides", ("queueSize",), "maximum", 100_000),
+     ("post", "deployments", {**DEPLOY, "runtimeConfiguration": {"queueSize": 100_001}}),
+     "runtimeConfiguration.queueSize"),
+]
+
+
+def test_the_document_states_the_constraints_the_server_enforces(doc, server):
+    """Each constraint is in the document, and a request breaking it is a 400 naming the field."""
+    server.client.create_objective("constrained")
+    for (model, path, keyword, value), call, field in CONSTRAINTS:
+        assert schema_of(doc, model, *path).get(keyword) == value, (model, path, keyword)
+        if call is None:
+            continue
+        method, url, body = call
+        resp = requests.request(method, f"{server.url}liveml/api/{url}", json=body,
+                                headers=server.headers(), timeout=30)
+        assert resp.status_code == 400, (call, resp.text)
+        answer = resp.json()
+        assert answer["errorName"] == "InvalidArgument", (call, resp.text)
+        assert answer["parameters"]["field"] == field, (call, resp.text)
+        assert answer["parameters"]["message"].startswith(f"{field}: " if field else ""), resp.text

@@ -47,7 +47,10 @@ InvalidLogColumn = logstore.InvalidLogColumn
 ERROR_MODULES: tuple[ModuleType, ...] = (runtime_errors, core_errors, gateway_pool, logquery,
                                          logstore)
 INVALID_INPUT_KINDS = ["requiredValueMissing", "typeMismatch", "unknownInputName",
-                       "invalidTabularFormat"]
+                       "invalidTabularFormat", "emptyRows", "tooManyColumns", "sparseRows",
+                       "tooDeep", "duplicateKey"]
+#: ``errorType.type`` of an ``InferenceFailure`` that is not the model raising
+FAILURE_KINDS = ["nonFiniteOutput"]
 
 
 # --- documentation-only shapes (replies built by hand in the handlers) ------------------------
@@ -182,15 +185,28 @@ LIMIT_QUERY = {"name": "limit", "in": "query", "required": False,
                "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 10000}}
 INFERENCE_ERRORS = (E.InferenceInvalidInput, E.InferenceFailure, E.PermissionDenied,
                     E.LiveDeploymentNotFound, E.RequestEntityTooLarge, E.MalformedRequestBody,
-                    E.TooManyRequests, E.ServiceUnavailable, InferenceTimeout)
+                    E.TooManyRequests, E.ServiceUnavailable, InferenceTimeout,
+                    E.UnsupportedMediaType, E.ReplicaFailed)
 INFERENCE_NOTE = (
-    "Needs `query` rights on the deployment's namespace. The body is forwarded to a ready replica "
-    "(least loaded first; retried on another replica if one goes away), so a rolling update drops "
-    "no request. Bodies over the server's limit (50 MiB by default) are refused with 413. "
+    "Needs `query` rights on the deployment's namespace (a token of another namespace gets the "
+    "404 of an unknown RID). The body must be JSON (`Content-Type: application/json`, or none; "
+    "another type is a 415). It is forwarded to a ready replica (least loaded first; sent to "
+    "another replica only when the first never received it: connection refused, or a 503 while "
+    "it loads or drains), so a rolling update drops no request; a replica that fails while "
+    "handling the request answers 502 `ReplicaFailed`, and the request is not resent. Bodies "
+    "over the server's limit (50 MiB by default) are refused with 413. A table needs at least "
+    "one row (`emptyRows`); its rows carry at most 1000 distinct keys, or twice the declared "
+    "columns when more (`tooManyColumns`; the replica's `LIVEML_MAX_COLUMNS` sets it), and "
+    "undeclared keys most rows lack may not make the model's frame hold more than 10 cells per "
+    "value sent (`sparseRows`); the "
+    "body nests at most 254 levels (`tooDeep`) and repeats no key in an object "
+    "(`duplicateKey`); a parameter given as null is refused (leave it out for its default). "
     "Invalid input is a 400 `InferenceInvalidInput` whose `parameters.errorType.type` is one of "
     + ", ".join(f"`{k}`" for k in INVALID_INPUT_KINDS) + " (with `input`, and for rows `column` "
     "and `row`; a `typeMismatch` also `expected`, the declared type, and `actual`, the JSON kind "
-    "of the value); an exception in the model is a 400 `InferenceFailure`. Declared types are "
+    "of the value); an exception in the model is a 400 `InferenceFailure`, and so is an "
+    "infinite value in a model's output table (`errorType.type` `nonFiniteOutput`, with "
+    "`column` and `row`; a NaN is written as null). Declared types are "
     "checked on every query: string, integer, double, boolean, datetime (ISO 8601), date "
     "(YYYY-MM-DD), decimal (a string or number within its precision and scale), array, any; a "
     "nullable column accepts null or no key.")
@@ -417,10 +433,12 @@ def error_envelope() -> dict[str, Any]:
                     "errorType": {
                         "type": "object",
                         "description": "For `InferenceInvalidInput`: which check failed and where "
-                                       "(`input`, `column`, `row`, `expected`, `actual`).",
+                                       "(`input`, `column`, `row`, `expected`, `actual`); for "
+                                       "`InferenceFailure`: `nonFiniteOutput`.",
                         "required": ["type"],
                         "additionalProperties": True,
-                        "properties": {"type": {"type": "string", "enum": INVALID_INPUT_KINDS}},
+                        "properties": {"type": {"type": "string",
+                                                "enum": INVALID_INPUT_KINDS + FAILURE_KINDS}},
                     },
                 },
             },

@@ -11,10 +11,10 @@ from liveml_runtime.errors import (  # noqa: F401 - re-exported for the control 
     RequestEntityTooLarge,
     ServiceUnavailable,
     TooManyRequests,
+    Unauthorized,
     error_class,
 )
 
-Unauthorized = error_class("Unauthorized", 401, "UNAUTHORIZED")
 PermissionDenied = error_class("PermissionDenied", 403, "PERMISSION_DENIED")
 NotFound = error_class("NotFound", 404, "NOT_FOUND")
 LiveDeploymentNotFound = error_class("LiveDeploymentNotFound", 404, "NOT_FOUND")
@@ -31,6 +31,8 @@ NoReleaseWithTag = error_class("NoReleaseWithTag", 400, "INVALID_ARGUMENT")
 AmbiguousName = error_class("AmbiguousName", 409, "CONFLICT")
 InvalidModelArtifact = error_class("InvalidModelArtifact", 400, "INVALID_ARGUMENT")
 MethodNotAllowed = error_class("MethodNotAllowed", 405, "INVALID_ARGUMENT")
+UnsupportedMediaType = error_class("UnsupportedMediaType", 415, "INVALID_ARGUMENT")
+ReplicaFailed = error_class("ReplicaFailed", 502, "INTERNAL")
 ThreadCountTooHigh = error_class("ThreadCountTooHigh", 400, "INVALID_ARGUMENT")
 InvalidGpuCount = error_class("InvalidGpuCount", 400, "INVALID_ARGUMENT")
 GpuTypeNotAvailable = error_class("GpuTypeNotAvailable", 400, "INVALID_ARGUMENT")

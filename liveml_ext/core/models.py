@@ -3,15 +3,34 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 Tag = Literal["STAGING", "PRODUCTION"]
 State = Literal["STARTING", "ACTIVE", "DEGRADED", "FAILED", "DISABLED"]
 API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
+#: a replica or resource profile's name (the operator's profiles file is held to it too)
+PROFILE = API_NAME
+#: an uploaded artifact's id: the SHA-256 of its bytes, in lowercase hex
+ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
+#: an environment variable's name
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ProfileName = Annotated[str, Field(pattern=PROFILE.pattern)]
+_ENV_NAME = {"pattern": ENV_KEY.pattern, "maxLength": 256}
+Env = Annotated[dict[Annotated[str, Field(max_length=256, pattern=ENV_KEY.pattern)], str],
+                WithJsonSchema({"type": "object", "propertyNames": _ENV_NAME,
+                                "additionalProperties": {"type": "string"},
+                                "description": "Environment variables of each replica"})]
 
 
 def tag_value(value: Any) -> Any:
@@ -66,7 +85,8 @@ class ColumnSchema(Model):
 
 
 class CreateSubmission(Model):
-    artifact_id: str
+    artifact_id: str = Field(pattern=ARTIFACT_ID.pattern,
+                             description="The artifactId of PUT /liveml/api/artifacts (SHA-256, hex)")
     name: str = ""
     input_example: list[dict[str, Any]] | None = Field(
         None, min_length=1, max_length=1000,
@@ -123,14 +143,14 @@ class DescribeRelease(Model):
 
 
 class DescribeReplicaProfile(Model):
-    name: str
+    name: ProfileName
     min_replicas: int
     max_replicas: int
     description: str = ""
 
 
 class DescribeResourceProfile(Model):
-    name: str
+    name: ProfileName
     cpu: float
     memory: str
     gpu: int = 0
@@ -161,7 +181,7 @@ class RuntimeConfiguration(Model):
     gpu_type: str = ""
     thread_count: int = Field(1, ge=1)
     queue_size: int = Field(64, ge=0, le=100_000)
-    env: dict[str, str] = {}
+    env: Env = {}
     scale_up_load_threshold: float = Field(0.8, gt=0, le=10)
     scale_up_delay: float = Field(10.0, ge=0)
     scale_down_delay: float = Field(60.0, ge=0)
@@ -172,14 +192,6 @@ class RuntimeConfiguration(Model):
         from .profiles import parse_memory  # profiles imports these models
 
         parse_memory(value)
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"{key!r} is not an environment variable name")
         return value
 
 
@@ -194,15 +206,10 @@ class RuntimeOverrides(Model):
     gpu_type: str | None = None
     thread_count: int | None = Field(None, ge=1)
     queue_size: int | None = Field(None, ge=0, le=100_000)
-    env: dict[str, str] | None = None
+    env: Env | None = None
     scale_up_load_threshold: float | None = Field(None, gt=0, le=10)
     scale_up_delay: float | None = Field(None, ge=0)
     scale_down_delay: float | None = Field(None, ge=0)
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return value if value is None else RuntimeConfiguration._env(value)
 
 
 class CreateLiveDeployment(Model):
@@ -211,20 +218,33 @@ class CreateLiveDeployment(Model):
     description: str = ""
     environment: Tag = "PRODUCTION"
     api_name: str | None = Field(None, pattern=API_NAME.pattern)
-    replica_profile: str = "default"
-    resource_profile: str = "default"
+    replica_profile: ProfileName = "default"
+    resource_profile: ProfileName = "default"
     runtime_configuration: RuntimeOverrides | None = None
 
     _env = field_validator("environment", mode="before")(tag_value)
 
 
 class UpdateLiveDeployment(Model):
+    """At least one field: an empty change is refused (it would change nothing)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     name: str | None = Field(None, pattern=NAME.pattern)
     description: str | None = None
     api_name: str | None = Field(None, pattern=API_NAME.pattern)
-    replica_profile: str | None = None
-    resource_profile: str | None = None
+    replica_profile: ProfileName | None = None
+    resource_profile: ProfileName | None = None
     runtime_configuration: RuntimeOverrides | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value:
+            raise ValueError("the body names no field to change; give at least one of name, "
+                             "description, apiName, replicaProfile, resourceProfile, "
+                             "runtimeConfiguration")
+        return value
 
 
 class ReplicaStatus(Model):

@@ -1,7 +1,10 @@
 """The inference gateway: per-deployment pools of ready replicas, least-loaded routing, retries.
 
-The request body is forwarded as bytes (the replica checks and decodes it); a query that meets a
-replica that is gone or draining is retried on another one, so a rolling change drops nothing.
+The request body is forwarded as bytes (the replica checks and decodes it). A query is sent to
+another replica only when the first never received it (connection refused, or a 503 while it
+loads or drains), so a rolling change drops nothing; a replica that breaks the connection while
+handling a query gets a 502 ``ReplicaFailed`` instead (as Envoy's default retry policy), so a
+query that kills replicas kills at most one.
 """
 from __future__ import annotations
 
@@ -9,9 +12,15 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
-from ..core.errors import LiveDeploymentNotFound, LiveMLError, ServiceUnavailable, error_class
+from ..core.errors import (
+    LiveDeploymentNotFound,
+    LiveMLError,
+    ReplicaFailed,
+    ServiceUnavailable,
+    error_class,
+)
 from ..credentials import ReplicaCredentials
-from .transport import ReplicaClient
+from .transport import ReplicaClient, ReplicaUnreachable
 
 InferenceTimeout = error_class("InferenceTimeout", 504, "TIMEOUT")
 
@@ -61,8 +70,13 @@ class Gateway:
     def pool(self, rid: str) -> Pool:
         pool = self.pools.get(rid)
         if pool is None:
-            raise LiveDeploymentNotFound(f"no live deployment {rid!r}", deploymentRid=rid)
+            raise self.not_found(rid)
         return pool
+
+    @staticmethod
+    def not_found(rid: str) -> LiveMLError:
+        """The one answer for an unknown RID and for one the caller may not query."""
+        return LiveDeploymentNotFound(f"no live deployment {rid!r}", deploymentRid=rid)
 
     def _pick(self, pool: Pool, tried: set[str]) -> Member | None:
         members = [m for m in pool.members if m.node_id not in tried]
@@ -91,8 +105,15 @@ class Gateway:
             try:
                 status, data = await self.client.post(member.url, path, body, self.timeout,
                                                       token=member.token)
-            except OSError:
-                continue  # the replica went away mid-request: another one takes it
+            except ReplicaUnreachable:
+                continue  # the request never reached it: another replica takes it
+            except OSError as exc:  # it may have died of this very request: never resend it
+                raise ReplicaFailed(
+                    f"replica {member.node_id} failed while handling the request (it may have "
+                    "run out of memory or crashed); the request was not sent to another "
+                    "replica, as it may be what made this one fail. See `liveml events` and "
+                    "`liveml logs` of the deployment; send it again if it was not the cause",
+                    deploymentRid=pool.rid, nodeId=member.node_id) from exc
             except TimeoutError as exc:
                 raise InferenceTimeout(
                     f"the model did not answer within {self.timeout:.0f}s",

@@ -15,7 +15,12 @@ import httptools
 
 
 class ReplicaGone(ConnectionError):
-    """The connection broke before a whole response arrived."""
+    """The connection broke after the request was sent, before a whole response arrived: the
+    replica may have received the request (and died of it), so it must not be sent elsewhere."""
+
+
+class ReplicaUnreachable(ConnectionError):
+    """The request never reached the replica (connection refused): another replica may take it."""
 
 
 class _Connection(asyncio.Protocol):
@@ -89,24 +94,38 @@ class ReplicaClient:
     async def post(self, url: str, path: str, body: bytes, timeout: float,
                    token: str = "") -> tuple[int, bytes]:
         """One request (with the replica's own ``token``, else the client's headers); a pooled
-        connection found stale is replaced once, transparently."""
+        connection found closed is skipped, and one that breaks with no
+        byte of answer is replaced once by a fresh connection to the same replica (an idle
+        connection the replica closed as the request went out). Raises ``ReplicaUnreachable``
+        when the request was never sent, ``ReplicaGone`` when it may have been received."""
         parts = urlsplit(url)
         key = (parts.hostname or "127.0.0.1", parts.port or 80)
         head = (f"POST {path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode() + \
             (f"X-LiveML-Replica-Token: {token}\r\n".encode() if token else self.extra) + b"\r\n"
         pool = self.idle[key]
+        sent = False
         while True:
-            reused = bool(pool)
-            conn = pool.pop() if reused else await self._connect(*key)
-            if not conn.open:
-                continue
+            conn = None
+            while pool and not sent and conn is None:
+                conn = pool.pop()
+                conn = conn if conn.open else None  # found closed: nothing was sent on it
+            reused = conn is not None
+            if conn is None:
+                try:
+                    conn = await self._connect(*key)
+                except OSError as exc:
+                    if sent:  # the first try went out and broke: the replica is gone since
+                        raise ReplicaGone("the replica went away while handling the request") \
+                            from exc
+                    raise ReplicaUnreachable(f"cannot connect to the replica: {exc}") from exc
             try:
                 status, data = await asyncio.wait_for(conn.send(head, body), timeout)
             except ReplicaGone:
                 conn.close()
-                if reused and not conn.got_bytes:
-                    continue  # the replica had closed an idle connection: use a fresh one
+                if reused and not conn.got_bytes and not sent:
+                    sent = True
+                    continue  # maybe an idle connection it had just closed: once more, fresh
                 raise
             except BaseException:
                 conn.close()

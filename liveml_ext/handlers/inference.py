@@ -1,14 +1,20 @@
 """Inference: ``POST <base>/foundry-ml-live/api/inference/transform/<rid>[/v2]``.
 
 The body streams in with a size limit (413 past it), is checked for a Bearer token with query
-rights on the deployment's namespace, and is forwarded as bytes to a ready replica.
+rights on the deployment's namespace (a token of another namespace gets the 404 of an unknown
+RID), must be JSON (415 for another Content-Type; none at all is taken as JSON), and is
+forwarded as bytes to a ready replica.
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from ..core.errors import LiveMLError, RequestEntityTooLarge
+from ..core.errors import (
+    LiveMLError,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 from .base import LiveMLHandlerMixin
 
 
@@ -21,9 +27,21 @@ class InferenceHandler(LiveMLHandlerMixin):
         limit = self.cp.settings.max_body_bytes
         self.request.connection.set_max_body_size(max(limit * 2, 1 << 20))  # type: ignore[attr-defined]
         await super().prepare()
+        self._check_content_type()
         length = self.request.headers.get("Content-Length")  # type: ignore[attr-defined]
         if length and length.isdigit() and int(length) > limit:
             raise self._too_large()
+
+    def _check_content_type(self) -> None:
+        """JSON only: ``application/json`` (or ``application/*+json``), or no Content-Type."""
+        given = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
+        media = given.split(";", 1)[0].strip().lower()
+        if media and media != "application/json" and not (
+                media.startswith("application/") and media.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"the body must be JSON sent with Content-Type: application/json, not {media!r} "
+                "(with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
+                contentType=media)
 
     def _too_large(self) -> RequestEntityTooLarge:
         limit = self.cp.settings.max_body_bytes
@@ -40,6 +58,8 @@ class InferenceHandler(LiveMLHandlerMixin):
         if self._size > self.cp.settings.max_body_bytes:
             raise self._too_large()
         pool = self.cp.gateway.pool(rid)
+        if not self.principal.can_see(pool.namespace):  # another namespace's RIDs don't leak
+            raise self.cp.gateway.not_found(rid)
         self.principal.require(pool.namespace, "query")
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         started = time.perf_counter()

@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--input-example", default=os.environ.get("LIVEML_INPUT_EXAMPLE", ""),
                        help="the submission's input example: a JSON file (or inline JSON) of "
                        '{"columns": [...], "rows": [...]}')
+    serve.add_argument("--max-columns", type=int,
+                       default=int(os.environ.get("LIVEML_MAX_COLUMNS") or 0) or None,
+                       help="distinct keys a request's rows may carry (default 1000, or twice "
+                       "the declared columns when more); past it a 400 tooManyColumns")
     inspect = sub.add_parser("inspect", help="print a model artifact's API and requirements")
     inspect.add_argument("artifact")
     inspect.add_argument("--input-example", default="",
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from . import logs
+    from .api import MAX_COLUMNS
     from .server import ReplicaConfig
     from .server import serve as run
 
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                            release=args.release, thread_count=args.thread_count,
                            max_queue=args.max_queue, requirements=args.requirements or "",
                            input_example=args.input_example,
+                           max_columns=args.max_columns or MAX_COLUMNS,
                            # what the gateway presents: a Kubernetes deployment's own token,
                            # else this replica's credential (which also fetches its artifact)
                            token=os.environ.get("LIVEML_GATEWAY_TOKEN")

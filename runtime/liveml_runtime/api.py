@@ -22,17 +22,30 @@ Aliases: int/long -> integer, float/number -> double, bool -> boolean, str -> st
 timestamp -> datetime; Python types (``int``, ``datetime.date``, ``decimal.Decimal``, ...) too.
 ``required=False`` makes a column (or parameter) nullable. ``frames.to_frame`` says what each
 type becomes in pandas.
+
+Limits on a request body (``decode_body`` and ``check_rows``; each a 400
+``InferenceInvalidInput`` naming what to change): a table has at least one row; its rows carry
+at most ``max_columns`` distinct keys, declared and undeclared together (``MAX_COLUMNS``, 1000,
+or twice the declared columns when that is more; the replica's ``--max-columns`` or
+``LIVEML_MAX_COLUMNS`` sets it), and undeclared keys that most rows lack are refused past
+``CELLS_PER_VALUE`` frame cells per value sent; JSON nests at most ``MAX_DEPTH`` levels (what
+the answer can be written back with); an object repeats no key; a parameter given is not
+``null`` (leave it out to take its default).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import decimal as _dec
+import itertools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import invalid_input
+import orjson
+
+from .errors import MalformedRequestBody, invalid_input
 
 #: The type vocabulary of columns and parameters (see the module docstring of ``frames`` for
 #: what each becomes in pandas).
@@ -45,6 +58,12 @@ _PY_TYPES = {str: "string", int: "integer", float: "double", bool: "boolean", ob
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 # datetime64[ns] holds 1677-09-21 .. 2262-04-11; whole years inside it are accepted
 _YEARS = (1678, 2261)
+#: distinct keys a table's rows may carry per request (at least twice the declared columns)
+MAX_COLUMNS = 1000
+#: cells of undeclared columns a request's frame may hold per value it sent (past 100,000)
+CELLS_PER_VALUE = 10
+#: JSON nesting levels a body may have: the most orjson writes back (its encoder stops at 255)
+MAX_DEPTH = 254
 
 
 def type_name(kind: Any) -> str:
@@ -382,7 +401,7 @@ class ModelApi:
                 and isinstance(self.outputs[0], Tabular))
 
     # --- request decoding -------------------------------------------------------------------
-    def decode_v1(self, body: Any) -> dict[str, Any]:
+    def decode_v1(self, body: Any, max_columns: int = MAX_COLUMNS) -> dict[str, Any]:
         """``{"requestData": [rows], "requestParams": {...}}`` -> model keyword arguments."""
         if not self.single_tabular:
             raise invalid_input(
@@ -401,9 +420,10 @@ class ModelApi:
             raise invalid_input("invalidTabularFormat", "requestParams must be an object",
                                 input="requestParams")
         table = self.tabular_inputs[0]
-        return {table.name: check_rows(table, body["requestData"]), **self._params(params)}
+        decoded = self._params(params)  # the few parameters first, then the rows
+        return {table.name: check_rows(table, body["requestData"], max_columns), **decoded}
 
-    def decode_v2(self, body: Any) -> dict[str, Any]:
+    def decode_v2(self, body: Any, max_columns: int = MAX_COLUMNS) -> dict[str, Any]:
         """``{input_name: rows or value, ...}`` -> model keyword arguments."""
         if not isinstance(body, dict):
             raise invalid_input("invalidTabularFormat",
@@ -415,13 +435,14 @@ class ModelApi:
                 raise invalid_input("unknownInputName",
                                     f"unknown input {key!r}; the model takes {sorted(names)}",
                                     input=key)
+        params = self._params({p.name: body[p.name] for p in self.parameters if p.name in body})
         out: dict[str, Any] = {}
         for table in self.tabular_inputs:
             if table.name not in body:
                 raise invalid_input("requiredValueMissing", f"input {table.name!r} is missing",
                                     input=table.name)
-            out[table.name] = check_rows(table, body[table.name])
-        out.update(self._params({p.name: body[p.name] for p in self.parameters if p.name in body}))
+            out[table.name] = check_rows(table, body[table.name], max_columns)
+        out.update(params)
         return out
 
     def _params(self, given: dict[str, Any]) -> dict[str, Any]:
@@ -429,6 +450,13 @@ class ModelApi:
         for key in given:
             if key not in declared:
                 raise invalid_input("unknownInputName", f"unknown parameter {key!r}", input=key)
+        for key, value in given.items():
+            if value is None:
+                default = declared[key].default
+                raise invalid_input(
+                    "typeMismatch", f"parameter {key!r} is null; leave it out to take its "
+                    f"default ({default!r}), or give a {declared[key].spec} value",
+                    input=key, expected=declared[key].type, actual="null")
         out = {}
         for p in self.parameters:
             if p.name in given and not is_missing(given[p.name]):
@@ -461,8 +489,14 @@ def _named(ports: Any) -> list[Port]:
     return [_port(p) for p in ports]
 
 
-def check_rows(table: Tabular, rows: Any) -> list[dict[str, Any]]:
+def check_rows(table: Tabular, rows: Any, max_columns: int = MAX_COLUMNS) -> list[dict[str, Any]]:
     """Check a list of rows against a table's columns, naming the first offending value.
+
+    The rows must not be empty, and carry at most ``max(max_columns, 2 * declared)`` distinct
+    keys (``tooManyColumns``): each key becomes a column of the model's frame, as long as the
+    table, so many sparse keys would make the frame quadratic in the body. For the same reason
+    the undeclared columns may hold at most ``CELLS_PER_VALUE`` cells per value sent (beyond
+    100,000 cells; ``sparseRows``), which keeps the frame linear in the body.
 
     A required column must hold a non-null value in every row (``requiredValueMissing``); a
     nullable one accepts null or no key. Every non-null value must fit its column's type
@@ -473,6 +507,31 @@ def check_rows(table: Tabular, rows: Any) -> list[dict[str, Any]]:
         raise invalid_input("invalidTabularFormat",
                             f"input {table.name!r} must be a list of row objects",
                             input=table.name)
+    if not rows:
+        raise invalid_input("emptyRows", f"input {table.name!r} has no rows; send at least one row",
+                            input=table.name)
+    limit = max(max_columns, 2 * len(table.columns))
+    keys = row_keys(rows)
+    count = len(keys)
+    if count > limit:
+        raise invalid_input(
+            "tooManyColumns",
+            f"the rows of input {table.name!r} carry {count} distinct keys, more than the limit "
+            f"of {limit} columns per request; send only the model's columns "
+            f"({len(table.columns)} declared) or split the request",
+            input=table.name, columns=count, maxColumns=limit)
+    if count > len(table.columns) and len(rows) * count > 100_000:  # maybe sparse undeclared
+        names = {c.name for c in table.columns}
+        undeclared = sum(key not in names for key in keys)
+        values = sum(map(len, rows))
+        if len(rows) * undeclared > max(CELLS_PER_VALUE * values, 100_000):
+            raise invalid_input(
+                "sparseRows",
+                f"the rows of input {table.name!r} carry {undeclared} undeclared keys, each in "
+                f"few of its {len(rows)} rows: their columns would hold "
+                f"{len(rows) * undeclared} cells for {values} values sent; give the rows the "
+                "same keys, or split the request",
+                input=table.name, rows=len(rows), undeclaredColumns=undeclared, values=values)
     checks = [(col, CHECKS[col.type]) for col in table.columns if col.type != "any" or col.required]
     for i, row in enumerate(rows):
         for col, check in checks:
@@ -494,6 +553,52 @@ def check_rows(table: Tabular, rows: Any) -> list[dict[str, Any]]:
                     input=table.name, column=col.name, row=i, expected=col.type,
                     actual=json_kind(value))
     return rows
+
+
+def row_keys(rows: list[dict[str, Any]]) -> dict[str, None]:
+    """The distinct keys of some rows, in the order they first appear (one pass, in C)."""
+    return dict.fromkeys(itertools.chain.from_iterable(rows))
+
+
+def decode_body(body: bytes) -> Any:
+    """A request body -> its JSON document, refusing what orjson alone would let through:
+    nesting deeper than ``MAX_DEPTH`` (the answer could not be written) and repeated keys.
+
+    Both checks ride on one ``orjson.dumps`` of the document: it fails past the depth, and it
+    writes one ``:`` per member and the strings' own colons, so it holds fewer colons than the
+    body exactly when the body repeated a key (the parser kept one member of each; a colon
+    escaped as ``\\u003a`` is the one way to write a colon the count would miss, and takes the
+    exact check)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
+    try:
+        written = orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        raise invalid_input(
+            "tooDeep", f"the body nests deeper than {MAX_DEPTH} levels of arrays and objects; "
+            "flatten the values (e.g. send them as a JSON string)", maxDepth=MAX_DEPTH) from None
+    if body.count(b":") != written.count(b":") or b"\\u003" in body:
+        _refuse_duplicate_keys(body)
+    return doc
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """The slow, exact check (the standard parser's hook sees each object's pairs)."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen:
+                raise invalid_input("duplicateKey", f"the key {key!r} appears twice in one "
+                                    "object of the body; send each key once", key=key)
+            seen[key] = value
+        return seen
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError:  # orjson read it; what the standard parser refuses beyond is no duplicate
+        return
 
 
 def decode_value(spec: Column | Parameter, value: Any) -> Any:

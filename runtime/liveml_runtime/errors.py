@@ -44,11 +44,13 @@ RequestEntityTooLarge = error_class("RequestEntityTooLarge", 413, "REQUEST_ENTIT
 ServiceUnavailable = error_class("ServiceUnavailable", 503, "SERVICE_UNAVAILABLE")
 TooManyRequests = error_class("TooManyRequests", 429, "TOO_MANY_REQUESTS")
 Internal = error_class("Internal", 500, "INTERNAL")
+Unauthorized = error_class("Unauthorized", 401, "UNAUTHORIZED")
 
 
 def invalid_input(kind: str, message: str, **details: Any) -> LiveMLError:
     """An ``InferenceInvalidInput`` whose ``parameters.errorType.type`` is ``kind``.
 
-    ``kind`` is one of requiredValueMissing, typeMismatch, unknownInputName, invalidTabularFormat.
+    ``kind`` is one of requiredValueMissing, typeMismatch, unknownInputName, invalidTabularFormat,
+    emptyRows, tooManyColumns, sparseRows, tooDeep, duplicateKey, nonFiniteOutput.
     """
     return InferenceInvalidInput(message, errorType={"type": kind, **details})

@@ -21,7 +21,12 @@ type          required column                       nullable column (``required=
 Dates stay ``datetime.date`` objects rather than ``datetime64``: a date has no time of day or
 zone, and that is what ``Spark``'s ``toPandas()`` and pandas' own ``dt.date`` give; a model that
 wants timestamps calls ``pd.to_datetime(df["day"])``. Columns a request carries beyond the
-declared ones follow the declared ones, as pandas infers them.
+declared ones follow the declared ones, as pandas infers them (null in the rows without the
+key); ``api.check_rows`` bounds how many a request may carry (``--max-columns``).
+
+Outputs: a float that is NaN is written as ``null`` (pandas' missing value); an infinite one
+(a model's overflow, e.g. on an input of ``1e308``) is refused with a 400 ``InferenceFailure``
+naming the output column and row (``nonFiniteOutput``), since JSON has no infinity.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .api import Column, decode_value, is_missing
+from .api import Column, decode_value, is_missing, row_keys
+from .errors import InferenceFailure
 
 #: pandas' own dtype for strings: ``str`` on pandas 3, ``object`` before
 _STRING = pd.Series(["text"]).dtype
@@ -64,19 +70,22 @@ def column_values(col: Column, values: list[Any]) -> Any:
 
 
 def to_frame(columns: list[Column], rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Checked rows -> a DataFrame: the declared columns first, typed, then any others."""
-    names = [c.name for c in columns]
-    known = set(names)
-    extra: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in known:
-                known.add(key)
-                extra.append(key)
+    """Checked rows -> a DataFrame: the declared columns first, typed, then any others.
+
+    Linear in the body: the undeclared keys are found in one pass and their columns filled in
+    another (``check_rows`` has bounded how many there are)."""
+    names = {c.name for c in columns}
+    extra = [key for key in row_keys(rows) if key not in names]
     data: dict[str, Any] = {c.name: column_values(c, [row.get(c.name) for row in rows])
                             for c in columns}
-    for name in extra:
-        data[name] = [row.get(name) for row in rows]
+    if extra:
+        filled = {name: [None] * len(rows) for name in extra}
+        for i, row in enumerate(rows):
+            for key, value in row.items():
+                column = filled.get(key)
+                if column is not None:
+                    column[i] = value
+        data.update(filled)
     if not data:  # no columns: still one row per request row
         return pd.DataFrame(index=pd.RangeIndex(len(rows)))
     return pd.DataFrame(data, copy=False)  # the dict's order: declared columns, then others
@@ -97,6 +106,22 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (_dt.timedelta, pd.Timedelta)):
         return pd.Timedelta(value).isoformat()
     return str(value)
+
+
+def refuse_infinite(frame: pd.DataFrame) -> None:
+    """Raise ``InferenceFailure`` naming the first float column and row holding +-inf."""
+    for i, dtype in enumerate(frame.dtypes):
+        if getattr(dtype, "kind", "") != "f":
+            continue
+        values = frame.iloc[:, i].to_numpy()
+        infinite = np.isinf(values)
+        if infinite.any():
+            row, name = int(infinite.argmax()), str(frame.columns[i])
+            raise InferenceFailure(
+                f"the model computed {values[row]} for output column {name!r} at row {row}, "
+                "which JSON cannot carry; an input is probably outside the range the model "
+                "handles (e.g. 1e308): check that row's values",
+                errorType={"type": "nonFiniteOutput", "column": name, "row": row})
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -26,13 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pandas as pd
 from aiohttp import web
 
 from . import logs
 from .adapter import ModelRunner, encode, load_model, prepare
+from .api import MAX_COLUMNS, decode_body
 from .batching import InferenceQueue
-from .errors import Internal, LiveMLError, MalformedRequestBody, ServiceUnavailable
-from .frames import json_default
+from .errors import Internal, LiveMLError, ServiceUnavailable, Unauthorized
+from .frames import json_default, refuse_infinite
 from .schema import InputExample
 
 log = logging.getLogger("liveml.replica")
@@ -55,6 +57,7 @@ class ReplicaConfig:
     requirements: str = ""  # a JSON file of {package: version} the model was saved with
     token: str = ""
     input_example: str = ""  # the submission's input example: a JSON file, or inline JSON
+    max_columns: int = MAX_COLUMNS  # distinct keys a request's rows may carry (api.check_rows)
 
 
 class Replica:
@@ -159,13 +162,13 @@ class Replica:
     async def transform(self, body: bytes, v2: bool) -> bytes:
         if self.state != "ready" or self.queue is None or self.runner is None:
             raise ServiceUnavailable(f"the replica is {self.state}", replicaState=self.state)
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
-        api = self.runner.api
-        inputs = api.decode_v2(doc) if v2 else api.decode_v1(doc)
+        doc = decode_body(body)
+        api, limit = self.runner.api, self.config.max_columns
+        inputs = api.decode_v2(doc, limit) if v2 else api.decode_v1(doc, limit)
         outputs = await self.queue.infer(inputs)
+        for value in outputs.values():
+            if isinstance(value, pd.DataFrame):
+                refuse_infinite(value)
         if v2:
             return dumps({name: encode(value) for name, value in outputs.items()})
         return dumps({"modelUuid": self.config.model_uuid,
@@ -185,8 +188,9 @@ def make_app(replica: Replica) -> web.Application:
         return not token or request.headers.get("X-LiveML-Replica-Token") == token
 
     def unauthorized() -> web.Response:
-        return _reply(401, {"errorCode": "UNAUTHORIZED", "errorName": "Unauthorized",
-                            "errorInstanceId": "", "parameters": {}})
+        err = Unauthorized("the replica takes requests from its control plane only: send them "
+                           "to the deployment's inference URL")
+        return _reply(err.status, err.envelope())
 
     def transform(v2: bool) -> Any:
         async def handle(request: web.Request) -> web.Response:
