@@ -11,11 +11,13 @@ All of it is applied in the child before exec, so model code cannot skip it.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -113,12 +115,24 @@ class Sandbox:
 
     @property
     def root(self) -> Path:
-        """This control plane's folder of private folders (made on first use, 0711: others may
-        pass through to their own folder, not list it)."""
+        """This home's folder of private folders, made afresh on first use (what a crashed
+        control plane left there goes); 0711: others may pass through to their own folder, not
+        list it. A name taken by another user or a symlink gives way to a random one."""
         if self._root is None or not self._root.is_dir():
             self.base.mkdir(parents=True, exist_ok=True)
-            self._root = Path(tempfile.mkdtemp(prefix="liveml-sandbox-", dir=self.base))
-            self._root.chmod(0o711)
+            digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+            root = self.base / f"liveml-sandbox-{os.geteuid()}-{digest}"
+            try:
+                st = os.lstat(root)
+                if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                    shutil.rmtree(root)
+                os.mkdir(root, 0o700)
+            except FileNotFoundError:
+                os.mkdir(root, 0o700)
+            except OSError:  # someone else's, or a symlink: never use it
+                root = Path(tempfile.mkdtemp(prefix="liveml-sandbox-", dir=self.base))
+            root.chmod(0o711)
+            self._root = root
         return self._root
 
     # --- one process -------------------------------------------------------------------------

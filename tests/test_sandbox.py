@@ -215,3 +215,18 @@ def test_an_unknown_replica_user_stops_the_server_with_what_to_do(tmp_path: Path
     assert out.returncode != 0
     assert "replica user 'no-such-user-x' does not exist" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_restarted_control_plane_clears_what_a_crashed_one_left(tmp_path: Path) -> None:
+    """Private folders (with their artifact copies) live in one folder per home, made afresh."""
+    from liveml_ext.sandbox import Sandbox
+
+    first = Sandbox(tmp_path / "home", user="")
+    left = first.private("node-1")
+    (left / "model.joblib").write_bytes(b"copy")  # the control plane was killed: nothing ran
+    second = Sandbox(tmp_path / "home", user="")
+    try:
+        assert second.root == first.root and second.root.stat().st_mode & 0o777 == 0o711
+        assert second.private("node-2").parent == second.root and not left.exists()
+    finally:
+        second.close()
