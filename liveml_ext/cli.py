@@ -95,7 +95,24 @@ def cmd_promote(c: Client, a: argparse.Namespace) -> Any:
 def cmd_token(c: Client, a: argparse.Namespace) -> Any:
     if a.action == "show":  # what the client found (LIVEML_URL/TOKEN, or the connection file)
         return {"url": c.url, "token": c.token}
-    return c.create_token(a.namespace, a.scope, a.description or "")
+    if a.action == "list":
+        return c.tokens()
+    if a.action == "revoke":
+        return c.revoke_token(a.id)
+    seconds = None
+    if a.expires_in:
+        from .core.errors import LiveMLError
+        from .core.timewindow import parse_duration
+
+        try:
+            seconds = int(parse_duration(a.expires_in).total_seconds())
+        except LiveMLError as err:
+            raise SystemExit(f"liveml: --expires-in: {err.message}") from err
+    return c.create_token(a.namespace, a.scope, a.description or "", expires_in=seconds)
+
+
+def cmd_whoami(c: Client, a: argparse.Namespace) -> Any:
+    return c.whoami()
 
 
 def cmd_deploy(c: Client, a: argparse.Namespace) -> Any:
@@ -241,6 +258,7 @@ COMMANDS: dict[str, Handler] = {
     "enable": cmd_enable,
     "delete": lambda c, a: c.delete(a.deployment),
     "token": cmd_token,
+    "whoami": cmd_whoami,
     "profiles": lambda c, a: c.profiles(),
 }
 
@@ -353,9 +371,20 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
                            ("ADAPTER", lambda r: r["adapter"].rsplit(".", 1)[-1])])
     if command == "token" and "url" in doc:  # token show [--url]
         return f"{doc['url']}\n{doc['token']}" if getattr(args, "url", False) else doc["token"]
+    if command == "token" and getattr(args, "action", "") == "list":
+        return _rows(doc, [("ID", lambda t: t["id"]), ("SCOPE", lambda t: t["scope"]),
+                           ("NAMESPACE", lambda t: t["namespace"] or "all"),
+                           ("EXPIRES", lambda t: t["expiresAt"] or "never"),
+                           ("DESCRIPTION", lambda t: t["description"])]) if doc else "no tokens"
+    if command == "token" and getattr(args, "action", "") == "revoke":
+        return f"revoked token {doc['id']}"
     if command == "token":
-        return f"{doc['token']}\n(scope {doc['scope']}, namespace {doc['namespace'] or 'all'}; " \
-               "shown once: keep it safe)"
+        expiry = f"expires {doc['expiresAt']}" if doc.get("expiresAt") else "no expiry"
+        return f"{doc['token']}\n(scope {doc['scope']}, namespace {doc['namespace'] or 'all'}, " \
+               f"{expiry}; shown once: keep it safe)"
+    if command == "whoami":
+        return f"{doc['name']} (scope {doc['scope']}, namespace {doc['namespace'] or 'all'}, " \
+               f"token expires {doc.get('expiresAt') or 'never'}; backend {doc['backend']})"
     if command == "delete":
         return f"deleted {doc['rid']}"
     return json.dumps(doc, indent=2)
@@ -383,6 +412,10 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                     help="fsspec URL of the artifact store, e.g. s3://bucket/liveml (default "
                          "<home>/artifacts)")
     sp.add_argument("--max-thread-count", type=int, default=16)
+    sp.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024,
+                    help="largest JSON body of a management call (413 past it)")
+    sp.add_argument("--max-artifact-bytes", type=int, default=2 * 1024 ** 3,
+                    help="largest model upload, streamed to disk (413 past it)")
     sp.add_argument("--pin-cpus", action="store_true",
                     help="pin each replica to ceil(cpu) cores (for machines with cores to spare)")
     sp.add_argument("--replica-user", default=None,
@@ -544,17 +577,29 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--node", help="only this replica (node id)")
     sp.add_argument("--plot", metavar="FILE.png", help="draw them with matplotlib")
 
-    sp = add("token", "create an API token, or show the one this CLI uses")
+    sp = add("token", "create, list or revoke API tokens, or show the one this CLI uses")
     tsub = sp.add_subparsers(dest="action", required=True)
     ts = tsub.add_parser("show", help="print the token this CLI uses (LIVEML_TOKEN, else the "
                                       "connection file in LIVEML_HOME); --url: the URL first")
     ts.add_argument("--url", action="store_true", help="print the URL on a line before it")
     ts.add_argument("--json", action="store_true", help='{"url": ..., "token": ...}')
     tc = tsub.add_parser("create", help="create a token (shown once)")
-    tc.add_argument("--namespace")
-    tc.add_argument("--scope", choices=["query", "manage"], default="query")
+    tc.add_argument("--namespace", help="its namespace (default: every namespace; admins only)")
+    tc.add_argument("--scope", choices=["query", "read", "manage"], default="query",
+                    help="query: inference only; read: + read deployments, objectives, logs, "
+                         "events, metrics (env values masked); manage: + changes (with no "
+                         "--namespace: admin)")
+    tc.add_argument("--expires-in", metavar="DURATION",
+                    help="it stops working after this long: 30d, 12h, 90m")
     tc.add_argument("--description")
     tc.add_argument("--json", action="store_true")
+    tl = tsub.add_parser("list", help="tokens you may manage (admin: all; manage: your "
+                                      "namespace's); never their secrets")
+    tl.add_argument("--json", action="store_true")
+    tr = tsub.add_parser("revoke", help="revoke a token: it gets 401 at once")
+    tr.add_argument("id", help="its ID (`liveml token list`)")
+    tr.add_argument("--json", action="store_true")
+    add("whoami", "who this CLI's token is: scope, namespace, expiry")
 
     add("profiles", "list replica and resource profiles")
     add("panel", "(notebook only) deployments, details and a create form as widgets")

@@ -286,9 +286,22 @@ class Client:
 
     # --- misc ------------------------------------------------------------------------------
     def create_token(self, namespace: str | None = None, scope: str = "query",
-                     description: str = "") -> dict[str, Any]:
-        return self.api("POST", "tokens", json={"namespace": namespace, "scope": scope,
-                                                "description": description})
+                     description: str = "", expires_in: int | None = None) -> dict[str, Any]:
+        """A new token; ``expires_in`` seconds after which it stops working (None: never)."""
+        body: dict[str, Any] = {"namespace": namespace, "scope": scope,
+                                "description": description}
+        if expires_in is not None:
+            body["expiresInSeconds"] = expires_in
+        return self.api("POST", "tokens", json=body)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self.api("GET", "tokens")["data"]
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self.api("DELETE", f"tokens/{token_id}")
+
+    def whoami(self) -> dict[str, Any]:
+        return self.api("GET", "whoami")
 
     def profiles(self) -> dict[str, Any]:
         return self.api("GET", "profiles")

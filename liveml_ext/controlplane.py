@@ -53,6 +53,8 @@ class Settings:
     database_url: str = ""
     artifact_url: str = ""
     max_body_bytes: int = 50 * 1024 * 1024
+    max_json_bytes: int = 4 * 1024 * 1024  # management JSON bodies
+    max_artifact_bytes: int = 2 * 1024 ** 3  # PUT artifacts (streamed to disk)
     inference_timeout: float = 60.0
     tick: float = 0.2
     startup_timeout: float = 300.0
@@ -216,11 +218,12 @@ class ControlPlane:
         return path
 
     # --- submissions -----------------------------------------------------------------------
-    def put_artifact(self, data: bytes) -> dict[str, Any]:
-        if not data:
+    def put_artifact(self, path: str, sha256: str, size: int) -> dict[str, Any]:
+        """Store an uploaded file (its SHA-256 computed while it streamed in)."""
+        if not size:
             raise InvalidArgument("the model artifact is empty", field="body")
-        sha, size = self.artifacts.put(data)
-        return {"artifactId": sha, "bytes": size}
+        self.artifacts.put_file(path, sha256)
+        return {"artifactId": sha256, "bytes": size}
 
     async def inspect(self, sha256: str, example: InputExample | None = None) -> dict[str, Any]:
         """Load the artifact in a separate, sandboxed process (``Sandbox``: a copy of the

@@ -35,6 +35,10 @@ class LiveMLExtension(ExtensionApp):
     backend_class = Type(LocalBackend, klass=Backend, config=True,
                          help="Backend class that runs replicas")
     max_body_bytes = Int(50 * 1024 * 1024, config=True, help="inference body limit (bytes)")
+    max_json_bytes = Int(4 * 1024 * 1024, config=True,
+                         help="management JSON body limit (bytes)")
+    max_artifact_bytes = Int(2 * 1024 ** 3, config=True,
+                             help="model upload limit (bytes), streamed to disk")
     inference_timeout = Float(60.0, config=True, help="seconds a replica may take to answer")
     pin_cpus = Bool(False, config=True, help="pin each replica to ceil(cpu) cores")
     replica_user = Unicode(None, allow_none=True, config=True,
@@ -62,6 +66,8 @@ class LiveMLExtension(ExtensionApp):
         settings = Settings(home=Path(self.home) if self.home else default_home(),
                             database_url=self.database_url, artifact_url=self.artifact_url,
                             max_body_bytes=self.max_body_bytes,
+                            max_json_bytes=self.max_json_bytes,
+                            max_artifact_bytes=self.max_artifact_bytes,
                             inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus,
                             replica_user=self.replica_user,
                             backend=self.backend, kube_namespace=self.kube_namespace,

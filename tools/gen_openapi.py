@@ -82,15 +82,6 @@ class TagEvent(m.Model):
     by: str
 
 
-class WhoAmI(m.Model):
-    """Who the credentials belong to; `namespace` null means every namespace."""
-
-    name: str
-    scope: str
-    namespace: str | None
-    backend: str
-
-
 class TransformRequest(BaseModel):
     """The v1 shape, for a model with one tabular input and one tabular output."""
 
@@ -126,11 +117,17 @@ PATH_PARAMETERS = {
     "deployment": "The live deployment: its RID, its API name or its name; prefix `NAMESPACE/` "
                   "(slash URL-encoded as `%2F`) to choose the namespace.",
     "artifact": "The artifact's SHA-256 (hex), as `PUT /liveml/api/artifacts` answered.",
+    "token": "The token's id (`GET /liveml/api/tokens`; not its secret).",
     "rid": "The live deployment's RID (`ri.foundry-ml-live.main.live-deployment.<uuid>`).",
 }
 NAMESPACE_QUERY = {"name": "namespace", "in": "query", "required": False,
                    "description": "Only this namespace.", "schema": {"type": "string"}}
-BODY = (E.InvalidArgument, E.MalformedRequestBody)  # parse(): bad fields, not JSON
+#: parse(): bad fields, not JSON, a key twice, not JSON's media type, over the JSON cap
+BODY = (E.InvalidArgument, E.MalformedRequestBody, E.DuplicateJsonKey, E.UnsupportedMediaType,
+        E.RequestEntityTooLarge)
+#: Every operation: no or a bad token; a token without the scope (or a cross-site cookie call
+#: in Jupyter); a server fault.
+COMMON_ERRORS = (E.Unauthorized, E.PermissionDenied, E.CrossSiteRequestRefused, E.Internal)
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,7 @@ REL = f"{OBJ}/releases/{{version}}"
 DEP = f"{API}/deployments/{{deployment}}"
 INF = "/foundry-ml-live/api/inference/transform/{rid}"
 LIVE_DEPLOYMENT = ref(m.DescribeLiveDeployment)
-TAG_ERRORS = (E.PermissionDenied, E.ObjectiveNotFound, E.ReleaseNotFound)
+TAG_ERRORS = (E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName, E.ReleaseNotFound)
 DEPLOYMENT_ERRORS = (E.LiveDeploymentNotFound, E.AmbiguousName)
 CONFIG_ERRORS = (E.ProfileNotFound, E.ThreadCountTooHigh, E.InvalidGpuCount, E.GpuTypeNotAvailable)
 WINDOW_QUERY = tuple(
@@ -225,14 +222,14 @@ OPERATIONS: list[Op] = [
        ref(m.DescribeObjective), 201, m.CreateObjective,
        (*BODY, E.PermissionDenied, E.ObjectiveAlreadyExists)),
     Op(OBJ, "get", mg.ObjectiveHandler, "getObjective", "objectives", "Describe an objective",
-       ref(m.DescribeObjective), errors=(E.ObjectiveNotFound,)),
+       ref(m.DescribeObjective), errors=(E.ObjectiveNotFound, E.AmbiguousName)),
     Op(f"{OBJ}/submissions", "get", mg.SubmissionsHandler, "listSubmissions", "submissions",
        "List an objective's submissions, oldest first", listing(m.DescribeSubmission),
-       errors=(E.ObjectiveNotFound,)),
+       errors=(E.ObjectiveNotFound, E.AmbiguousName)),
     Op(f"{OBJ}/submissions", "post", mg.SubmissionsHandler, "createSubmission", "submissions",
        "Submit an uploaded artifact as a new immutable model version",
        ref(m.DescribeSubmission), 201, m.CreateSubmission,
-       (*BODY, E.InvalidModelArtifact, E.PermissionDenied, E.ObjectiveNotFound,
+       (*BODY, E.InvalidModelArtifact, E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName,
         E.SubmissionAlreadyExists),
        "The artifact is loaded and self-tested in a separate process; its declared API and "
        "requirements are recorded. Upload the bytes first with `PUT /liveml/api/artifacts`. "
@@ -247,11 +244,11 @@ OPERATIONS: list[Op] = [
        "made up (`submission-N`)."),
     Op(f"{OBJ}/releases", "get", mg.ReleasesHandler, "listReleases", "releases",
        "List an objective's releases, newest first", listing(m.DescribeRelease),
-       errors=(E.ObjectiveNotFound,)),
+       errors=(E.ObjectiveNotFound, E.AmbiguousName)),
     Op(f"{OBJ}/releases", "post", mg.ReleasesHandler, "createRelease", "releases",
        "Release a submission under a version, optionally tagging it", ref(m.DescribeRelease), 201,
-       m.CreateRelease, (*BODY, E.PermissionDenied, E.ObjectiveNotFound, E.SubmissionNotFound,
-                         E.ReleaseVersionAlreadyExists),
+       m.CreateRelease, (*BODY, E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName,
+                         E.SubmissionNotFound, E.ReleaseVersionAlreadyExists),
        "Tagging a release moves the tag off the objective's other releases; deployments that "
        "follow that tag roll over to it. A version the same submission already holds is a "
        "retry: it answers 200 with that release unchanged (its tag is not moved; use "
@@ -266,12 +263,14 @@ OPERATIONS: list[Op] = [
        description="Deployments following PRODUCTION roll over to this release. No body."),
     Op(f"{OBJ}/tag-history", "get", mg.TagHistoryHandler, "listTagHistory", "releases",
        "List the moves of an objective's tags, oldest first", listing(TagEvent),
-       errors=(E.ObjectiveNotFound,)),
+       errors=(E.ObjectiveNotFound, E.AmbiguousName)),
     Op(f"{API}/artifacts", "put", mg.ArtifactsHandler, "uploadArtifact", "artifacts",
        "Upload a model file (raw bytes)", ref(ArtifactUploaded), 201,
-       errors=(E.InvalidArgument, E.PermissionDenied),
+       errors=(E.InvalidArgument, E.PermissionDenied, E.RequestEntityTooLarge),
        description="Content-addressed: uploading the same bytes again gives the same artifactId. "
-                   "Needs manage scope on the token's namespace (or `default`)."),
+                   "Needs manage scope on the token's namespace (or `default`). The body "
+                   "streams to disk, up to the server's upload limit (2 GiB by default; 413 "
+                   "past it)."),
     Op(f"{API}/artifacts/{{artifact}}", "get", mg.ArtifactHandler, "downloadArtifact",
        "artifacts", "Download a model file (raw bytes)",
        {"type": "string", "contentMediaType": "application/octet-stream"},
@@ -285,7 +284,7 @@ OPERATIONS: list[Op] = [
     Op(f"{API}/deployments", "post", mg.DeploymentsHandler, "createDeployment", "deployments",
        "Create a live deployment that serves an objective's release tagged `environment`",
        LIVE_DEPLOYMENT, 201, m.CreateLiveDeployment,
-       (*BODY, *CONFIG_ERRORS, E.NoReleaseWithTag, E.PermissionDenied, E.ObjectiveNotFound,
+       (*BODY, *CONFIG_ERRORS, E.NoReleaseWithTag, E.PermissionDenied, E.ObjectiveNotFound, E.AmbiguousName,
         E.ApiNameAlreadyExists),
        "Replicas start in the background: poll `GET .../deployments/{deployment}` until "
        "`status.isReady`. Without `apiName`, one is made from the name (unique in the namespace)."),
@@ -357,11 +356,22 @@ OPERATIONS: list[Op] = [
        "Create a bearer token (the secret is in the reply only)", ref(m.DescribeToken), 201,
        m.CreateToken, (*BODY, E.PermissionDenied),
        "A token for one namespace needs manage scope on it; one for every namespace "
-       "(`namespace` null) needs admin scope, and `scope: manage` then makes an admin token."),
+       "(`namespace` null) needs admin scope, and `scope: manage` then makes an admin token. "
+       "Scopes: `query` (inference, whoami, profiles), `read` (+ reading deployments, "
+       "objectives, logs, events, metrics, runtime configurations with env values masked), "
+       "`manage` (+ changes). With `expiresInSeconds` it stops working after that long."),
+    Op(f"{API}/tokens", "get", mg.TokensHandler, "listTokens", "tokens",
+       "List the tokens the caller may manage (never their secrets)", listing(m.DescribeToken),
+       description="Admins see every token; a manage token those of its namespace. Revoked and "
+                   "expired tokens are not listed."),
+    Op(f"{API}/tokens/{{token}}", "delete", mg.TokenHandler, "revokeToken", "tokens",
+       "Revoke a token: it gets 401 at once, also on the inference path", ref(m.DescribeToken),
+       errors=(E.TokenNotFound, E.CannotRevokeAdminToken)),
     Op(f"{API}/openapi.json", "get", mg.OpenApiHandler, "getOpenApi", "meta",
        "This OpenAPI document", {"type": "object", "description": "An OpenAPI 3.1 document."}),
     Op(f"{API}/whoami", "get", mg.WhoAmIHandler, "whoAmI", "meta",
-       "Who the credentials belong to, and the control plane's backend", ref(WhoAmI)),
+       "Who the credentials belong to (and until when), and the control plane's backend",
+       ref(m.DescribeWhoAmI)),
     Op(INF, "post", inf.InferenceHandler, "transform", "inference",
        "Query a live deployment (v1: one tabular input, one tabular output)",
        ref(TransformResponse), body=TransformRequest, errors=INFERENCE_ERRORS,
@@ -381,7 +391,8 @@ TAGS = [
     ("artifacts", "Model files, uploaded as raw bytes."),
     ("deployments", "Live deployments: replicas that serve an objective's tagged release."),
     ("profiles", "Named replica and resource profiles."),
-    ("tokens", "Bearer tokens scoped to a namespace and to query, manage or admin rights."),
+    ("tokens", "Bearer tokens scoped to a namespace and to query, read, manage or admin rights, "
+               "optionally expiring; revocable."),
     ("meta", "The API itself and the caller."),
     ("inference", "Query live deployments."),
 ]
@@ -392,7 +403,7 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
     m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.MetricSample, DeploymentDeleted,
     TagEvent,
-    WhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
+    m.DescribeWhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]
 
 
@@ -464,7 +475,7 @@ def component_schemas() -> dict[str, Any]:
 
 
 def error_responses(op: Op) -> dict[str, Any]:
-    errors = (*op.errors, E.Unauthorized, E.Internal)
+    errors = (*op.errors, *COMMON_ERRORS)
     by_status: dict[int, list[str]] = {}
     for err in errors:
         names = by_status.setdefault(err.status, [])

@@ -25,13 +25,24 @@ class ArtifactStore:
     def put(self, data: bytes) -> tuple[str, int]:
         """Store bytes (idempotent) and return (sha256, size)."""
         sha = hashlib.sha256(data).hexdigest()
-        path = self._path(sha)
+        self._store(sha, lambda tmp: self.fs.pipe_file(tmp, data))
+        return sha, len(data)
+
+    def put_file(self, local: str, sha256: str) -> None:
+        """Store a local file whose SHA-256 the caller computed (idempotent)."""
+        self._store(sha256, lambda tmp: self.fs.put_file(local, tmp))
+
+    def _store(self, sha256: str, write: Any) -> None:
+        path = self._path(sha256)
         if not self.fs.exists(path):
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, path)
-        return sha, len(data)
+            try:
+                write(tmp)
+                self.fs.mv(tmp, path)
+            finally:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
 
     def exists(self, sha256: str) -> bool:
         return len(sha256) == 64 and self.fs.exists(self._path(sha256))

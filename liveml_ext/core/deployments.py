@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from ..store.db import Deployment, Event, Release, Store, Submission, now
 from . import models as m
-from .errors import AmbiguousName, ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
+from .errors import ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
 from .profiles import ProfileCatalog
-from .registry import Principal, Registry, new_rid
+from .registry import MASK, Principal, Registry, new_rid, pick_one
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 #: Runtime fields whose change needs new replicas (a count change only adds or removes some).
@@ -39,8 +39,8 @@ class Deployments:
         self.observer = observer
 
     # --- lookups ---------------------------------------------------------------------------
-    def row(self, s: Session, ref: str, who: Principal, scope: str = "query") -> Deployment:
-        """A deployment by RID, API name (``ns/api-name`` too) or name."""
+    def row(self, s: Session, ref: str, who: Principal, scope: str = "read") -> Deployment:
+        """A deployment by RID, API name (``ns/api-name`` too) or name (``pick_one``)."""
         if ref.startswith(RID_PREFIX):
             rows = [r for r in [s.get(Deployment, ref)] if r]
         else:
@@ -53,15 +53,9 @@ class Deployments:
                 rows = [r for r in s.scalars(q) if who.can_see(r.namespace)]
                 if rows:
                     break
-        rows = [r for r in rows if who.can_see(r.namespace)]
-        if not rows:
-            raise LiveDeploymentNotFound(
-                f"no live deployment {ref!r}; list them with `liveml ls`", deployment=ref)
-        if len(rows) > 1:
-            raise AmbiguousName(f"{len(rows)} deployments match {ref!r}; use its RID",
-                                deployment=ref, rids=[r.rid for r in rows])
-        who.require(rows[0].namespace, scope)
-        return rows[0]
+        return pick_one(rows, ref, who, lambda r: r.namespace, LiveDeploymentNotFound(
+            f"no live deployment {ref!r}; list them with `liveml ls`", deployment=ref),
+            "deployment", scope)
 
     @staticmethod
     def release_ref(s: Session, release_rid: str | None) -> dict[str, Any] | None:
@@ -74,7 +68,14 @@ class Deployments:
         return {"rid": rel.rid, "version": rel.version, "submissionRid": rel.submission_rid,
                 "modelUuid": sub.model_uuid if sub else ""}
 
-    def describe(self, s: Session, row: Deployment) -> dict[str, Any]:
+    @staticmethod
+    def visible_config(config: dict[str, Any], who: Principal) -> dict[str, Any]:
+        """The runtime configuration as ``who`` may see it: env values masked below manage."""
+        if who.has("manage") or not config.get("env"):
+            return config
+        return {**config, "env": {key: MASK for key in config["env"]}}
+
+    def describe(self, s: Session, row: Deployment, who: Principal) -> dict[str, Any]:
         target = self.registry.tagged_release(s, row.objective_rid, row.environment)
         seen = self.observer.observed(row.rid)
         replicas = seen["replicas"]
@@ -95,21 +96,33 @@ class Deployments:
             release=self.release_ref(s, row.served_release_rid),
             target_release=self.release_ref(s, target.rid if target else None),
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
-            runtime_configuration=row.runtime_configuration, generation=row.generation,
+            runtime_configuration=self.visible_config(row.runtime_configuration, who),
+            generation=row.generation,
             status=status,
             created_at=row.created_at, created_by=row.created_by,
             updated_at=row.updated_at).dump()
 
     def get(self, ref: str, who: Principal) -> dict[str, Any]:
         with self.store.session() as s:
-            return self.describe(s, self.row(s, ref, who))
+            return self.describe(s, self.row(s, ref, who), who)
 
     def list(self, who: Principal, namespace: str | None = None) -> list[dict[str, Any]]:
+        who.require_scope("read")
         with self.store.session() as s:
             q = select(Deployment).order_by(Deployment.created_at)
             if namespace:
                 q = q.where(Deployment.namespace == namespace)
-            return [self.describe(s, r) for r in s.scalars(q) if who.can_see(r.namespace)]
+            return [self.describe(s, r, who) for r in s.scalars(q) if who.can_see(r.namespace)]
+
+    def visible_rids(self, who: Principal) -> set[str] | None:
+        """RIDs of the deployments ``who`` may read; None means all (an admin of every
+        namespace)."""
+        who.require_scope("read")
+        if who.namespace is None:
+            return None
+        with self.store.session() as s:
+            return set(s.scalars(select(Deployment.rid)
+                                 .where(Deployment.namespace == who.namespace)))
 
     # --- changes ---------------------------------------------------------------------------
     def _check_api_name(self, s: Session, namespace: str, api_name: str, rid: str = "") -> None:

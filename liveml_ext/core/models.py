@@ -314,18 +314,36 @@ class DescribeLiveDeployment(Model):
 
 
 class CreateToken(Model):
-    namespace: str | None = None
-    scope: Literal["query", "manage"] = "query"
+    namespace: str | None = Field(None, pattern=API_NAME.pattern,
+                                  description="The token's namespace; none: every namespace "
+                                  "(admins only; manage then means admin)")
+    scope: Literal["query", "read", "manage"] = Field(
+        "query", description="query: inference only; read: + read deployments, objectives, "
+        "logs, events, metrics (env values masked); manage: + changes")
     description: str = ""
+    expires_in_seconds: int | None = Field(
+        None, ge=1, le=10 * 366 * 86400,
+        description="The token stops working this many seconds after its creation")
 
 
 class DescribeToken(Model):
     id: str
     namespace: str | None
-    scope: str
+    scope: Literal["query", "read", "manage", "admin"]
     description: str
     created_at: dt.datetime
-    token: str | None = None
+    expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+    token: str | None = Field(None, description="The secret, in the answer to create only")
+
+
+class DescribeWhoAmI(Model):
+    name: str
+    scope: str
+    namespace: str | None
+    backend: str
+    token_id: str | None = None
+    expires_at: dt.datetime | None = None
 
 
 class LogPage(Model):

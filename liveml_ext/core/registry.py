@@ -1,11 +1,12 @@
 """The model registry: namespaces, objectives, submissions (immutable versions) and releases."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Session
 from ..store.db import Namespace, Objective, Release, Store, Submission, TagEvent, now
 from . import models as m
 from .errors import (
+    AmbiguousName,
+    LiveMLError,
     ObjectiveAlreadyExists,
     ObjectiveNotFound,
     PermissionDenied,
@@ -30,24 +33,69 @@ def new_rid(kind: str) -> str:
     return f"ri.{service}.main.{kind}.{uuid.uuid4()}"
 
 
+#: Scopes, each with the rights of those before it: query = inference (and whoami, profiles);
+#: read = + deployments, objectives, logs, events, metrics, runtime configurations (env values
+#: masked); manage = + every change in its namespace; admin = everything.
+SCOPES = ("query", "read", "manage", "admin")
+ORDER = {name: n for n, name in enumerate(SCOPES)}
+#: What a token below ``manage`` sees instead of an env value.
+MASK = "********"
+R = TypeVar("R")
+
+
+def how_to_get(scope: str) -> str:
+    """Where a token of ``scope`` comes from, for a permission error's message."""
+    if scope == "admin":
+        return "an admin token (`liveml token show` where the server runs)"
+    return f"a {scope} token: `liveml token create --namespace NS --scope {scope}`"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who calls: ``namespace`` None means every namespace; scope admin > manage > query."""
+    """Who calls: ``namespace`` None means every namespace; scope admin > manage > read > query.
+
+    ``token_id`` and ``expires_at`` are set for a liveml token."""
 
     name: str
     scope: str = "admin"
     namespace: str | None = None
+    token_id: str | None = None
+    expires_at: dt.datetime | None = None
 
     def can_see(self, namespace: str) -> bool:
         return self.namespace is None or self.namespace == namespace
 
+    def has(self, scope: str) -> bool:
+        return ORDER[self.scope] >= ORDER[scope]
+
     def require(self, namespace: str, scope: str = "manage") -> None:
-        order = {"query": 0, "manage": 1, "admin": 2}
-        if not self.can_see(namespace) or order[self.scope] < order[scope]:
+        if not self.can_see(namespace) or not self.has(scope):
             raise PermissionDenied(
-                f"this token may not {scope} namespace {namespace!r}; "
-                "create one with `liveml token create --namespace NS --scope manage`",
-                namespace=namespace, requiredScope=scope)
+                f"this token may not {scope} namespace {namespace!r}; it takes "
+                f"{how_to_get(scope)}", namespace=namespace, requiredScope=scope)
+
+    def require_scope(self, scope: str) -> None:
+        """Check the scope alone (lists, which then show only the token's namespaces)."""
+        if not self.has(scope):
+            raise PermissionDenied(f"a {self.scope} token may not do this; it takes "
+                                   f"{how_to_get(scope)}", requiredScope=scope)
+
+
+def pick_one(rows: Sequence[R], ref: str, who: Principal, namespace_of: Callable[[R], str],
+             not_found: LiveMLError, kind: str, scope: str = "read") -> R:
+    """The one row ``ref`` names among those ``who`` may see: ``not_found`` when none,
+    ``AmbiguousName`` (409) when several, and the ``scope`` check on the one found."""
+    rows = [r for r in rows if who.can_see(namespace_of(r))]
+    if not rows:
+        raise not_found
+    if len(rows) > 1:
+        spaces = sorted({namespace_of(r) for r in rows})
+        raise AmbiguousName(
+            f"{len(rows)} {kind}s match {ref!r} (namespaces {', '.join(spaces)}); name one "
+            "by its RID or as NAMESPACE/NAME", **{kind: ref}, namespaces=spaces,
+            rids=[getattr(r, "rid", "") for r in rows])
+    who.require(namespace_of(rows[0]), scope)
+    return rows[0]
 
 
 def next_version(version: str, taken: set[str]) -> str:
@@ -88,6 +136,7 @@ class Registry:
             s.flush()
 
     def list_namespaces(self, who: Principal) -> list[dict[str, Any]]:
+        who.require_scope("read")
         with self.store.session() as s:
             rows = s.scalars(select(Namespace).order_by(Namespace.name)).all()
             return [m.DescribeNamespace(name=r.name, created_at=r.created_at).dump()
@@ -115,14 +164,16 @@ class Registry:
                                    created_by=row.created_by).dump()
 
     def list_objectives(self, who: Principal, namespace: str | None = None) -> list[dict[str, Any]]:
+        who.require_scope("read")
         with self.store.session() as s:
             q = select(Objective).order_by(Objective.namespace, Objective.name)
             if namespace:
                 q = q.where(Objective.namespace == namespace)
             return [self.describe_objective(r) for r in s.scalars(q) if who.can_see(r.namespace)]
 
-    def objective(self, s: Session, ref: str, who: Principal) -> Objective:
-        """An objective by RID, ``namespace/name`` or a name unique among those visible."""
+    def objective(self, s: Session, ref: str, who: Principal, scope: str = "read") -> Objective:
+        """An objective by RID, ``namespace/name`` or a name unique among those visible
+        (``pick_one``: 404, or 409 ``AmbiguousName``, as for deployments)."""
         if ref.startswith("ri."):
             row = s.get(Objective, ref)
             rows = [row] if row else []
@@ -131,16 +182,10 @@ class Registry:
             q = select(Objective).where(Objective.name == name)
             if ns:
                 q = q.where(Objective.namespace == ns)
-            rows = [r for r in s.scalars(q) if who.can_see(r.namespace)]
-        rows = [r for r in rows if who.can_see(r.namespace)]
-        if not rows:
-            raise ObjectiveNotFound(f"no objective {ref!r}; list them with `liveml objective list`",
-                                    objective=ref)
-        if len(rows) > 1:
-            raise ObjectiveNotFound(
-                f"{len(rows)} objectives are named {ref!r}; say which as NAMESPACE/NAME",
-                objective=ref, namespaces=[r.namespace for r in rows])
-        return rows[0]
+            rows = list(s.scalars(q))
+        return pick_one(rows, ref, who, lambda r: r.namespace, ObjectiveNotFound(
+            f"no objective {ref!r}; list them with `liveml objective list`", objective=ref),
+            "objective", scope)
 
     def get_objective(self, ref: str, who: Principal) -> dict[str, Any]:
         with self.store.session() as s:

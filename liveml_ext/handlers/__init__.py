@@ -36,6 +36,7 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/metrics", mg.PrometheusHandler),
     (rf"{API}/profiles", mg.ProfilesHandler),
     (rf"{API}/tokens", mg.TokensHandler),
+    (rf"{API}/tokens/([^/]+)", mg.TokenHandler),
     (rf"{API}/openapi.json", mg.OpenApiHandler),
     (rf"{API}/whoami", mg.WhoAmIHandler),
     (rf"(?:{API}|foundry-ml-live)/.*", FallbackHandler),

@@ -5,8 +5,13 @@ Handlers are written once as mixins; ``handlers.routes`` combines them with
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import inspect
+import json
 import logging
+import os
+import tempfile
 from typing import Any, TypeVar
 
 import orjson
@@ -14,21 +19,31 @@ import pydantic
 import tornado.web
 
 from ..controlplane import ControlPlane
+from ..core.auth import PREFIX
 from ..core.errors import (
+    CrossSiteRequestRefused,
+    DuplicateJsonKey,
     Internal,
     InvalidArgument,
     LiveMLError,
     MalformedRequestBody,
+    MethodNotAllowed,
     NotFound,
+    PermissionDenied,
+    RequestEntityTooLarge,
     Unauthorized,
+    UnsupportedMediaType,
     error_class,
 )
 from ..core.registry import Principal
 
 log = logging.getLogger("liveml.api")
 M = TypeVar("M", bound=pydantic.BaseModel)
-_HTTP_ERRORS = {404: NotFound, 405: error_class("MethodNotAllowed", 405, "INVALID_ARGUMENT"),
-                401: Unauthorized}
+_HTTP_ERRORS = {401: Unauthorized, 403: PermissionDenied, 404: NotFound, 405: MethodNotAllowed,
+                413: RequestEntityTooLarge, 415: UnsupportedMediaType}
+METHODS = ("get", "post", "put", "patch", "delete")
+#: A refused request with a body up to this size is read before the answer (see ``prepare``).
+DRAIN_BYTES = 64 * 1024
 
 
 def map_error(exc: BaseException | None, status: int = 500, reason: str = "") -> LiveMLError:
@@ -71,6 +86,8 @@ class LiveMLHandlerMixin:
         if self._finished:  # type: ignore[attr-defined]
             return
         self.principal = self.authenticate()
+        if self.cookie_authenticated() and not self._origin_ok():
+            raise self._cross_site()
 
     def bearer(self) -> str | None:
         header = self.request.headers.get("Authorization", "")  # type: ignore[attr-defined]
@@ -81,28 +98,77 @@ class LiveMLHandlerMixin:
 
     def authenticate(self) -> Principal:
         token = self.bearer()
-        if token and token.startswith("lml_"):
+        if token and token.startswith(PREFIX):
             return self.cp.tokens.verify(token)
         user = self.current_user  # type: ignore[attr-defined]  # Jupyter's, when hosted there
         if user is not None:
             return Principal(name=str(getattr(user, "username", user)), scope="admin")
         return self.cp.tokens.verify(token)
 
+    def by_token(self) -> bool:
+        """Whether a valid liveml token or Jupyter's own token (not a cookie) authenticates."""
+        token = self.bearer()
+        if token and token.startswith(PREFIX):
+            try:
+                self.cp.tokens.verify(token)
+                return True
+            except LiveMLError:
+                return False
+        return bool(getattr(self, "_token_authenticated", False))  # set by Jupyter's identity
+
+    def cookie_authenticated(self) -> bool:
+        """Whether Jupyter's login cookie (which a browser sends by itself) authenticates."""
+        return (getattr(self, "current_user", None) is not None
+                and not self.by_token())
+
+    def _origin_ok(self) -> bool:
+        check = getattr(super(), "check_origin", None)  # jupyter_server's (allow_origin, ...)
+        return True if check is None else bool(check())
+
+    def _cross_site(self) -> LiveMLError:
+        return CrossSiteRequestRefused(
+            "cross-site request refused: a cookie-authenticated call must come from this "
+            "server's own pages (same Origin) and send the _xsrf cookie's value in an "
+            "X-XSRFToken header; scripts should send `Authorization: Bearer <token>` instead")
+
     def check_xsrf_cookie(self) -> None:
-        headers = self.request.headers  # type: ignore[attr-defined]
-        if headers.get("Authorization") or not headers.get("Cookie"):
+        """Jupyter's XSRF and Origin checks, skipped only when a token authenticates."""
+        if not self.request.headers.get("Cookie") or self.by_token():  # type: ignore[attr-defined]
             return None  # no cookie to ride on: nothing to forge cross-site (auth still applies)
-        return super().check_xsrf_cookie()  # type: ignore[misc]
+        try:
+            return super().check_xsrf_cookie()  # type: ignore[misc]
+        except tornado.web.HTTPError as exc:
+            raise self._cross_site() from exc
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler answers (the ``Allow`` header of a 405)."""
+        return [name.upper() for name in METHODS
+                if any(name in vars(k) for k in cls.__mro__
+                       if issubclass(k, LiveMLHandlerMixin))]
 
     # --- bodies and replies ----------------------------------------------------------------
+    def body(self) -> bytes:
+        return self.request.body  # type: ignore[attr-defined,no-any-return]
+
     def json_body(self) -> Any:
-        body = self.request.body  # type: ignore[attr-defined]
+        body = self.body()
         if not body:
             return {}
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
+        self.require_json()
+        return loads_strict(body)
+
+    def require_json(self) -> None:
+        """JSON only: ``application/json`` or ``application/*+json``, or no Content-Type (415
+        otherwise)."""
+        given = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
+        media = given.partition(";")[0].strip().lower()
+        if media and media != "application/json" and not (
+                media.startswith("application/") and media.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"this endpoint takes JSON, not {media!r}: send `Content-Type: application/json`"
+                " (with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
+                contentType=media)
 
     def parse(self, model: type[M]) -> M:
         doc = self.json_body()
@@ -123,6 +189,8 @@ class LiveMLHandlerMixin:
             log.error("unhandled error in %s %s", self.request.method,  # type: ignore[attr-defined]
                       self.request.path, exc_info=kwargs.get("exc_info"))  # type: ignore[attr-defined]
         self.clear_header("Content-Type")  # type: ignore[attr-defined]
+        if err.status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))  # type: ignore[attr-defined]
         self.set_status(err.status)  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
         self.finish(orjson.dumps(err.envelope()))  # type: ignore[attr-defined]
@@ -133,8 +201,151 @@ class LiveMLHandlerMixin:
         super().log_exception(typ, value, tb)  # type: ignore[misc]
 
 
-class FallbackHandler(LiveMLHandlerMixin):
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise DuplicateJsonKey(f"the key {key!r} is given twice in one JSON object; give it "
+                                   "once", key=key)
+        doc[key] = value
+    return doc
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(body: bytes) -> Any:
+    """JSON that is valid (orjson's rules: no NaN) and has no key twice in one object."""
+    try:
+        orjson.loads(body)
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, LiveMLError):
+            raise
+        raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
+
+
+class ManagementHandler(LiveMLHandlerMixin):
+    """A management route: the caller is authenticated from the headers before any of the body
+    is read (``prepare`` runs before the body streams in), and JSON bodies are capped
+    (``Settings.max_json_bytes``; 413 ``RequestEntityTooLarge`` past it)."""
+
+    _stream_request_body = True
+    #: The least scope a caller needs before anything else is looked at (namespaces are checked
+    #: by the core); None: ``read`` to GET, ``manage`` for the other methods.
+    least_scope: str | None = None
+
+    def body_limit(self) -> int:
+        return self.cp.settings.max_json_bytes
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._refusal: LiveMLError | None = None
+        try:
+            await super().prepare()
+            if self._finished:  # type: ignore[attr-defined]
+                return
+            method = self.request.method  # type: ignore[attr-defined]
+            self.principal.require_scope(self.least_scope or
+                                         ("read" if method in ("GET", "HEAD") else "manage"))
+        except (LiveMLError, tornado.web.HTTPError) as exc:
+            if not self._small_body():
+                raise  # answered at once; the connection closes with the body unread
+            # a small body is read (and dropped) first, so the client reads the answer
+            # instead of a reset connection
+            self._refusal = map_error(exc)
+            setattr(self, self.request.method.lower(), self._refuse)  # type: ignore[attr-defined]
+            return
+        limit = self.body_limit()
+        # past twice the limit tornado drops the connection; up to it we answer 413
+        self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
+        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        if length.isdigit() and int(length) > limit:
+            raise self.too_large()
+
+    def _small_body(self) -> bool:
+        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        return length.isdigit() and 0 < int(length) <= DRAIN_BYTES
+
+    def _refuse(self, *args: Any) -> None:
+        assert self._refusal is not None
+        raise self._refusal
+
+    def too_large(self) -> LiveMLError:
+        limit = self.body_limit()
+        return RequestEntityTooLarge(f"the request body is over this endpoint's {limit} byte "
+                                     "limit", maxBytes=limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._refusal is None and self._size <= self.body_limit():
+            self._chunks.append(chunk)
+
+    def body(self) -> bytes:
+        if self._size > self.body_limit():
+            raise self.too_large()
+        return b"".join(self._chunks)
+
+
+class UploadHandler(ManagementHandler):
+    """A route whose body streams to a temporary file (hashed on the way), never into memory,
+    up to ``Settings.max_artifact_bytes``; the file is gone when the request ends."""
+
+    def body_limit(self) -> int:
+        return self.cp.settings.max_artifact_bytes
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._upload: Any = None
+        self._sha = hashlib.sha256()
+        await super().prepare()
+        if not self._finished and self._refusal is None:  # type: ignore[attr-defined]
+            folder = self.cp.settings.home / "uploads"
+            folder.mkdir(mode=0o700, exist_ok=True)
+            self._upload = tempfile.NamedTemporaryFile(dir=folder, prefix="upload-",
+                                                       delete=False)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._upload is not None and self._size <= self.body_limit():
+            self._upload.write(chunk)
+            self._sha.update(chunk)
+
+    async def stored_upload(self, store: Any) -> Any:
+        """``store(temporary file, sha256, size)`` of the uploaded body, in a worker thread;
+        413 past the limit. The temporary file is gone before the answer is sent."""
+        try:
+            if self._size > self.body_limit():
+                raise self.too_large()
+            self._upload.close()
+            args = (self._upload.name, self._sha.hexdigest(), self._size)
+            return await asyncio.get_running_loop().run_in_executor(None, store, *args)
+        finally:
+            self._discard()
+
+    def on_finish(self) -> None:
+        self._discard()
+
+    def on_connection_close(self) -> None:
+        self._discard()
+        super().on_connection_close()  # type: ignore[misc]
+
+    def _discard(self) -> None:
+        upload = getattr(self, "_upload", None)
+        if upload is not None:
+            upload.close()
+            try:
+                os.unlink(upload.name)
+            except FileNotFoundError:
+                pass
+            self._upload = None
+
+
+class FallbackHandler(ManagementHandler):
     """Unknown paths under liveml's prefixes: 404 in the envelope (after authentication)."""
+
+    least_scope = "query"
 
     def _not_found(self, *args: Any) -> None:
         raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")  # type: ignore[attr-defined]

@@ -6,14 +6,14 @@ from pathlib import Path
 from .. import __version__
 from ..core.errors import Unauthorized
 from ..core.registry import Principal
-from .base import LiveMLHandlerMixin
+from .base import ManagementHandler
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DOCS = ("README.md", "docs/architecture.md", "docs/developers.md",
         "docs/operators-kubernetes.md")
 
 
-class IndexHandler(LiveMLHandlerMixin):
+class IndexHandler(ManagementHandler):
     """``GET /``: a JSON index (the management API, the OpenAPI document, the inference path,
     the docs, the notebook panel). Like every endpoint it needs a Bearer token; without one it
     answers the 401 envelope, saying how to get one."""

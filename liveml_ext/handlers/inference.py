@@ -13,7 +13,6 @@ from typing import Any
 from ..core.errors import (
     LiveMLError,
     RequestEntityTooLarge,
-    UnsupportedMediaType,
 )
 from .base import LiveMLHandlerMixin
 
@@ -27,21 +26,10 @@ class InferenceHandler(LiveMLHandlerMixin):
         limit = self.cp.settings.max_body_bytes
         self.request.connection.set_max_body_size(max(limit * 2, 1 << 20))  # type: ignore[attr-defined]
         await super().prepare()
-        self._check_content_type()
+        self.require_json()
         length = self.request.headers.get("Content-Length")  # type: ignore[attr-defined]
         if length and length.isdigit() and int(length) > limit:
             raise self._too_large()
-
-    def _check_content_type(self) -> None:
-        """JSON only: ``application/json`` (or ``application/*+json``), or no Content-Type."""
-        given = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
-        media = given.split(";", 1)[0].strip().lower()
-        if media and media != "application/json" and not (
-                media.startswith("application/") and media.endswith("+json")):
-            raise UnsupportedMediaType(
-                f"the body must be JSON sent with Content-Type: application/json, not {media!r} "
-                "(with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
-                contentType=media)
 
     def _too_large(self) -> RequestEntityTooLarge:
         limit = self.cp.settings.max_body_bytes

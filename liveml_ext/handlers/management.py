@@ -15,12 +15,12 @@ from ..core.registry import Principal
 from ..core.timewindow import window
 from ..observability.logstore import MAX_LIMIT
 from ..observability.metrics import KINDS
-from .base import LiveMLHandlerMixin
+from .base import LiveMLHandlerMixin, ManagementHandler, UploadHandler
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
-class NamespacesHandler(LiveMLHandlerMixin):
+class NamespacesHandler(ManagementHandler):
     def get(self) -> None:
         self.reply({"data": self.cp.registry.list_namespaces(self.principal)})
 
@@ -31,7 +31,7 @@ class NamespacesHandler(LiveMLHandlerMixin):
         self.reply({"name": req.name}, 201)
 
 
-class ObjectivesHandler(LiveMLHandlerMixin):
+class ObjectivesHandler(ManagementHandler):
     def get(self) -> None:
         ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
         self.reply({"data": self.cp.registry.list_objectives(self.principal, ns)})
@@ -41,25 +41,29 @@ class ObjectivesHandler(LiveMLHandlerMixin):
                                                      self.principal), 201)
 
 
-class ObjectiveHandler(LiveMLHandlerMixin):
+class ObjectiveHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply(self.cp.registry.get_objective(ref, self.principal))
 
 
-class ArtifactsHandler(LiveMLHandlerMixin):
-    """Upload model bytes (``PUT``, octet-stream); the answer's artifactId makes a submission."""
+class ArtifactsHandler(UploadHandler):
+    """Upload model bytes (``PUT``, octet-stream); the answer's artifactId makes a submission.
 
-    def put(self) -> None:
+    The body streams to a temporary file (up to ``max_artifact_bytes``), never into memory."""
+
+    async def put(self) -> None:
         self.principal.require(self.principal.namespace or "default")
-        self.reply(self.cp.put_artifact(self.request.body), 201)  # type: ignore[attr-defined]
+        self.reply(await self.stored_upload(self.cp.put_artifact), 201)
 
 
-class ArtifactHandler(LiveMLHandlerMixin):
+class ArtifactHandler(ManagementHandler):
     """``GET``: an artifact's bytes, for replicas that cannot read the artifact store (they
     present their credential, ``X-LiveML-Replica-Token``, good for their own release's artifact
     only) and for admins."""
 
     replica_artifact: str | None = None  # the one artifact a replica credential may read
+
+    least_scope = "query"  # the replica's principal; get() checks who it is
 
     def authenticate(self) -> Principal:
         given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
@@ -89,7 +93,7 @@ class ArtifactHandler(LiveMLHandlerMixin):
         self.finish()  # type: ignore[attr-defined]
 
 
-class SubmissionsHandler(LiveMLHandlerMixin):
+class SubmissionsHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply({"data": self.cp.registry.list_submissions(ref, self.principal)})
 
@@ -105,7 +109,7 @@ class SubmissionsHandler(LiveMLHandlerMixin):
         self.reply(await self.cp.submit(ref, req, self.principal), 201)
 
 
-class ReleasesHandler(LiveMLHandlerMixin):
+class ReleasesHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply({"data": self.cp.registry.list_releases(ref, self.principal)})
 
@@ -119,7 +123,7 @@ class ReleasesHandler(LiveMLHandlerMixin):
         self.reply(self.cp.registry.create_release(ref, req, self.principal), 201)
 
 
-class ReleaseTagHandler(LiveMLHandlerMixin):
+class ReleaseTagHandler(ManagementHandler):
     """``PUT .../releases/{version}/tag {"tag": "PRODUCTION"}``: move a tag to this release."""
 
     def put(self, ref: str, version: str) -> None:
@@ -127,19 +131,19 @@ class ReleaseTagHandler(LiveMLHandlerMixin):
         self.reply(self.cp.registry.tag_release(ref, version, req.tag, self.principal))
 
 
-class PromoteHandler(LiveMLHandlerMixin):
+class PromoteHandler(ManagementHandler):
     """``POST .../releases/{version}/promote``: mark as production."""
 
     def post(self, ref: str, version: str) -> None:
         self.reply(self.cp.registry.tag_release(ref, version, "PRODUCTION", self.principal))
 
 
-class TagHistoryHandler(LiveMLHandlerMixin):
+class TagHistoryHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply({"data": self.cp.registry.tag_history(ref, self.principal)})
 
 
-class DeploymentsHandler(LiveMLHandlerMixin):
+class DeploymentsHandler(ManagementHandler):
     def get(self) -> None:
         ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
         self.reply({"data": self.cp.deployments.list(self.principal, ns)})
@@ -149,7 +153,7 @@ class DeploymentsHandler(LiveMLHandlerMixin):
                                               self.principal), 201)
 
 
-class DeploymentHandler(LiveMLHandlerMixin):
+class DeploymentHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply(self.cp.deployments.get(ref, self.principal))
 
@@ -161,21 +165,21 @@ class DeploymentHandler(LiveMLHandlerMixin):
         self.reply(self.cp.deployments.delete(ref, self.principal))
 
 
-class DeploymentActionHandler(LiveMLHandlerMixin):
+class DeploymentActionHandler(ManagementHandler):
     """``POST deployments/{ref}/disable`` and ``/enable``."""
 
     def post(self, ref: str, action: str) -> None:
         self.reply(self.cp.deployments.set_enabled(ref, action == "enable", self.principal))
 
 
-class ApiNameHandler(LiveMLHandlerMixin):
+class ApiNameHandler(ManagementHandler):
     def put(self, ref: str) -> None:
         req = self.parse(m.SetApiName)
         self.reply(self.cp.deployments.update(ref, m.UpdateLiveDeployment(api_name=req.api_name),
                                               self.principal))
 
 
-class RuntimeConfigurationHandler(LiveMLHandlerMixin):
+class RuntimeConfigurationHandler(ManagementHandler):
     """``PUT deployments/{ref}/runtime-configuration``: replace it (re-rolls when needed)."""
 
     def get(self, ref: str) -> None:
@@ -199,7 +203,7 @@ def _limit(handler: LiveMLHandlerMixin, default: int = 100, most: int = MAX_LIMI
     return limit
 
 
-class EventsHandler(LiveMLHandlerMixin):
+class EventsHandler(ManagementHandler):
     def get(self, ref: str) -> None:
         self.reply({"data": self.cp.deployments.events(ref, self.principal, _limit(self))})
 
@@ -219,7 +223,7 @@ def _log_args(handler: LiveMLHandlerMixin, ref: str) -> dict[str, Any]:
             "columns": columns}
 
 
-class LogsHandler(LiveMLHandlerMixin):
+class LogsHandler(ManagementHandler):
     """``GET deployments/{ref}/logs?query=&since=|start=&end=&columns=&limit=&pageToken=``."""
 
     async def get(self, ref: str) -> None:
@@ -232,7 +236,7 @@ class LogsHandler(LiveMLHandlerMixin):
         self.reply(page)
 
 
-class LogsDownloadHandler(LiveMLHandlerMixin):
+class LogsDownloadHandler(ManagementHandler):
     """``GET deployments/{ref}/logs/download?...``: every matching record as a text file."""
 
     async def get(self, ref: str) -> None:
@@ -251,7 +255,7 @@ class LogsDownloadHandler(LiveMLHandlerMixin):
         self.finish()  # type: ignore[attr-defined]
 
 
-class MetricsHandler(LiveMLHandlerMixin):
+class MetricsHandler(ManagementHandler):
     """``GET deployments/{ref}/metrics?kind=&since=|start=&end=&node=``."""
 
     async def get(self, ref: str) -> None:
@@ -266,32 +270,64 @@ class MetricsHandler(LiveMLHandlerMixin):
         self.reply({"data": rows})
 
 
-class PrometheusHandler(LiveMLHandlerMixin):
+class PrometheusHandler(ManagementHandler):
     """``GET metrics``: request counters and latency histograms in Prometheus text format."""
 
     def get(self) -> None:
-        self.principal.require(self.principal.namespace or "default", "query")
+        rids = self.cp.deployments.visible_rids(self.principal)
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # type: ignore[attr-defined]
-        self.finish(generate_latest(self.cp.request_stats.registry))  # type: ignore[attr-defined]
+        self.finish(generate_latest(_Only(self.cp.request_stats.registry, rids)))  # type: ignore[attr-defined,arg-type]
 
 
-class ProfilesHandler(LiveMLHandlerMixin):
+class _Only:
+    """A registry's series of the given deployments only (all when ``rids`` is None)."""
+
+    def __init__(self, registry: Any, rids: set[str] | None) -> None:
+        self.registry, self.rids = registry, rids
+
+    def collect(self) -> Any:
+        for family in self.registry.collect():
+            if self.rids is not None:
+                family.samples = [x for x in family.samples
+                                  if x.labels.get("deployment") in self.rids]
+            yield family
+
+
+class ProfilesHandler(ManagementHandler):
+    least_scope = "query"
+
     def get(self) -> None:
         self.reply(self.cp.profiles.describe())
 
 
-class TokensHandler(LiveMLHandlerMixin):
+class TokensHandler(ManagementHandler):
+    """``GET``: the tokens the caller may manage (admin: all; manage: its namespace's);
+    ``POST``: a new one (its secret is in this answer only)."""
+
+    def get(self) -> None:
+        self.reply({"data": self.cp.tokens.list(self.principal)})
+
     def post(self) -> None:
         self.reply(self.cp.tokens.create(self.parse(m.CreateToken), self.principal), 201)
 
 
-class OpenApiHandler(LiveMLHandlerMixin):
+class TokenHandler(ManagementHandler):
+    """``DELETE tokens/{id}``: revoke a token; it gets 401 at once."""
+
+    def delete(self, token_id: str) -> None:
+        self.reply(self.cp.tokens.revoke(token_id, self.principal))
+
+
+class OpenApiHandler(ManagementHandler):
     def get(self) -> None:
         self.reply(orjson.loads(OPENAPI.read_bytes()))
 
 
-class WhoAmIHandler(LiveMLHandlerMixin):
+class WhoAmIHandler(ManagementHandler):
+    least_scope = "query"
+
     def get(self) -> None:
         p = self.principal
-        self.reply({"name": p.name, "scope": p.scope, "namespace": p.namespace,
-                    "backend": self.cp.backend_name})
+        self.reply(m.DescribeWhoAmI(name=p.name, scope=p.scope, namespace=p.namespace,
+                                    backend=self.cp.backend_name, token_id=p.token_id,
+                                    expires_at=p.expires_at).dump())

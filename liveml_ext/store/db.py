@@ -148,6 +148,8 @@ class Token(Base):
     scope: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class Store:
