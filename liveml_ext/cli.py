@@ -418,6 +418,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                     help="largest model upload, streamed to disk (413 past it)")
     sp.add_argument("--pin-cpus", action="store_true",
                     help="pin each replica to ceil(cpu) cores (for machines with cores to spare)")
+    sp.add_argument("--replica-user", default=None,
+                    help="user that runs model code (inspection and local replicas) when the "
+                         "server runs as root (default nobody; \"\" = the server's own user)")
     sp.add_argument("--progress-deadline", type=float, default=600.0,
                     help="seconds a rollout may take before it is stopped")
     sp.add_argument("--startup-timeout", type=float, default=300.0,
@@ -621,8 +624,11 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
         options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
                    if f.name != "home" and hasattr(args, f.name)}
         home = Path(args.home) if args.home else default_home()
-        run_loop(serve(args.host, args.port, settings=Settings(
-            home=home, profiles_file=args.profiles or "", **options)))
+        try:
+            run_loop(serve(args.host, args.port, settings=Settings(
+                home=home, profiles_file=args.profiles or "", **options)))
+        except ValueError as exc:  # a bad setting (e.g. --replica-user): say it, no traceback
+            raise SystemExit(f"liveml server: {exc}") from None
         return None
     return COMMANDS[args.command](client or Client(), args)
 

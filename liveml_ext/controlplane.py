@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import secrets
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from .gateway.pool import Gateway
 from .observability.logstore import LogStore
 from .observability.metrics import MetricsStore, RequestStats, Sampler
 from .observability.shipper import LogShipper
+from .sandbox import Sandbox, make_undumpable
 from .store.db import Store
 from .store.home import private_dir, secure_home, write_private
 from .store.lease import Leadership
@@ -70,6 +70,7 @@ class Settings:
     metrics_interval: float = 5.0
     log_flush_interval: float = 0.5
     pin_cpus: bool = False
+    replica_user: str | None = None  # who runs model code: None = nobody when root, "" = self
     backend: str = "local"  # or "kubernetes"; the options below apply to Kubernetes only
     kube_namespace: str = ""
     kubeconfig: str = ""
@@ -111,13 +112,13 @@ class ControlPlane:
         self.leadership = Leadership(self.store, str(s.home), ttl=s.lease_ttl)
         self.artifacts = ArtifactStore(s.artifact_url, s.home / "cache")
         self.tokens = Tokens(self.store)
-        self.gateway = Gateway(timeout=s.inference_timeout,
-                               replica_token=secrets.token_urlsafe(16))
+        self.gateway = Gateway(timeout=s.inference_timeout)
+        self.sandbox = Sandbox(s.home, user=s.replica_user)  # inspect, and local replicas
         kube = s.backend == "kubernetes"
         if s.backend not in ("local", "kubernetes"):
             raise ValueError(f"unknown backend {s.backend!r}: use local or kubernetes")
         self.backend: Backend | None = None if kube else \
-            (backend or LocalBackend(s.home, pin_cpus=s.pin_cpus))
+            (backend or LocalBackend(s.home, pin_cpus=s.pin_cpus, sandbox=self.sandbox))
         self.backend_name = "kubernetes" if kube else self.backend.name  # type: ignore[union-attr]
         limits = {"max_thread_count": s.max_thread_count,
                   "gpu_types": self.backend.gpu_types() if self.backend else [],
@@ -148,7 +149,6 @@ class ControlPlane:
                                          progress_deadline=s.progress_deadline)
         self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
         self.registry.on_tag = self.deployments.on_tag
-        self.backend_env = {"LIVEML_REPLICA_TOKEN": self.gateway.headers["X-LiveML-Replica-Token"]}
         self.admin_token = ""
 
     def _kube_controller(self, cluster: Any) -> KubeController:
@@ -169,8 +169,9 @@ class ControlPlane:
                               state_file=s.home / "logs" / "kubernetes-tails.json")
 
     async def start(self) -> None:
-        if self.backend is not None:  # local replicas inherit the gateway's shared secret
-            os.environ.update(self.backend_env)
+        """Check the sandbox (its warnings go to the server log), then start reconciling."""
+        make_undumpable()
+        await asyncio.get_running_loop().run_in_executor(None, self.sandbox.check)
         await self.leadership.start(self.controller.start, self._lost_lease)
         loop = asyncio.get_running_loop()
         s = self.settings
@@ -215,6 +216,7 @@ class ControlPlane:
             await self.backend.shutdown()
         await self.leadership.stop()
         await self.gateway.close()
+        self.sandbox.close()
         await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
         self.logs.close()
         self.metrics.close()
@@ -248,20 +250,27 @@ class ControlPlane:
         return {"artifactId": sha256, "bytes": size}
 
     async def inspect(self, sha256: str, example: InputExample | None = None) -> dict[str, Any]:
-        """Load the artifact in a separate process: its API, requirements, a self-test (on the
-        input example's rows when there is one)."""
-        import tempfile
-
+        """Load the artifact in a separate, sandboxed process (``Sandbox``: a copy of the
+        artifact in a private folder, no access to the home): its API, requirements, a
+        self-test (on the input example's rows when there is one)."""
         path = self.artifacts.local_path(sha256)
-        args = [sys.executable, "-m", "liveml_runtime", "inspect", path]
-        with tempfile.TemporaryDirectory(prefix="liveml-inspect-") as tmp:
+        sandbox = self.sandbox
+        loop = asyncio.get_running_loop()
+        private = await loop.run_in_executor(None, sandbox.private,
+                                             f"inspect-{secrets.token_hex(8)}")
+        try:
+            copy = await loop.run_in_executor(None, sandbox.put, private, Path(path).name, path)
+            args = [sandbox.python, "-m", "liveml_runtime", "inspect", str(copy)]
             if example is not None:
-                example_file = Path(tmp) / "input-example.json"
-                example_file.write_bytes(orjson.dumps(example.to_dict()))
+                example_file = sandbox.put(private, "input-example.json",
+                                           orjson.dumps(example.to_dict()))
                 args += ["--input-example", str(example_file)]
-            proc = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            with sandbox.process(private, {"PYTHONUNBUFFERED": "1"}) as kw:
+                proc = await asyncio.create_subprocess_exec(
+                    *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **kw)
             out, err = await proc.communicate()
+        finally:
+            await loop.run_in_executor(None, sandbox.release, private)
         try:
             doc = orjson.loads(out.strip().splitlines()[-1]) if out.strip() else {}
         except orjson.JSONDecodeError:

@@ -41,6 +41,9 @@ class LiveMLExtension(ExtensionApp):
                              help="model upload limit (bytes), streamed to disk")
     inference_timeout = Float(60.0, config=True, help="seconds a replica may take to answer")
     pin_cpus = Bool(False, config=True, help="pin each replica to ceil(cpu) cores")
+    replica_user = Unicode(None, allow_none=True, config=True,
+                           help="user that runs model code when the server runs as root "
+                                "(default nobody; \"\" = the server's own user)")
     backend = Enum(["local", "kubernetes"], "local", config=True,
                    help="where replicas run: local processes (backend_class) or Kubernetes")
     kube_namespace = Unicode("", config=True, help="Kubernetes namespace of the replicas' "
@@ -66,6 +69,7 @@ class LiveMLExtension(ExtensionApp):
                             max_json_bytes=self.max_json_bytes,
                             max_artifact_bytes=self.max_artifact_bytes,
                             inference_timeout=self.inference_timeout, pin_cpus=self.pin_cpus,
+                            replica_user=self.replica_user,
                             backend=self.backend, kube_namespace=self.kube_namespace,
                             kubeconfig=self.kubeconfig, kube_context=self.kube_context,
                             image=self.runtime_image, spark_image=self.spark_runtime_image,
@@ -73,10 +77,9 @@ class LiveMLExtension(ExtensionApp):
                             control_plane_url=self.control_plane_url,
                             gateway_route=self.gateway_route,
                             kube_poll_interval=self.kube_poll_interval)
-        backend = None
-        if self.backend == "local":
-            backend = self.backend_class(settings.home, pin_cpus=self.pin_cpus) \
-                if self.backend_class is LocalBackend else self.backend_class()
+        backend = None  # a LocalBackend is made by the control plane, with its sandbox
+        if self.backend == "local" and self.backend_class is not LocalBackend:
+            backend = self.backend_class()
         self.cp = ControlPlane(settings, backend=backend)
 
     def initialize_handlers(self) -> None:

@@ -219,8 +219,8 @@ def test_content_type_must_be_json(server, houses, content_type, status):
 
 
 def test_a_replica_refusing_a_caller_fills_the_envelope(server, houses):
-    ports = sorted(server.home.glob("run/*/*.port"))
-    assert ports
-    for port in ports:
-        resp = requests.get(f"http://127.0.0.1:{port.read_text()}/api", timeout=30)
+    urls = [r["url"] for r in server.client.deployment(houses)["status"]["replicas"]]
+    assert urls and all(urls)
+    for url in urls:
+        resp = requests.get(f"{url}/api", timeout=30)
         envelope(resp, 401, "Unauthorized")

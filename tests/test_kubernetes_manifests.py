@@ -31,6 +31,7 @@ from liveml_ext.backends.k8s_manifests import (
     to_yaml,
 )
 from liveml_ext.controller.kubernetes import KubeSettings
+from liveml_ext.credentials import ReplicaCredentials
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "kubernetes"
 UPDATE_GOLDEN = os.environ.get("LIVEML_UPDATE_GOLDEN") == "1"
@@ -42,11 +43,17 @@ RUNTIME = {"minReplicas": 2, "maxReplicas": 4, "cpu": 1.5, "memory": "2GiB", "gp
            "scaleUpLoadThreshold": 0.8, "scaleUpDelay": 10.0, "scaleDownDelay": 60.0}
 
 
+CREDENTIALS = ReplicaCredentials("golden-key")
+RID = "ri.foundry-ml-live.main.live-deployment.5f1c2d3e-0000-4000-8000-00000000abcd"
+SHA = "3fa9c2d1e0b8a7f6" * 4
+
+
 def spec(**changes: Any) -> KubeDeployment:
     """A 2..4 replica CPU deployment with an HPA; ``runtime={...}`` entries update RUNTIME."""
     runtime = {**RUNTIME, **changes.pop("runtime", {})}
     base = dict(
-        deployment_rid="ri.foundry-ml-live.main.live-deployment.5f1c2d3e-0000-4000-8000-00000000abcd",
+        deployment_rid=RID, replica_credential=CREDENTIALS.issue(RID, SHA),
+        gateway_token=CREDENTIALS.hop(RID),
         api_name="house_prices", liveml_namespace="default", kube_namespace="liveml",
         release_rid="ri.models.main.release.0b7e9a10-0000-4000-8000-000000000001",
         release_version="1.2.0", model_uuid="8c6f2b1e-1111-4222-8333-944455556666",
@@ -377,7 +384,14 @@ def test_kubernetes_env_carries_token_requirements_and_literal_values() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert [e["name"] for e in c["env"]].count("OMP_NUM_THREADS") == 1
     assert env["OMP_NUM_THREADS"]["value"] == "2"  # the platform's value wins, as on the local backend
-    assert env["LIVEML_REPLICA_TOKEN"]["valueFrom"] == {
+    # the deployment's own credentials, for its artifact and from the gateway: never the key
+    assert env["LIVEML_REPLICA_TOKEN"]["value"] == CREDENTIALS.issue(RID, SHA)
+    assert CREDENTIALS.artifact(env["LIVEML_REPLICA_TOKEN"]["value"]) == SHA
+    assert env["LIVEML_GATEWAY_TOKEN"]["value"] == CREDENTIALS.hop(RID)
+    assert CREDENTIALS.artifact(env["LIVEML_GATEWAY_TOKEN"]["value"]) is None
+    assert "golden-key" not in json.dumps(c)
+    standalone = {e["name"]: e for e in container(render(spec(replica_credential="")))["env"]}
+    assert standalone["LIVEML_REPLICA_TOKEN"]["valueFrom"] == {
         "secretKeyRef": {"name": "liveml-replica-token", "key": "token"}}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     plain = {name: e["value"] for name, e in env.items() if "value" in e}

@@ -30,6 +30,8 @@ class ReplicaSpec:
     env: dict[str, str] = field(default_factory=dict)
     requirements: dict[str, str] = field(default_factory=dict)  # what the model was saved with
     input_example: dict[str, Any] | None = None  # the submission's {"columns", "rows"}, if any
+    artifact_sha256: str = ""
+    token: str = ""  # this replica's own credential (liveml_ext.credentials), set per node id
 
 
 @dataclass

@@ -59,6 +59,7 @@ ANNOTATION = "liveml.dev/"
 REQUIREMENTS_ENV = "LIVEML_REQUIREMENTS"
 INPUT_EXAMPLE_ENV = "LIVEML_INPUT_EXAMPLE"  # the submission's input example, inline JSON
 TOKEN_ENV = "LIVEML_REPLICA_TOKEN"
+GATEWAY_TOKEN_ENV = "LIVEML_GATEWAY_TOKEN"
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # set on nodes by NVIDIA GPU feature discovery
 PRE_STOP_SECONDS = 5
@@ -82,8 +83,10 @@ class KubeDeployment:
     """What the Kubernetes objects of one live deployment are made from.
 
     ``runtime`` is the deployment's RuntimeConfiguration as a dict with camelCase keys;
-    ``artifact_url`` an fsspec URL the pod can read; ``replica_token_secret`` the name of a Secret
-    in ``kube_namespace`` whose key ``token`` is the gateway's shared secret. The dict fields are
+    ``artifact_url`` an fsspec URL the pod can read; ``replica_credential`` the pods' credential
+    for their release's artifact and ``gateway_token`` what the gateway presents to them (both
+    per deployment, ``liveml_ext.credentials``). Without them (a standalone render) pods read the
+    token of Secret ``replica_token_secret`` in ``kube_namespace`` instead. The dict fields are
     read, never changed.
     """
 
@@ -110,6 +113,8 @@ class KubeDeployment:
     progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS  # a rollout's deadline
     input_example: Mapping[str, Any] | None = None  # the submission's {"columns", "rows"}
     spark: bool = False  # a Spark model: the JVM sizes its heap from the container's memory limit
+    replica_credential: str = ""  # reads this release's artifact only
+    gateway_token: str = ""  # the gateway's requests to this deployment's pods carry it
 
     def __post_init__(self) -> None:
         low, high = self.min_replicas, self.max_replicas
@@ -252,14 +257,22 @@ def _metadata(spec: KubeDeployment, name: str) -> dict[str, Any]:
             "annotations": _annotations(spec)}
 
 
+def _token_env(spec: KubeDeployment) -> list[dict[str, Any]]:
+    """The pods' own credentials, else (a standalone render) the Secret's token."""
+    if not spec.replica_credential:
+        return [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+            "name": spec.replica_token_secret, "key": "token"}}}]
+    return [{"name": TOKEN_ENV, "value": spec.replica_credential},
+            {"name": GATEWAY_TOKEN_ENV, "value": spec.gateway_token or spec.replica_credential}]
+
+
 def _env(spec: KubeDeployment, threads: int) -> list[dict[str, Any]]:
     """Platform variables first, then the deployment's own (sorted); the platform's win, as on the
     local backend."""
     gpu = int(spec.runtime.get("gpu", 0))
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-        {"name": TOKEN_ENV,
-         "valueFrom": {"secretKeyRef": {"name": spec.replica_token_secret, "key": "token"}}},
+        *_token_env(spec),
         {"name": REQUIREMENTS_ENV,
          "value": _escape(json.dumps(dict(spec.requirements), sort_keys=True, separators=(",", ":")))},
         *({"name": key, "value": str(threads)} for key in THREAD_ENV),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import math
 import os
@@ -20,17 +19,9 @@ import orjson
 
 from ..core.profiles import parse_memory
 from ..observability.metrics import tree_usage
-from ..store.home import child_umask, open_private, private_dir, write_private
+from ..sandbox import Sandbox
+from ..store.home import open_private, private_dir
 from .base import Backend, NoCapacity, Observation, ReplicaSpec
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the replica gets SIGTERM when the control plane dies, even by kill -9."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    child_umask()  # what the replica writes in the home (its port file) is private
 
 
 @dataclass
@@ -45,6 +36,7 @@ class LocalReplica:
     cores: tuple[int, ...] = ()
     killed_for: str = ""
     next_memory_check: float = 0.0
+    private: Path | None = None  # its sandbox folder (HOME, TMPDIR, cwd, its copy of the artifact)
 
 
 def detect_gpus() -> list[str]:
@@ -93,7 +85,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 class LocalBackend(Backend):
-    """Replicas as ``python -m liveml_runtime serve`` processes, logs in the liveml home.
+    """Replicas as ``python -m liveml_runtime serve`` processes, logs in the liveml home, each
+    in its own ``Sandbox`` (clean environment, private folder, Landlock, replica user).
 
     Resources, as far as the OS allows: with ``pin_cpus`` each replica is pinned to ``ceil(cpu)``
     of the least used cores (off by default: on a small machine the control plane and the
@@ -106,8 +99,10 @@ class LocalBackend(Backend):
 
     def __init__(self, home: Path, python: str = sys.executable, host: str = "127.0.0.1",
                  gpus: list[str] | None = None, memory_check_interval: float = 0.5,
-                 pin_cpus: bool = False) -> None:
+                 pin_cpus: bool = False, sandbox: Sandbox | None = None) -> None:
         self.home = Path(home)
+        self.sandbox = sandbox or Sandbox(self.home, python)
+        self._own_sandbox = sandbox is None
         self.python = python
         self.host = host
         self.replicas: dict[str, LocalReplica] = {}
@@ -147,55 +142,61 @@ class LocalBackend(Backend):
                 mine[c] = mine.get(c, 0) + (1 if same else 0)
         return tuple(sorted(sorted(self.cores, key=lambda c: (mine[c], use[c], c))[:want]))
 
-    def _dirs(self, spec: ReplicaSpec) -> tuple[Path, Path]:
-        key = spec.deployment_rid.rsplit(".", 1)[-1]
-        run = self.home / "run" / key
-        logs = self.home / "logs" / key
-        return private_dir(run), private_dir(logs)
+    def _logs(self, spec: ReplicaSpec) -> Path:
+        logs = self.home / "logs" / spec.deployment_rid.rsplit(".", 1)[-1]
+        return private_dir(logs)
 
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
-        run, logs = self._dirs(spec)
-        port_file = run / f"{spec.node_id}.port"
-        port_file.unlink(missing_ok=True)
-        log_file = logs / f"{spec.node_id}.log"
-        requirements = run / f"{spec.node_id}.requirements.json"
-        write_private(requirements, json.dumps(spec.requirements))
+        log_file = self._logs(spec) / f"{spec.node_id}.log"
         config = spec.runtime_configuration
         gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
         cores = self.allocate_cores(float(config.get("cpu", 1)), _group(spec))
         threads = str(max(1, math.ceil(float(config.get("cpu", 1)))))
         memory_limit = parse_memory(config.get("memory", "1GiB"))
-        env = {**os.environ, **spec.env, "OMP_NUM_THREADS": threads,
+        env = {**spec.env, "OMP_NUM_THREADS": threads,
                "LIVEML_MEMORY_LIMIT": str(memory_limit),  # a Spark replica sizes its JVM heap
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
-        cmd = [self.python, "-m", "liveml_runtime", "serve", "--artifact", spec.artifact_uri,
-               "--host", self.host, "--port", "0", "--port-file", str(port_file),
-               "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
-               "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
-               "--thread-count", str(config.get("threadCount", 1)),
-               "--max-queue", str(config.get("queueSize", 64)),
-               "--requirements", str(requirements)]
-        if spec.input_example:
-            example = run / f"{spec.node_id}.input-example.json"
-            write_private(example, json.dumps(spec.input_example))
-            cmd += ["--input-example", str(example)]
-        def spawn() -> subprocess.Popen:
-            with open_private(log_file, "ab") as out:
+               "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus)),
+               "LIVEML_REPLICA_TOKEN": spec.token}
+        sandbox = self.sandbox
+
+        def spawn() -> tuple[subprocess.Popen, Path]:
+            private = sandbox.private(spec.node_id)
+            artifact = spec.artifact_uri
+            source = Path(artifact.removeprefix("file://"))
+            if ("://" not in artifact or artifact.startswith("file://")) and source.is_file():
+                artifact = str(sandbox.put(private, source.name, source))  # its own copy
+            # (a missing file is passed on as it is: the replica reports that it cannot load it)
+            requirements = sandbox.put(private, "requirements.json",
+                                       json.dumps(spec.requirements).encode())
+            # -X: which home's replica this is, for `ps` (and the tests' replica_pids); the
+            # process cannot read that home
+            cmd = [self.python, "-X", f"liveml_home={self.home}", "-m", "liveml_runtime",
+                   "serve", "--artifact", artifact,
+                   "--host", self.host, "--port", "0", "--port-file", str(private / "port"),
+                   "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
+                   "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
+                   "--thread-count", str(config.get("threadCount", 1)),
+                   "--max-queue", str(config.get("queueSize", 64)),
+                   "--requirements", str(requirements)]
+            if spec.input_example:
+                example = sandbox.put(private, "input-example.json",
+                                      json.dumps(spec.input_example).encode())
+                cmd += ["--input-example", str(example)]
+            with open_private(log_file, "ab") as out, sandbox.process(private, env) as kw:
                 return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, cwd=run,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
+                                        stdin=subprocess.DEVNULL, **kw), private
 
         # fork on one long-lived thread: the event loop does not wait for it, and the parent-
         # death signal (tied to the forking thread) fires only when the control plane ends
-        proc = await asyncio.get_running_loop().run_in_executor(self._spawner, spawn)
+        proc, private = await asyncio.get_running_loop().run_in_executor(self._spawner, spawn)
         if cores:
             try:
                 os.sched_setaffinity(proc.pid, cores)
             except OSError:
                 cores = ()
-        handle = LocalReplica(spec, proc, port_file, log_file, gpus=gpus, cores=cores,
-                              memory_limit=memory_limit)
+        handle = LocalReplica(spec, proc, private / "port", log_file, gpus=gpus, cores=cores,
+                              memory_limit=memory_limit, private=private)
         self.replicas[spec.node_id] = handle
         return handle
 
@@ -213,6 +214,7 @@ class LocalBackend(Backend):
                 code = handle.proc.wait()
         if code is not None:
             self.replicas.pop(handle.spec.node_id, None)
+            self.sandbox.release(handle.private)
             reason = handle.killed_for or last_error(handle.log_file) or (
                 f"the replica process exited with code {code}" if code >= 0
                 else f"the replica process was killed by signal {-code}")
@@ -235,7 +237,7 @@ class LocalBackend(Backend):
             if proc.poll() is None:
                 _kill_tree(proc)
                 proc.wait()
-        handle.port_file.unlink(missing_ok=True)
+        self.sandbox.release(handle.private)
         self.replicas.pop(handle.spec.node_id, None)
 
     def pid(self, handle: LocalReplica) -> int | None:
@@ -247,3 +249,5 @@ class LocalBackend(Backend):
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(h, grace=10) for h in list(self.replicas.values())))
         self._spawner.shutdown(wait=False)
+        if self._own_sandbox:
+            self.sandbox.close()

@@ -206,7 +206,8 @@ class KubeController(ControllerBase):
                 self._pending_deletes.update(names)
 
     async def _ensure_token(self) -> bool:
-        """The gateway's shared secret is the Secret's token (created when missing)."""
+        """The key of the replicas' credentials is the Secret's token (created when missing);
+        pods get per-deployment credentials made with it (``spec``), never the key."""
         if self.token_ready:
             return True
         if time.monotonic() < self._token_retry_at:
@@ -219,7 +220,7 @@ class KubeController(ControllerBase):
             self._token_retry_at = time.monotonic() + self._token_backoff
             self._token_backoff = min(30.0, self._token_backoff * 2)
             return False
-        self.gateway.set_replica_token(token)
+        self.gateway.credentials.set_key(token)  # pods outlive a restart: a lasting key
         self.token_ready, self.cluster_error = True, ""
         return True
 
@@ -354,6 +355,8 @@ class KubeController(ControllerBase):
             runtime=dict(row.runtime_configuration), spark=spark,
             image=self.settings.spark_replica_image if spark else self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
+            replica_credential=self.gateway.credentials.issue(row.rid, sub.artifact_sha256),
+            gateway_token=self.gateway.credentials.hop(row.rid),
             replica_profile=row.replica_profile, resource_profile=row.resource_profile,
             startup_seconds=max(1, math.ceil(self.settings.startup_timeout)),
             progress_deadline_seconds=max(1, math.ceil(self.settings.progress_deadline)))
@@ -433,7 +436,7 @@ class KubeController(ControllerBase):
                 pool.remove(member.node_id)
                 self.gateway.client.forget(member.url)
         for node_id, url in sorted(wanted.items()):
-            pool.add(node_id, url)
+            pool.add(node_id, url, self.gateway.credentials.hop(rt.rid))
 
     def replicas(self, rid: str) -> list[dict[str, Any]]:
         rt = self.runtimes.get(rid)

@@ -44,6 +44,7 @@ class Replica:
     health_failures: int = 0
     next_check: float = 0.0
     ready_at: float = 0.0
+    token: str = ""  # what the gateway presents to this replica
 
 
 @dataclass
@@ -279,13 +280,15 @@ class Controller(ControllerBase):
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
             env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}),
-            input_example=(sub.api or {}).get("inputExample"))
+            input_example=(sub.api or {}).get("inputExample"),
+            artifact_sha256=sub.artifact_sha256)
         return await self._start_spec(rt, row.api_name, spec)
 
     async def _start_spec(self, rt: Runtime, api_name: str, template: ReplicaSpec) -> bool:
         """Start one replica like ``template`` under a new node id."""
         node_id = f"{api_name[:40]}-{uuid.uuid4().hex[:8]}"
-        spec = dataclasses.replace(template, node_id=node_id)
+        spec = dataclasses.replace(template, node_id=node_id, token=self.gateway.credentials.issue(
+            node_id, template.artifact_sha256))
         key = (spec.release_rid, spec.generation)
         rt.specs[key] = template
         try:
@@ -293,7 +296,7 @@ class Controller(ControllerBase):
         except NoCapacity as exc:
             rt.pending_reason = str(exc)
             return False
-        replica = Replica(node_id, key, spec.release_version, handle)
+        replica = Replica(node_id, key, spec.release_version, handle, token=spec.token)
         rt.replicas.append(replica)
         path = self.backend.log_path(handle)
         if path and self.shipper is not None:
@@ -353,7 +356,7 @@ class Controller(ControllerBase):
                     if rt.target is None or r.key != rt.target.key:
                         rt.heal_failures = 0  # a replacement of the serving version made it
                     r.next_check = r.ready_at + 2.0
-                    pool.add(r.node_id, r.url)
+                    pool.add(r.node_id, r.url, r.token)
                     self.event(rt.rid, "replica", f"Replica {r.node_id} is ready "
                                f"(release {r.release_version})", nodeId=r.node_id)
                 elif r.state == READY:

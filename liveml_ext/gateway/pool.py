@@ -19,6 +19,7 @@ from ..core.errors import (
     ServiceUnavailable,
     error_class,
 )
+from ..credentials import ReplicaCredentials
 from .transport import ReplicaClient, ReplicaUnreachable
 
 InferenceTimeout = error_class("InferenceTimeout", 504, "TIMEOUT")
@@ -30,6 +31,7 @@ class Member:
     url: str
     inflight: int = 0
     served: int = 0
+    token: str = ""  # what this replica checks (liveml_ext.credentials)
 
 
 @dataclass
@@ -39,9 +41,9 @@ class Pool:
     members: list[Member] = field(default_factory=list)
     unavailable_reason: str = "the deployment has no ready replica yet"
 
-    def add(self, node_id: str, url: str) -> None:
+    def add(self, node_id: str, url: str, token: str = "") -> None:
         if not any(m.node_id == node_id for m in self.members):
-            self.members.append(Member(node_id, url))
+            self.members.append(Member(node_id, url, token=token))
 
     def remove(self, node_id: str) -> Member | None:
         for m in self.members:
@@ -54,23 +56,16 @@ class Pool:
 class Gateway:
     """Routes inference requests to ready replicas. Pools are kept by the controller."""
 
-    def __init__(self, timeout: float = 60.0, replica_token: str = "") -> None:
+    def __init__(self, timeout: float = 60.0,
+                 credentials: ReplicaCredentials | None = None) -> None:
+        """``credentials`` issue and check each replica's own token (sent with every request
+        to that replica: ``Member.token``)."""
         self.pools: dict[str, Pool] = {}
+        self.credentials = credentials or ReplicaCredentials()
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json"}
-        if replica_token:
-            self.headers["X-LiveML-Replica-Token"] = replica_token
-        self.client = ReplicaClient({"X-LiveML-Replica-Token": replica_token} if replica_token else {})
+        self.client = ReplicaClient()
         self._rr = itertools.count()
-
-    def set_replica_token(self, token: str) -> None:
-        """The shared secret replicas expect (e.g. read from a Kubernetes Secret at start)."""
-        self.headers["X-LiveML-Replica-Token"] = token
-        self.client.extra = f"X-LiveML-Replica-Token: {token}\r\n".encode()
-
-    @property
-    def replica_token(self) -> str:
-        return self.headers.get("X-LiveML-Replica-Token", "")
 
     def pool(self, rid: str) -> Pool:
         pool = self.pools.get(rid)
@@ -108,7 +103,8 @@ class Gateway:
             tried.add(member.node_id)
             member.inflight += 1
             try:
-                status, data = await self.client.post(member.url, path, body, self.timeout)
+                status, data = await self.client.post(member.url, path, body, self.timeout,
+                                                      token=member.token)
             except ReplicaUnreachable:
                 continue  # the request never reached it: another replica takes it
             except OSError as exc:  # it may have died of this very request: never resend it

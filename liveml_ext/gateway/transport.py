@@ -91,8 +91,10 @@ class ReplicaClient:
         _, conn = await loop.create_connection(_Connection, host, port)
         return conn
 
-    async def post(self, url: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        """One request; a pooled connection found closed is skipped, and one that breaks with no
+    async def post(self, url: str, path: str, body: bytes, timeout: float,
+                   token: str = "") -> tuple[int, bytes]:
+        """One request (with the replica's own ``token``, else the client's headers); a pooled
+        connection found closed is skipped, and one that breaks with no
         byte of answer is replaced once by a fresh connection to the same replica (an idle
         connection the replica closed as the request went out). Raises ``ReplicaUnreachable``
         when the request was never sent, ``ReplicaGone`` when it may have been received."""
@@ -100,7 +102,7 @@ class ReplicaClient:
         key = (parts.hostname or "127.0.0.1", parts.port or 80)
         head = (f"POST {path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode() + \
-            self.extra + b"\r\n"
+            (f"X-LiveML-Replica-Token: {token}\r\n".encode() if token else self.extra) + b"\r\n"
         pool = self.idle[key]
         sent = False
         while True:

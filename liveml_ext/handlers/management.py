@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 from pathlib import Path
 from typing import Any
@@ -58,21 +57,28 @@ class ArtifactsHandler(UploadHandler):
 
 
 class ArtifactHandler(ManagementHandler):
-    """``GET``: an artifact's bytes, for Kubernetes pods that cannot read the artifact store
-    (they present the replica token, ``X-LiveML-Replica-Token``) and for admins."""
+    """``GET``: an artifact's bytes, for replicas that cannot read the artifact store (they
+    present their credential, ``X-LiveML-Replica-Token``, good for their own release's artifact
+    only) and for admins."""
+
+    replica_artifact: str | None = None  # the one artifact a replica credential may read
 
     least_scope = "query"  # the replica's principal; get() checks who it is
 
     def authenticate(self) -> Principal:
         given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
-        expected = self.cp.gateway.replica_token
-        if given and expected and hmac.compare_digest(given.encode(), expected.encode()):
-            return Principal(name="replica", scope="query")
+        if given:
+            self.replica_artifact = self.cp.gateway.credentials.artifact(given)
+            if self.replica_artifact is not None:
+                return Principal(name="replica", scope="query")
         return super().authenticate()
 
     async def get(self, sha256: str) -> None:
-        p = self.principal
-        if p.name != "replica" and (p.scope != "admin" or p.namespace is not None):
+        p, allowed = self.principal, self.replica_artifact
+        if allowed is not None and allowed != sha256:
+            raise PermissionDenied("a replica's credential reads its own release's artifact "
+                                   "only", artifactId=sha256)
+        if allowed is None and (p.scope != "admin" or p.namespace is not None):
             raise PermissionDenied("artifacts are read by replicas and admins only",
                                    requiredScope="admin")
         if not re.fullmatch(r"[0-9a-f]{64}", sha256) or not self.cp.artifacts.exists(sha256):

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("--input-example", default="",
                          help="a JSON file of {\"columns\": [...], \"rows\": [...]}")
     args = parser.parse_args(argv)
+    undumpable()
 
     if args.command == "inspect":
         from .adapter import inspect_artifact
@@ -69,8 +70,22 @@ def main(argv: list[str] | None = None) -> int:
                            max_queue=args.max_queue, requirements=args.requirements or "",
                            input_example=args.input_example,
                            max_columns=args.max_columns or MAX_COLUMNS,
-                           token=os.environ.get("LIVEML_REPLICA_TOKEN", ""))
+                           # what the gateway presents: a Kubernetes deployment's own token,
+                           # else this replica's credential (which also fetches its artifact)
+                           token=os.environ.get("LIVEML_GATEWAY_TOKEN")
+                           or os.environ.get("LIVEML_REPLICA_TOKEN", ""))
     return run_loop(run(config, args.host, args.port, args.port_file))
+
+
+def undumpable() -> None:
+    """Linux: other processes of the same user (other replicas, when the kernel has no Landlock)
+    cannot read this one's /proc environ or memory (its credential, its deployment's env)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        pass
 
 
 def run_loop(main: Any) -> Any:

@@ -124,7 +124,11 @@ def session(threads: int | None = None) -> Any:
         fd, conf_path = tempfile.mkstemp(prefix="liveml-log4j2-", suffix=".properties")
         with os.fdopen(fd, "w") as fh:
             fh.write(log4j_config(tags))
+        # the JVM's and Spark's temporary files go to the replica's own TMPDIR (its sandbox
+        # folder: it may write nowhere else), not to java.io.tmpdir's default /tmp
+        tmp = tempfile.gettempdir()
         java_opts = (f"-Dlog4j2.configurationFile=file:{conf_path} -Duser.timezone=UTC "
+                     f"-Djava.io.tmpdir={tmp} "
                      + os.environ.get("LIVEML_SPARK_JAVA_OPTIONS", JAVA_OPTIONS))
         builder = (SparkSession.builder.master(f"local[{max(1, threads)}]")
                    .appName(f"liveml-{tags.get('node_id', 'replica')}")
@@ -133,6 +137,7 @@ def session(threads: int | None = None) -> Any:
                    .config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                    .config("spark.ui.enabled", "false")
+                   .config("spark.local.dir", tmp)
                    .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.sql.shuffle.partitions", str(max(1, threads)))
                    .config("spark.default.parallelism", str(max(1, threads)))
