@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from . import formatting as fmt
 from .client import Client, LiveMLClientError
+from .settings import Settings
 
 Handler = Callable[[Client, argparse.Namespace], Any]
 
@@ -391,8 +392,6 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
 
 def add_settings_flags(sp: argparse.ArgumentParser) -> None:
     """One flag per ``Settings`` option, its default the ``LIVEML_*`` environment's value."""
-    from .controlplane import Settings
-
     kube = sp.add_argument_group("Kubernetes backend (--backend kubernetes)")
     for o in Settings.options():
         group = kube if o.kubernetes else sp
@@ -408,10 +407,8 @@ def add_settings_flags(sp: argparse.ArgumentParser) -> None:
                                type=o.kind, choices=o.choices or None)
 
 
-def server_settings(args: argparse.Namespace) -> Any:
+def server_settings(args: argparse.Namespace) -> Settings:
     """The ``Settings`` of a parsed ``liveml server`` command line (``ValueError``: a bad one)."""
-    from .controlplane import Settings
-
     values = {o.name: getattr(args, o.name) for o in Settings.options()}
     for value in values.values():
         if isinstance(value, ValueError):  # a LIVEML_* variable no flag replaced

@@ -14,8 +14,9 @@ from traitlets import Bool, Enum, Float, Int, TraitType, Type, Unicode, default
 
 from .backends.base import Backend
 from .backends.local import LocalBackend
-from .controlplane import ControlPlane, Settings
+from .controlplane import ControlPlane
 from .handlers import routes
+from .settings import Settings
 
 
 def _setting_traits() -> dict[str, Any]:

@@ -11,10 +11,11 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from .controlplane import ControlPlane, Settings
+from .controlplane import ControlPlane
 from .core.errors import HomeInUse, HomeNotPrivate
 from .handlers import routes
 from .handlers.index import IndexHandler
+from .settings import Settings
 
 log = logging.getLogger("liveml.server")
 

@@ -17,10 +17,11 @@ from conftest import Server, free_port, terminate, wait_for
 from traitlets.config import Config
 
 from liveml_ext.cli import build_parser, run, server_settings
-from liveml_ext.controlplane import ControlPlane, Option, Settings
+from liveml_ext.controlplane import ControlPlane
 from liveml_ext.core.errors import InvalidArgument
 from liveml_ext.core.submissions import Submissions
 from liveml_ext.extension import LiveMLExtension
+from liveml_ext.settings import Option, Settings
 
 OPTIONS = Settings.options()
 #: names the README and the docs give; they keep working
