@@ -399,12 +399,9 @@ def add_settings_flags(sp: argparse.ArgumentParser) -> None:
             default = o.initial()
         except ValueError as exc:  # a bad LIVEML_* value: `liveml server` says which
             default = exc
-        if o.kind is bool:
-            group.add_argument(*o.flags, dest=o.name, default=default, help=o.describe(),
-                               action=argparse.BooleanOptionalAction)
-        else:
-            group.add_argument(*o.flags, dest=o.name, default=default, help=o.describe(),
-                               type=o.kind, choices=o.choices or None)
+        kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction} if o.kind is bool \
+            else {"type": o.kind, "choices": o.choices or None}
+        group.add_argument(*o.flags, dest=o.name, default=default, help=o.describe(), **kind)
 
 
 def server_settings(args: argparse.Namespace) -> Settings:
