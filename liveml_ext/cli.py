@@ -424,8 +424,9 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
         return sp
 
     sp = add("server", "run the control plane (REST API, controller, gateway)")
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+    sp.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     add_settings_flags(sp)
 
     sp = add("objective", "create or list modeling objectives")

@@ -49,15 +49,16 @@ class LiveMLExtension(ExtensionApp):
                          help="Backend class that runs replicas (with backend = local)")
     locals().update(_setting_traits())  # one trait per Settings option (runtime_image, ...)
 
-    def settings(self) -> Settings:
-        """The ``Settings`` its traits make (each one's default: the ``LIVEML_*`` variable's)."""
+    def liveml_settings(self) -> Settings:
+        """The ``Settings`` its traits make (each one's default: the ``LIVEML_*`` variable's;
+        not ``settings``, which ``ExtensionApp`` keeps for the web application's settings)."""
         return Settings(**{o.name: getattr(self, o.trait) for o in Settings.options()})
 
     def initialize_settings(self) -> None:
         backend = None  # a LocalBackend is made by the control plane, with its sandbox
         if self.backend == "local" and self.backend_class is not LocalBackend:
             backend = self.backend_class()
-        self.cp = ControlPlane(self.settings(), backend=backend)
+        self.cp = ControlPlane(self.liveml_settings(), backend=backend)
 
     def initialize_handlers(self) -> None:
         specs = routes(self.cp, "/", base=JupyterHandler)

@@ -84,12 +84,12 @@ def test_every_option_is_a_flag_a_trait_and_a_variable(clean_env, tmp_path):
         assert o.trait in traits, f"LiveMLExtension has no trait {o.trait} for {o.name}"
         assert traits[o.trait].help == o.describe() and o.env in o.describe()
         configured = LiveMLExtension(config=Config({"LiveMLExtension": {o.trait: o.parse(text)}}))
-        assert getattr(configured.settings(), o.name) == value, f"trait {o.trait}"
+        assert getattr(configured.liveml_settings(), o.name) == value, f"trait {o.trait}"
         with clean_env.context() as env:
             env.setenv(o.env, text)
             assert getattr(Settings.load(), o.name) == value, o.env
             assert getattr(cli_settings([]), o.name) == value, f"{o.env} under liveml server"
-            assert getattr(LiveMLExtension().settings(), o.name) == value, f"{o.env} in Jupyter"
+            assert getattr(LiveMLExtension().liveml_settings(), o.name) == value, f"{o.env} in Jupyter"
 
 
 def test_the_documented_names_keep_working():
@@ -107,7 +107,7 @@ def test_a_flag_or_a_trait_wins_over_the_variable(clean_env, tmp_path):
     assert cli_settings(["--startup-timeout", "12"]).startup_timeout == 12.0
     assert cli_settings(["--no-pin-cpus"]).pin_cpus is False
     config = Config({"LiveMLExtension": {"startup_timeout": 13.0}})
-    assert LiveMLExtension(config=config).settings().startup_timeout == 13.0
+    assert LiveMLExtension(config=config).liveml_settings().startup_timeout == 13.0
     assert Settings.load(startup_timeout=14.0).startup_timeout == 14.0
     assert Settings.load().pin_cpus is True
 
