@@ -53,8 +53,8 @@ class Option:
         try:
             return self.kind(text)
         except ValueError:
-            raise ValueError(f"{self.env}={text!r}: give a {self.kind.__name__} "
-                             f"(like {self.default!r})") from None
+            what = {int: "a whole number", float: "a number"}.get(self.kind, "a value")
+            raise ValueError(f"{self.env}={text!r}: give {what}, like {self.default!r}") from None
 
     def initial(self, environ: Mapping[str, str] | None = None) -> Any:
         """Its value before a flag or a trait sets it: the environment's, else the default."""

@@ -116,7 +116,7 @@ def test_a_flag_or_a_trait_wins_over_the_variable(clean_env, tmp_path):
 def test_a_bad_variable_is_named(clean_env, tmp_path):
     clean_env.setenv("LIVEML_HOME", str(tmp_path / "home"))
     clean_env.setenv("LIVEML_STARTUP_TIMEOUT", "soon")
-    with pytest.raises(SystemExit, match="LIVEML_STARTUP_TIMEOUT='soon': give a float"):
+    with pytest.raises(SystemExit, match="LIVEML_STARTUP_TIMEOUT='soon': give a number, like 300.0"):
         run(["server"])
     clean_env.setenv("LIVEML_STARTUP_TIMEOUT", "5")
     clean_env.setenv("LIVEML_GATEWAY_ROUTE", "carrier-pigeon")
