@@ -33,6 +33,7 @@ import requests
 from conftest import free_port, wait_for
 from image_rehearsal import Image, build, container_env, new_root
 from kube_sim import expand
+from test_kubernetes_manifests import CREDENTIALS, RID
 from test_kubernetes_manifests import spec as manifest_spec
 
 from liveml_ext.backends.k8s_manifests import render_deployment
@@ -41,7 +42,6 @@ from liveml_ext.backends.k8s_manifests import render_deployment
 pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = REPO / "runtime"  # the Dockerfile's build context
-TOKEN = "rehearsal-replica-token"
 ROW = {"house-location": "New York", "bedrooms": 3, "bathrooms": 1.5}
 
 
@@ -69,7 +69,8 @@ def _version(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def artifact_server(built: RuntimeImage) -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """The reference pipeline's joblib file behind a token, as the control plane serves it."""
+    """The reference pipeline's joblib file, served as the control plane does: only to a
+    credential for that very artifact."""
     path = built.image.root / "house.joblib"
     subprocess.run([sys.executable, str(REPO / "notebooks" / "house_model.py"), str(path)],
                    check=True, capture_output=True)
@@ -83,7 +84,8 @@ def artifact_server(built: RuntimeImage) -> Iterator[tuple[str, list[dict[str, s
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             seen.append({"path": self.path, "token": self.headers.get("X-LiveML-Replica-Token", "")})
-            ok = self.path == f"/liveml/api/artifacts/{digest}" and seen[-1]["token"] == TOKEN
+            ok = self.path == f"/liveml/api/artifacts/{digest}" and \
+                CREDENTIALS.artifact(seen[-1]["token"]) == digest
             body = data if ok else b'{"errorCode":"PERMISSION_DENIED"}'
             self.send_response(200 if ok else 403)
             self.send_header("Content-Length", str(len(body)))
@@ -116,13 +118,14 @@ def test_kubernetes_runtime_image_runs_the_rendered_pod(
         built: RuntimeImage, artifact_server: tuple[str, list[dict[str, str]]]) -> None:
     image, (url, seen) = built.image, artifact_server
     port = free_port()
+    credential = CREDENTIALS.issue(RID, url.rsplit("/", 1)[-1])  # the pods' own, for this artifact
     spec = manifest_spec(artifact_url=url, port=port, requirements=built.versions,
-                         runtime={"env": {"LOG_FORMAT": "json"}})
+                         replica_credential=credential, runtime={"env": {"LOG_FORMAT": "json"}})
     pod = render_deployment(spec)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == image.entrypoint
     pod_name = "liveml-house-prices-a356e28a-7d9f8c6b5-x2x9q"
-    values = container_env(container, pod_name, {f"{spec.replica_token_secret}/token": TOKEN})
+    values = container_env(container, pod_name, {})  # no Secret: the pods' own credentials
     argv = [expand(a, values) for a in [*container["command"], *container["args"]]]
     assert argv[argv.index("--node-id") + 1] == pod_name
     assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["runAsNonRoot"]
@@ -154,8 +157,9 @@ def test_kubernetes_runtime_image_runs_the_rendered_pod(
         if image.user:
             assert psutil.Process(proc.pid).uids().real == image.user[0]
         assert probe("readinessProbe") == 200 and probe("livenessProbe") == 200
-        assert seen == [{"path": url[url.index("/liveml/"):], "token": TOKEN}]
-        answer = requests.post(f"{base}/v1/transform", headers={"X-LiveML-Replica-Token": TOKEN},
+        assert seen == [{"path": url[url.index("/liveml/"):], "token": credential}]
+        answer = requests.post(f"{base}/v1/transform",
+                               headers={"X-LiveML-Replica-Token": spec.gateway_token},
                                json={"requestData": [ROW], "requestParams": {}}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["responseData"][0]["prediction"] > 0

@@ -40,6 +40,21 @@ CrossSiteRequestRefused = error_class("CrossSiteRequestRefused", 403, "PERMISSIO
 DuplicateJsonKey = error_class("DuplicateJsonKey", 400, "INVALID_ARGUMENT")
 TokenNotFound = error_class("TokenNotFound", 404, "NOT_FOUND")
 CannotRevokeAdminToken = error_class("CannotRevokeAdminToken", 409, "CONFLICT")
-# starting a control plane (liveml server, the Jupyter extension): not REST answers
-HomeInUse = error_class("HomeInUse", 409, "CONFLICT")
-HomeNotPrivate = error_class("HomeNotPrivate", 403, "PERMISSION_DENIED")
+
+
+class StartupRefused(Exception):
+    """The control plane refuses to start on this home (a message for the operator, never a
+    REST answer); ``parameters`` say which home and, for ``HomeInUse``, which server holds it."""
+
+    def __init__(self, message: str, **parameters: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameters = parameters
+
+
+class HomeInUse(StartupRefused):
+    """Another control plane runs on the home."""
+
+
+class HomeNotPrivate(StartupRefused):
+    """Others could write the home, or it is another user's."""
