@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -14,6 +13,7 @@ from typing import Any, TextIO
 
 from . import formatting as fmt
 from .client import Client, LiveMLClientError
+from .settings import Settings
 
 Handler = Callable[[Client, argparse.Namespace], Any]
 
@@ -390,6 +390,29 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
     return json.dumps(doc, indent=2)
 
 
+def add_settings_flags(sp: argparse.ArgumentParser) -> None:
+    """One flag per ``Settings`` option, its default the ``LIVEML_*`` environment's value."""
+    kube = sp.add_argument_group("Kubernetes backend (--backend kubernetes)")
+    for o in Settings.options():
+        group = kube if o.kubernetes else sp
+        try:
+            default = o.initial()
+        except ValueError as exc:  # a bad LIVEML_* value: `liveml server` says which
+            default = exc
+        kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction} if o.kind is bool \
+            else {"type": o.kind, "choices": o.choices or None}
+        group.add_argument(*o.flags, dest=o.name, default=default, help=o.describe(), **kind)
+
+
+def server_settings(args: argparse.Namespace) -> Settings:
+    """The ``Settings`` of a parsed ``liveml server`` command line (``ValueError``: a bad one)."""
+    values = {o.name: getattr(args, o.name) for o in Settings.options()}
+    for value in values.values():
+        if isinstance(value, ValueError):  # a LIVEML_* variable no flag replaced
+            raise value
+    return Settings(**values)
+
+
 def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Live model deployments from a notebook.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -401,61 +424,10 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
         return sp
 
     sp = add("server", "run the control plane (REST API, controller, gateway)")
-    sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--port", type=int, default=8765)
-    sp.add_argument("--home", help="liveml home folder (default $LIVEML_HOME or ~/.liveml)")
-    sp.add_argument("--profiles", help="JSON file of replica and resource profiles "
-                    "(default <home>/profiles.json when present)")
-    sp.add_argument("--database-url", default="",
-                    help="SQLAlchemy URL, e.g. postgresql://user@host/liveml (default SQLite in home)")
-    sp.add_argument("--artifact-url", default="",
-                    help="fsspec URL of the artifact store, e.g. s3://bucket/liveml (default "
-                         "<home>/artifacts)")
-    sp.add_argument("--max-thread-count", type=int, default=16)
-    sp.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024,
-                    help="largest JSON body of a management call (413 past it)")
-    sp.add_argument("--max-artifact-bytes", type=int, default=2 * 1024 ** 3,
-                    help="largest model upload, streamed to disk (413 past it)")
-    sp.add_argument("--pin-cpus", action="store_true",
-                    help="pin each replica to ceil(cpu) cores (for machines with cores to spare)")
-    sp.add_argument("--replica-user", default=None,
-                    help="user that runs model code (inspection and local replicas) when the "
-                         "server runs as root (default nobody; \"\" = the server's own user)")
-    sp.add_argument("--progress-deadline", type=float, default=600.0,
-                    help="seconds a rollout may take before it is stopped")
-    sp.add_argument("--startup-timeout", type=float, default=300.0,
-                    help="seconds a replica may take to become ready")
-    sp.add_argument("--log-retention-days", type=float, default=7.0)
-    sp.add_argument("--metrics-interval", type=float, default=5.0,
-                    help="seconds between metric samples")
-    kube = sp.add_argument_group("Kubernetes backend (--backend kubernetes)")
-    sp.add_argument("--backend", choices=["local", "kubernetes"], default="local",
-                    help="where replicas run: local processes (default) or a Kubernetes cluster")
-    kube.add_argument("--kube-namespace", default="",
-                      help="namespace of the replicas' objects (default: the control plane's own "
-                           "namespace in a cluster, else the kubeconfig context's, else default)")
-    kube.add_argument("--kubeconfig", default="",
-                      help="kubeconfig file (default: in-cluster service account, else "
-                           "$KUBECONFIG or ~/.kube/config)")
-    kube.add_argument("--kube-context", default="", help="kubeconfig context (default: current)")
-    kube.add_argument("--image", default="",
-                      help="replica image built from runtime/Dockerfile "
-                           "(default liveml/runtime:<liveml version>)")
-    kube.add_argument("--spark-image", default="",
-                      help="replica image for Spark releases, built with WITH_SPARK=true "
-                           "(default: the --image tag with -spark appended)")
-    kube.add_argument("--replica-token-secret", default="liveml-replica-token",
-                      help="Secret (key `token`) shared by the gateway and the replicas; "
-                           "created when missing")
-    kube.add_argument("--control-plane-url", default="",
-                      help="URL pods reach this control plane at, to download artifacts when "
-                           "the artifact store is not a URL pods can read "
-                           "(e.g. http://liveml.liveml.svc:8765)")
-    kube.add_argument("--gateway-route", choices=["pods", "service"], default="pods",
-                      help="send queries to ready pod IPs (default, retried across pods) or to "
-                           "each deployment's Service")
-    kube.add_argument("--kube-poll-interval", type=float, default=2.0,
-                      help="seconds between reads of the cluster's state")
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+    sp.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    add_settings_flags(sp)
 
     sp = add("objective", "create or list modeling objectives")
     osub = sp.add_subparsers(dest="action", required=True)
@@ -617,16 +589,10 @@ def run(argv: list[str], out: TextIO | None = None, client: Client | None = None
     if args.command == "server":
         from liveml_runtime.__main__ import run_loop
 
-        from .controlplane import Settings, default_home
         from .server import serve
 
-        # every server option named as a Settings field is that field
-        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-                   if f.name != "home" and hasattr(args, f.name)}
-        home = Path(args.home) if args.home else default_home()
         try:
-            run_loop(serve(args.host, args.port, settings=Settings(
-                home=home, profiles_file=args.profiles or "", **options)))
+            run_loop(serve(args.host, args.port, settings=server_settings(args)))
         except ValueError as exc:  # a bad setting (e.g. --replica-user): say it, no traceback
             raise SystemExit(f"liveml server: {exc}") from None
         return None

@@ -1,4 +1,5 @@
-"""The control plane: store, registry, deployments, tokens, controller and gateway in one object.
+"""The control plane: wires the store, registry, deployments, submissions, tokens, controller
+and gateway into one object.
 
 Plain Python on asyncio: the standalone server and the Jupyter extension both build one
 ``ControlPlane`` and mount the same handlers on it.
@@ -11,14 +12,8 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import orjson
-
-from liveml_runtime.api import Column
-from liveml_runtime.schema import InputExample
 
 from .artifacts import ArtifactStore
 from .backends.base import Backend
@@ -27,66 +22,21 @@ from .controller.reconciler import Controller
 
 if TYPE_CHECKING:
     from .controller.kubernetes import KubeController
-from .core import models as m
 from .core.auth import PREFIX, Tokens
 from .core.deployments import Deployments
-from .core.errors import InvalidArgument, InvalidModelArtifact
 from .core.profiles import ProfileCatalog
-from .core.registry import Principal, Registry
+from .core.registry import Registry
+from .core.submissions import Submissions
 from .gateway.pool import Gateway
 from .observability.logstore import LogStore
 from .observability.metrics import MetricsStore, RequestStats, Sampler
 from .observability.shipper import LogShipper
 from .sandbox import Sandbox, make_undumpable
+from .settings import Settings
 from .store.db import Store
 from .store.home import private_dir, secure_home, write_private
 from .store.lease import Leadership
 from .store.lock import HomeLock
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("LIVEML_HOME") or Path.home() / ".liveml")
-
-
-@dataclass
-class Settings:
-    """Where things live and how the control plane behaves; all have embedded defaults."""
-
-    home: Path = field(default_factory=default_home)
-    database_url: str = ""
-    artifact_url: str = ""
-    max_body_bytes: int = 50 * 1024 * 1024
-    max_json_bytes: int = 4 * 1024 * 1024  # management JSON bodies
-    max_artifact_bytes: int = 2 * 1024 ** 3  # PUT artifacts (streamed to disk)
-    inference_timeout: float = 60.0
-    tick: float = 0.2
-    startup_timeout: float = 300.0
-    drain_timeout: float = 30.0
-    progress_deadline: float = 600.0
-    profiles_file: str = ""
-    max_thread_count: int = 16
-    log_retention_days: float = 7.0
-    metrics_retention_days: float = 7.0
-    metrics_interval: float = 5.0
-    log_flush_interval: float = 0.5
-    pin_cpus: bool = False
-    replica_user: str | None = None  # who runs model code: None = nobody when root, "" = self
-    backend: str = "local"  # or "kubernetes"; the options below apply to Kubernetes only
-    kube_namespace: str = ""
-    kubeconfig: str = ""
-    kube_context: str = ""
-    image: str = ""
-    spark_image: str = ""
-    replica_token_secret: str = "liveml-replica-token"
-    control_plane_url: str = ""
-    gateway_route: str = "pods"
-    kube_poll_interval: float = 2.0
-    lease_ttl: float = 10.0  # on a shared database (PostgreSQL): the controller lease
-
-    def __post_init__(self) -> None:
-        self.home = Path(self.home).expanduser().resolve()
-        self.database_url = self.database_url or f"sqlite:///{self.home / 'liveml.db'}"
-        self.artifact_url = self.artifact_url or str(self.home / "artifacts")
 
 
 class ControlPlane:
@@ -115,8 +65,6 @@ class ControlPlane:
         self.gateway = Gateway(timeout=s.inference_timeout)
         self.sandbox = Sandbox(s.home, user=s.replica_user)  # inspect, and local replicas
         kube = s.backend == "kubernetes"
-        if s.backend not in ("local", "kubernetes"):
-            raise ValueError(f"unknown backend {s.backend!r}: use local or kubernetes")
         self.backend: Backend | None = None if kube else \
             (backend or LocalBackend(s.home, pin_cpus=s.pin_cpus, sandbox=self.sandbox))
         self.backend_name = "kubernetes" if kube else self.backend.name  # type: ignore[union-attr]
@@ -148,6 +96,7 @@ class ControlPlane:
                                          drain_timeout=s.drain_timeout,
                                          progress_deadline=s.progress_deadline)
         self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
+        self.submissions = Submissions(self.store, self.registry, self.artifacts, self.sandbox)
         self.registry.on_tag = self.deployments.on_tag
         self.admin_token = ""
 
@@ -240,81 +189,3 @@ class ControlPlane:
         self.lock.record_url(url)
         self.leadership.url = url
         return path
-
-    # --- submissions -----------------------------------------------------------------------
-    def put_artifact(self, path: str, sha256: str, size: int) -> dict[str, Any]:
-        """Store an uploaded file (its SHA-256 computed while it streamed in)."""
-        if not size:
-            raise InvalidArgument("the model artifact is empty", field="body")
-        self.artifacts.put_file(path, sha256)
-        return {"artifactId": sha256, "bytes": size}
-
-    async def inspect(self, sha256: str, example: InputExample | None = None) -> dict[str, Any]:
-        """Load the artifact in a separate, sandboxed process (``Sandbox``: a copy of the
-        artifact in a private folder, no access to the home): its API, requirements, a
-        self-test (on the input example's rows when there is one)."""
-        path = self.artifacts.local_path(sha256)
-        sandbox = self.sandbox
-        loop = asyncio.get_running_loop()
-        private = await loop.run_in_executor(None, sandbox.private,
-                                             f"inspect-{secrets.token_hex(8)}")
-        try:
-            copy = await loop.run_in_executor(None, sandbox.put, private, Path(path).name, path)
-            args = [sandbox.python, "-m", "liveml_runtime", "inspect", str(copy)]
-            if example is not None:
-                example_file = sandbox.put(private, "input-example.json",
-                                           orjson.dumps(example.to_dict()))
-                args += ["--input-example", str(example_file)]
-            with sandbox.process(private, {"PYTHONUNBUFFERED": "1"}) as kw:
-                proc = await asyncio.create_subprocess_exec(
-                    *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **kw)
-            out, err = await proc.communicate()
-        finally:
-            await loop.run_in_executor(None, sandbox.release, private)
-        try:
-            doc = orjson.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-        except orjson.JSONDecodeError:
-            doc = {}
-        if proc.returncode != 0 or "api" not in doc:
-            error = doc.get("error", {})
-            params = dict(error.get("parameters") or {})
-            message = params.pop("message", None) or error.get("message") or \
-                err.decode(errors="replace")[-2000:]
-            if params.get("field") == "inputExample":  # the example does not fit the model
-                raise InvalidArgument(message, artifactId=sha256, **params)
-            if params.get("reason") == "inputsUndeclared":  # says what to do itself
-                raise InvalidModelArtifact(message, artifactId=sha256, **params)
-            raise InvalidModelArtifact(
-                f"the model could not be loaded and self-tested: {message}. Save a fitted "
-                "estimator or a ModelAdapter with joblib.dump, in an environment with the same "
-                "packages as this server", artifactId=sha256)
-        return doc
-
-    @staticmethod
-    def input_example(req: m.CreateSubmission) -> InputExample | None:
-        """The request's input example, its columns given or inferred, its rows checked."""
-        if req.input_example is None:
-            if req.input_schema is not None:
-                raise InvalidArgument("inputSchema describes the rows of inputExample: give "
-                                      "both, or neither", field="inputSchema")
-            return None
-        columns = None
-        if req.input_schema is not None:
-            try:
-                columns = [Column(**c.model_dump()) for c in req.input_schema]
-            except ValueError as exc:
-                raise InvalidArgument(f"inputSchema: {exc}", field="inputSchema") from exc
-        return InputExample.of(req.input_example, columns)
-
-    async def submit(self, objective: str, req: m.CreateSubmission,
-                     who: Principal) -> dict[str, Any]:
-        with self.store.session() as s:  # fail fast on a bad objective, before the subprocess
-            obj = self.registry.objective(s, objective, who)
-            who.require(obj.namespace)
-        if not self.artifacts.exists(req.artifact_id):
-            raise InvalidArgument(f"no uploaded artifact {req.artifact_id!r}; PUT it to "
-                                  "/liveml/api/artifacts first", field="artifactId")
-        info = await self.inspect(req.artifact_id, self.input_example(req))
-        return self.registry.add_submission(objective, req.name, self.artifacts.uri(req.artifact_id),
-                                            req.artifact_id, self.artifacts.size(req.artifact_id),
-                                            info, who)

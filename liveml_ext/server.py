@@ -11,10 +11,11 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from .controlplane import ControlPlane, Settings
+from .controlplane import ControlPlane
 from .core.errors import HomeInUse, HomeNotPrivate
 from .handlers import routes
 from .handlers.index import IndexHandler
+from .settings import Settings
 
 log = logging.getLogger("liveml.server")
 
@@ -36,8 +37,9 @@ def _access_log(handler: tornado.web.RequestHandler) -> None:
 async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | None = None,
                 settings: Settings | None = None, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run the control plane until SIGINT/SIGTERM (or ``stop`` is set)."""
-    settings = settings or (Settings(home=Path(home)) if home else Settings())
+    """Run the control plane until SIGINT/SIGTERM (or ``stop`` is set); without ``settings``,
+    the ``LIVEML_*`` environment's (``Settings.load``)."""
+    settings = settings or Settings.load(**({"home": Path(home)} if home else {}))
     try:
         cp = ControlPlane(settings)
     except (HomeInUse, HomeNotPrivate) as exc:  # before any replica or connection file

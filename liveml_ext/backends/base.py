@@ -1,7 +1,10 @@
 """The backend interface: start, observe and stop replicas. The controller decides; backends do.
 
-Both backends (local processes, Kubernetes) give the same semantics: a started replica gets a
-URL once it listens, reports its own readiness over HTTP, and a stopped one drains first.
+``LocalBackend`` (replicas as local processes, under ``controller/reconciler.Controller``) is the
+one ``Backend``: a started replica gets a URL once it listens, reports its own readiness over
+HTTP, and a stopped one drains first. Kubernetes is not a ``Backend``: it rolls whole
+deployments itself, so ``backends/kubernetes.KubernetesCluster`` serves its own controller,
+``controller/kubernetes.KubeController``.
 """
 from __future__ import annotations
 

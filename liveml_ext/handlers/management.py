@@ -53,7 +53,7 @@ class ArtifactsHandler(UploadHandler):
 
     async def put(self) -> None:
         self.principal.require(self.principal.namespace or "default")
-        self.reply(await self.stored_upload(self.cp.put_artifact), 201)
+        self.reply(await self.stored_upload(self.cp.submissions.put_artifact), 201)
 
 
 class ArtifactHandler(ManagementHandler):
@@ -106,7 +106,7 @@ class SubmissionsHandler(ManagementHandler):
                                                         self.principal)
         if existing is not None:
             return self.reply(existing)
-        self.reply(await self.cp.submit(ref, req, self.principal), 201)
+        self.reply(await self.cp.submissions.submit(ref, req, self.principal), 201)
 
 
 class ReleasesHandler(ManagementHandler):
