@@ -15,6 +15,7 @@ from typing import Any
 
 from ..artifacts import ArtifactStore
 from ..core.registry import Registry
+from ..core.states import DeploymentState
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Event, Release, Store, Submission, now
 
@@ -34,7 +35,7 @@ class RuntimeBase:
 
     rid: str
     namespace: str
-    state: str = "STARTING"
+    state: DeploymentState = DeploymentState.STARTING
     reason: str = ""
     served: str | None = None
     desired: Desired | None = None  # (deployment, release, submission) as last read
@@ -177,7 +178,7 @@ class ControllerBase:
             s.expunge_all()
             return row, release, sub
 
-    def record_state(self, rt: RuntimeBase, row: Deployment, state: str, reason: str,
+    def record_state(self, rt: RuntimeBase, row: Deployment, state: DeploymentState, reason: str,
                      served: str | None) -> None:
         """Keep state, reason and served release in the runtime and the store; a changed state
         is an event."""
@@ -194,7 +195,7 @@ class ControllerBase:
                     db.state, db.reason, db.served_release_rid = state, reason, served
 
     @staticmethod
-    def unavailable(pool: Pool, state: str, reason: str) -> None:
+    def unavailable(pool: Pool, state: DeploymentState, reason: str) -> None:
         """Why queries get 503 while the pool is empty."""
-        pool.unavailable_reason = DISABLED_REASON if state == "DISABLED" else (
+        pool.unavailable_reason = DISABLED_REASON if state == DeploymentState.DISABLED else (
             f"the deployment has no ready replica ({state}: {reason}); see `liveml status`")

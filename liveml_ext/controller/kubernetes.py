@@ -39,8 +39,15 @@ from kubernetes.client.exceptions import ApiException
 from .. import __version__
 from ..artifacts import ArtifactStore
 from ..backends.k8s_manifests import SERVICE_PORT, KubeDeployment, object_name
-from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster
+from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster, summary_state
 from ..core.registry import Registry
+from ..core.states import (
+    DeploymentState,
+    ReplicaState,
+    RolloutState,
+    deployment_state,
+    replica_health,
+)
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store, Submission
 from ..store.home import write_private
@@ -106,6 +113,7 @@ class KubeRuntime(RuntimeBase):
     old_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     rolled_out: tuple[str, int] | None = None  # (release rid, generation) last fully rolled out
     busy: bool = False
+    settled: int = 0  # the pod count last all ready (scaling up from it is not DEGRADED)
 
 
 def _ts_key(stamp: str) -> str:
@@ -258,8 +266,9 @@ class KubeController(ControllerBase):
             for rt in list(self.runtimes.values()):
                 row = self.desired(rt)[0]
                 if row is not None:
-                    self.record_state(rt, row, "FAILED" if row.enabled else "DISABLED",
-                                      self.cluster_error if row.enabled else "", rt.served)
+                    state, reason = deployment_state(enabled=row.enabled, ready=0, want=1,
+                                                     failure=self.cluster_error)
+                    self.record_state(rt, row, state, reason, rt.served)
             return
         now_ = time.monotonic()
         if not self._namespace_busy and now_ - self._namespace_at >= self.settings.poll_interval:
@@ -287,7 +296,9 @@ class KubeController(ControllerBase):
             return
         now_ = time.monotonic()
         if release is None or sub is None:
-            self.record_state(rt, row, "FAILED", f"no release is tagged {row.environment}", None)
+            state, reason = deployment_state(enabled=row.enabled, ready=0, want=1,
+                                             failure=f"no release is tagged {row.environment}")
+            self.record_state(rt, row, state, reason, None)
             return
         spec = self.spec(row, release, sub)
         name = object_name(row.api_name, row.namespace)
@@ -311,7 +322,8 @@ class KubeController(ControllerBase):
             pods = self._pods(rt)
             if self.shipper is not None and pods:
                 await self._call(self._tail_logs, rt.rid, pods)
-            if rt.old_names and rt.summary and rt.summary["state"] in ("ACTIVE", "DISABLED"):
+            if rt.old_names and rt.summary and rt.summary["state"] in (
+                    DeploymentState.ACTIVE, DeploymentState.DISABLED):
                 self._pending_deletes |= rt.old_names  # the renamed objects serve: drop the old
                 self._known_names.pop(rt.rid, None)
                 rt.old_names.clear()
@@ -379,7 +391,9 @@ class KubeController(ControllerBase):
             olds = {old: await self._call(self.cluster.observe, old) for old in list(rt.old_names)}
             rt.summary, rt.old_summaries, rt.summary_spec = summary, olds, spec
         except Exception as exc:  # noqa: BLE001 - shown as the state's reason
-            rt.summary = {"state": "FAILED", "reason": describe_error(exc), "pods": [],
+            error = describe_error(exc)
+            rt.summary = {"state": DeploymentState.FAILED, "reason": error, "failure": error,
+                          "problem": "", "pods": [],
                           "urls": [], "ready": 0, "desired": 0, "rollout": None,
                           "exists": False, "unreachable": True}
             return
@@ -395,18 +409,22 @@ class KubeController(ControllerBase):
         pods = self._pods(rt)
         ready = [p for p in pods if p["ready"] and p["url"] and not p["terminating"]]
         if not row.enabled:
-            state, reason = "DISABLED", ""
+            state, reason = deployment_state(enabled=False, ready=0, want=0)
             ready = []
         elif rt.apply_error and not summary.get("exists"):
-            state, reason = "FAILED", rt.apply_error
+            state, reason = deployment_state(enabled=True, ready=0, want=1, failure=rt.apply_error)
         elif not summary.get("exists") and not summary.get("unreachable"):
-            state, reason = "STARTING", "waiting for Kubernetes to create the Deployment"
+            state = DeploymentState.STARTING
+            reason = "waiting for Kubernetes to create the Deployment"
         else:
-            state, reason = summary["state"], summary["reason"]
-            if rt.old_summaries and state != "ACTIVE" and ready:
-                state, reason = "ACTIVE", f"renaming: {reason}"
+            state, reason = (summary["state"], summary["reason"]) if summary.get("unreachable") \
+                else summary_state(summary, rt.settled)
+            if state == DeploymentState.ACTIVE and summary["ready"] >= summary["desired"] > 0:
+                rt.settled = summary["desired"]
+            if rt.old_summaries and state != DeploymentState.ACTIVE and ready:
+                state, reason = DeploymentState.ACTIVE, f"renaming: {reason}"
             if rt.apply_error:
-                state = "DEGRADED" if ready else "FAILED"
+                state = DeploymentState.DEGRADED if ready else DeploymentState.FAILED
                 reason = "; ".join(x for x in (rt.apply_error, reason) if x)
         self._route(pool, rt, ready)
         self.unavailable(pool, state, reason)
@@ -415,10 +433,11 @@ class KubeController(ControllerBase):
             serving[0] if serving else row.served_release_rid)
         key = (rt.applied.release_rid, rt.applied.generation) if rt.applied else None
         current = [p for p in ready if p["current"]]
-        if key and key != rt.rolled_out and state == "ACTIVE" and not rt.old_summaries and \
-                (summary.get("rollout") or {}).get("state") == "COMPLETE" and \
+        if key and key != rt.rolled_out and state == DeploymentState.ACTIVE and \
+                not rt.old_summaries and \
+                (summary.get("rollout") or {}).get("state") == RolloutState.COMPLETE and \
                 len(current) == len(ready):
-            if rt.rolled_out is not None or rt.state != "ACTIVE":
+            if rt.rolled_out is not None or rt.state != DeploymentState.ACTIVE:
                 self.event(rt.rid, "rollout", f"Release {release.version} (generation "
                            f"{key[1]}) rolled out to {len(ready)} pod(s)", release=release.version)
             rt.rolled_out = key
@@ -445,16 +464,16 @@ class KubeController(ControllerBase):
         out = []
         for p in self._pods(rt):
             if p["terminating"]:
-                state = "DRAINING"
+                state = ReplicaState.DRAINING
             elif p["ready"]:
-                state = "READY"
+                state = ReplicaState.READY
             elif p["reason"] in FATAL_REASONS:
-                state = "FAILED"
+                state = ReplicaState.FAILED
             else:
-                state = "STARTING"
+                state = ReplicaState.STARTING
             reason = f"{p['reason']}: {p['message']}" if p["message"] else p["reason"]
             out.append({"nodeId": p["node_id"], "state": state,
-                        "health": {"READY": "HEALTHY", "FAILED": "UNHEALTHY"}.get(state, "UNKNOWN"),
+                        "health": replica_health(state),
                         "releaseVersion": p.get("release_version") or "", "url": p["url"] or "",
                         "reason": reason, "restarts": p["restarts"]})
         return out

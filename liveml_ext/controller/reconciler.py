@@ -22,13 +22,15 @@ import aiohttp
 from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
 from ..core.registry import Registry
+from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store, Submission
 from .base import ControllerBase, RuntimeBase
 
 log = logging.getLogger("liveml.controller")
 
-STARTING, READY, DRAINING, FAILED = "STARTING", "READY", "DRAINING", "FAILED"
+STARTING, READY, DRAINING, FAILED = (ReplicaState.STARTING, ReplicaState.READY,
+                                     ReplicaState.DRAINING, ReplicaState.FAILED)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Replica:
     release_version: str
     handle: Any
     started: float = field(default_factory=time.monotonic)
-    state: str = STARTING
+    state: ReplicaState = STARTING
     url: str | None = None
     reason: str = ""
     health_failures: int = 0
@@ -78,6 +80,7 @@ class Runtime(RuntimeBase):
     serving_key: tuple[str, int] | None = None  # the key whose replica was last seen ready
     heal_at: float = 0.0  # when a lost replica of serving_key may be replaced next
     heal_failures: int = 0
+    settled: int = 0  # the replica count last all ready and current (scaling up from it is fine)
 
 
 class Controller(ControllerBase):
@@ -138,9 +141,7 @@ class Controller(ControllerBase):
         rt = self.runtimes.get(rid)
         if rt is None:
             return []
-        return [{"nodeId": r.node_id, "state": r.state,
-                 "health": "HEALTHY" if r.state == READY else
-                 ("UNHEALTHY" if r.state == FAILED else "UNKNOWN"),
+        return [{"nodeId": r.node_id, "state": r.state, "health": replica_health(r.state),
                  "releaseVersion": r.release_version, "url": r.url or "", "reason": r.reason}
                 for r in rt.replicas]
 
@@ -154,8 +155,8 @@ class Controller(ControllerBase):
         if t is not None:
             updated = sum(1 for r in rt.replicas if r.key == t.key and r.state == READY)
             rollout = {"releaseVersion": t.version, "generation": t.key[1],
-                       "state": "FAILED" if t.failed else
-                       ("COMPLETE" if t.complete else "PROGRESSING"),
+                       "state": RolloutState.FAILED if t.failed else
+                       (RolloutState.COMPLETE if t.complete else RolloutState.PROGRESSING),
                        "updatedReplicas": updated, "desiredReplicas": rt.want or 0,
                        "failures": t.failures, "reason": t.reason}
         return {"replicas": self.replicas(rid), "rollout": rollout,
@@ -429,37 +430,30 @@ class Controller(ControllerBase):
 
     def _set_state(self, rt: Runtime, row: Deployment, release: Release | None, want: int) -> None:
         pool = self.gateway.pools[rt.rid]
-        ready = [r for r in rt.replicas if r.state == READY]
+        ready = [r for r in rt.replicas if r.state == ReplicaState.READY]
         target = rt.target
         ready_current = [r for r in ready if target and r.key == target.key]
         crashing = target is not None and len(target.crashes) > 1 and \
             time.monotonic() < target.retry_at
-        progress = f"{len(ready_current)}/{want} replicas of release " \
-                   f"{target.version if target else '-'} ready"
-        if not row.enabled:
-            state, reason = "DISABLED", ""
-        elif release is None:
-            state, reason = "FAILED", f"no release is tagged {row.environment}"
+        failure = ""
+        if release is None:
+            failure, ready = f"no release is tagged {row.environment}", []  # nothing to serve
         elif target is not None and target.failed:
-            state = "DEGRADED" if ready else "FAILED"
-            reason = f"release {target.version}: {target.reason}" + \
+            failure = f"release {target.version}: {target.reason}" + \
                 (f"; {len(ready)} replica(s) of the previous version still serve" if ready else "")
         elif crashing:
-            state = "DEGRADED" if ready else "FAILED"
-            reason = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
-                     f"{target.reason}; backing off before the next restart"
-        elif rt.pending_reason:
-            state = "DEGRADED" if ready else "STARTING"
-            reason = f"{progress}; cannot start more: {rt.pending_reason}"
-        elif len(ready_current) >= want and len(ready) == len(ready_current):
-            state, reason = "ACTIVE", ""
-            rt.was_active = True
-        elif ready and len(ready) >= want:
-            state, reason = "ACTIVE", f"rolling out: {progress}"
-        else:
-            state = "DEGRADED" if (rt.was_active and ready) else "STARTING"
-            reason = progress + (f"; last failure: {target.reason}"
-                                 if target and target.reason else "")
+            failure = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
+                      f"{target.reason}; backing off before the next restart"
+        settled = len(ready_current) >= want and len(ready) == len(ready_current)
+        state, reason = deployment_state(
+            enabled=row.enabled, ready=len(ready), want=want, failure=failure,
+            problem=f"cannot start more: {rt.pending_reason}" if rt.pending_reason else "",
+            progress=f"{len(ready_current)}/{want} replicas of release "
+                     f"{target.version if target else '-'} ready",
+            rolling=not settled, settled=rt.settled,
+            last_failure=f"last failure: {target.reason}" if target and target.reason else "")
+        if state == DeploymentState.ACTIVE and settled:
+            rt.was_active, rt.settled = True, want
         self.unavailable(pool, state, reason)
         if ready_current:
             served = target.key[0] if target else None

@@ -13,6 +13,7 @@ from . import models as m
 from .errors import ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
 from .profiles import ProfileCatalog
 from .registry import MASK, Principal, Registry, new_rid, pick_one
+from .states import DeploymentState, ReplicaState
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 #: Runtime fields whose change needs new replicas (a count change only adds or removes some).
@@ -79,12 +80,12 @@ class Deployments:
         target = self.registry.tagged_release(s, row.objective_rid, row.environment)
         seen = self.observer.observed(row.rid)
         replicas = seen["replicas"]
-        ready = sum(1 for r in replicas if r["state"] == "READY")
+        ready = sum(1 for r in replicas if r["state"] == ReplicaState.READY)
         config = row.runtime_configuration
         # the controller's count, within the bounds as they are now (it may not have seen an edit)
         want = (seen["autoscaling"] or {}).get("desiredReplicas") or config["minReplicas"]
         desired = min(max(want, config["minReplicas"]), config["maxReplicas"]) if row.enabled else 0
-        state = row.state if row.enabled else "DISABLED"
+        state = row.state if row.enabled else DeploymentState.DISABLED
         status = {"state": state, "isReady": bool(row.enabled and ready),
                   "reason": row.reason, "readyReplicas": ready, "desiredReplicas": desired,
                   "replicas": replicas, "rollout": seen["rollout"],
@@ -161,7 +162,7 @@ class Deployments:
                 description=req.description, api_name=api_name, objective_rid=obj.rid,
                 environment=req.environment, replica_profile=req.replica_profile,
                 resource_profile=req.resource_profile, runtime_configuration=config,
-                enabled=True, state="STARTING", created_by=who.name)
+                enabled=True, state=DeploymentState.STARTING, created_by=who.name)
             s.add(row)
         self.observer.changed(row.rid, "created")
         return self.get(row.rid, who)
@@ -221,7 +222,7 @@ class Deployments:
         with self.store.session() as s:
             row = self.row(s, ref, who, "manage")
             row.enabled = enabled
-            row.state = "STARTING" if enabled else "DISABLED"
+            row.state = DeploymentState.STARTING if enabled else DeploymentState.DISABLED
             row.reason = ""
             row.updated_at = now()
             rid = row.rid
