@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..artifacts import ArtifactStore
+from ..backends.base import typed_runtime
+from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState
 from ..gateway.pool import Gateway, Pool
@@ -26,7 +29,22 @@ MESSAGES = {"created": "Deployment created", "updated": "Deployment edited",
             "disabled": "Deployment disabled", "enabled": "Deployment enabled",
             "tag": "A release tag moved"}
 
-Desired = tuple[Deployment | None, Release | None, Submission | None]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one deployment should run, as the store has it: its row (read, then detached), the
+    release it should serve and that release's submission, and its runtime configuration as the
+    model (``runtime``; None when the deployment is gone). Unpacks as (row, release, submission).
+    """
+
+    row: Deployment | None = None
+    release: Release | None = None
+    submission: Submission | None = None
+    runtime: RuntimeConfiguration | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.row, self.release, self.submission))
 
 
 @dataclass
@@ -170,13 +188,13 @@ class ControllerBase:
         with self.store.session() as s:
             row = s.get(Deployment, rid)
             if row is None:
-                return None, None, None
+                return Desired()
             release = self.registry.tagged_release(s, row.objective_rid, row.environment)
             if release is None and row.served_release_rid:
                 release = s.get(Release, row.served_release_rid)  # tag gone: keep serving
             sub = s.get(Submission, release.submission_rid) if release else None
             s.expunge_all()
-            return row, release, sub
+            return Desired(row, release, sub, typed_runtime(row.runtime_configuration))
 
     def record_state(self, rt: RuntimeBase, row: Deployment, state: DeploymentState, reason: str,
                      served: str | None) -> None:

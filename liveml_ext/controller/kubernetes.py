@@ -38,6 +38,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
 from ..artifacts import ArtifactStore
+from ..backends.base import typed_runtime
 from ..backends.k8s_manifests import SERVICE_PORT, KubeDeployment, object_name
 from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster, summary_state
 from ..core.registry import Registry
@@ -243,7 +244,7 @@ class KubeController(ControllerBase):
     def deleted(self, rt: KubeRuntime) -> None:
         names = {rt.name, *rt.old_names, *self._known_names.pop(rt.rid, set())} - {""}
         if not names:  # never applied in this process: the name follows from the row
-            row = (rt.desired or (None,))[0]
+            row = rt.desired.row if rt.desired else None
             if row is not None:
                 names = {object_name(row.api_name, row.namespace)}
         self._pending_deletes.update(names)
@@ -264,7 +265,7 @@ class KubeController(ControllerBase):
     async def reconcile_all(self) -> None:
         if not await self._ensure_token():
             for rt in list(self.runtimes.values()):
-                row = self.desired(rt)[0]
+                row = self.desired(rt).row
                 if row is not None:
                     state, reason = deployment_state(enabled=row.enabled, ready=0, want=1,
                                                      failure=self.cluster_error)
@@ -364,7 +365,7 @@ class KubeController(ControllerBase):
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
             input_example=(sub.api or {}).get("inputExample"),
-            runtime=dict(row.runtime_configuration), spark=spark,
+            runtime=typed_runtime(row.runtime_configuration), spark=spark,
             image=self.settings.spark_replica_image if spark else self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_credential=self.gateway.credentials.issue(row.rid, sub.artifact_sha256),

@@ -21,11 +21,12 @@ import aiohttp
 
 from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
+from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
 from ..gateway.pool import Gateway, Pool
-from ..store.db import Deployment, Release, Store, Submission
-from .base import ControllerBase, RuntimeBase
+from ..store.db import Deployment, Release, Store
+from .base import ControllerBase, Desired, RuntimeBase
 
 log = logging.getLogger("liveml.controller")
 
@@ -164,16 +165,16 @@ class Controller(ControllerBase):
 
     async def reconcile(self, rt: Runtime) -> None:
         changes = rt.changes
-        row, release, sub = self.desired(rt)
-        if row is None:
+        desired = self.desired(rt)
+        row, release, sub = desired.row, desired.release, desired.submission
+        if row is None or desired.runtime is None:
             return
         pool = self.gateway.pools[rt.rid]
         await self._observe(rt, pool)
         if self.outdated(rt, changes):
             return
         now_ = time.monotonic()
-        config = row.runtime_configuration
-        want = self._autoscale(rt, config, pool, now_) if row.enabled else 0
+        want = self._autoscale(rt, desired.runtime, pool, now_) if row.enabled else 0
         key = (release.rid, row.generation) if (row.enabled and release) else None
         if key is None:
             rt.target = None
@@ -202,7 +203,7 @@ class Controller(ControllerBase):
         if not blocked and release and sub:
             room = want + self.max_surge - len(current) - len(old_ready) if old_ready else want
             for _ in range(max(0, min(want - len(current), room))):
-                if not await self._start(rt, row, release, sub) or self.outdated(rt, changes):
+                if not await self._start(rt, desired) or self.outdated(rt, changes):
                     break
             if self.outdated(rt, changes):
                 return  # what was started is the next pass's to keep or retire
@@ -238,22 +239,22 @@ class Controller(ControllerBase):
             del rt.specs[stale]
         self._set_state(rt, row, release, want)
 
-    def _autoscale(self, rt: Runtime, config: dict[str, Any], pool: Pool, now_: float) -> int:
+    def _autoscale(self, rt: Runtime, config: RuntimeConfiguration, pool: Pool, now_: float) -> int:
         """Replicas wanted now: minReplicas, or more under load, up to maxReplicas."""
-        low, high = config["minReplicas"], config["maxReplicas"]
+        low, high = config.min_replicas, config.max_replicas
         want = low if rt.want is None else min(max(rt.want, low), high)
         if low == high:
             rt.want = want
             return want
         ready = max(1, len(pool.members))
-        capacity = ready * max(1, config.get("threadCount", 1))
+        capacity = ready * config.thread_count
         inflight = sum(m.inflight for m in pool.members)
         rt.load = 0.7 * rt.load + 0.3 * (inflight / capacity)
-        threshold = config.get("scaleUpLoadThreshold", 0.8)
+        threshold = config.scale_up_load_threshold
         if rt.load > threshold:
             rt.below_since = None
             rt.above_since = rt.above_since or now_
-            if want < high and now_ - rt.above_since >= config.get("scaleUpDelay", 10.0):
+            if want < high and now_ - rt.above_since >= config.scale_up_delay:
                 want += 1
                 rt.above_since = None
                 self.event(rt.rid, "scale", f"Scaled up to {want} replicas (load "
@@ -261,7 +262,7 @@ class Controller(ControllerBase):
         elif rt.load < threshold / 2:
             rt.above_since = None
             rt.below_since = rt.below_since or now_
-            if want > low and now_ - rt.below_since >= config.get("scaleDownDelay", 60.0):
+            if want > low and now_ - rt.below_since >= config.scale_down_delay:
                 want -= 1
                 rt.below_since = None
                 self.event(rt.rid, "scale", f"Scaled down to {want} replicas (load "
@@ -271,16 +272,17 @@ class Controller(ControllerBase):
         rt.want = want
         return want
 
-    async def _start(self, rt: Runtime, row: Deployment, release: Release,
-                     sub: Submission) -> bool:
-        config = dict(row.runtime_configuration)
+    async def _start(self, rt: Runtime, desired: Desired) -> bool:
+        row, release, sub, config = desired.row, desired.release, desired.submission, \
+            desired.runtime
+        assert row is not None and release is not None and sub is not None and config is not None
         spec = ReplicaSpec(
             node_id="", deployment_rid=rt.rid, namespace=rt.namespace,
             release_rid=release.rid, release_version=release.version,
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
-            env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}),
+            env=dict(config.env), requirements=dict(sub.requirements or {}),
             input_example=(sub.api or {}).get("inputExample"),
             artifact_sha256=sub.artifact_sha256)
         return await self._start_spec(rt, row.api_name, spec)
