@@ -172,8 +172,8 @@ def test_kubernetes_rollout_status_belongs_to_what_was_read(controller: KubeCont
                   "pods": [], "desired": 2}
     rt.summary_spec = spec(generation=3)
     rt.applied = spec(generation=4)  # applied, not read back yet
-    rollout = controller.observed("ri.dep")["rollout"]
-    assert (rollout["generation"], rollout["state"]) == (3, "COMPLETE")
+    rollout = controller.observed("ri.dep").rollout
+    assert rollout is not None and (rollout.generation, rollout.state) == (3, "COMPLETE")
 
 
 def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
@@ -185,9 +185,10 @@ def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
     rt.summary = {"rollout": None, "pods": [], "desired": 3}
     rt.applied = spec()  # minReplicas 2 < maxReplicas 4: an HPA scales it
     controller.autoscalers = {rt.name: {"current": 3, "desired": 3, "utilization": 0.93}}
-    assert controller.observed("ri.dep")["autoscaling"] == {"desiredReplicas": 3, "load": 0.93}
+    seen = controller.observed("ri.dep")
+    assert (seen.desired_replicas, seen.load) == (3, 0.93)
     rt.applied = spec(runtime={"minReplicas": 2, "maxReplicas": 2})  # a fixed count: no load
-    assert controller.observed("ri.dep")["autoscaling"]["load"] == 0.0
+    assert controller.observed("ri.dep").load == 0.0
 
 
 def test_kubernetes_a_pass_that_read_before_a_disable_does_not_route_again(

@@ -212,6 +212,18 @@ class ControllerBase:
                 if db is not None:
                     db.state, db.reason, db.served_release_rid = state, reason, served
 
+    def desired_count(self, rt: RuntimeBase, want: int) -> int:
+        """The replica count the controller wants (``want``, 0: not chosen yet), within the
+        deployment's bounds as the store has them now (the controller may not have acted on an
+        edit yet); 0 when disabled."""
+        desired = self.desired(rt)
+        if desired.row is None or desired.runtime is None:
+            return want
+        if not desired.row.enabled:
+            return 0
+        low, high = desired.runtime.min_replicas, desired.runtime.max_replicas
+        return min(max(want or low, low), high)
+
     @staticmethod
     def unavailable(pool: Pool, state: DeploymentState, reason: str) -> None:
         """Why queries get 503 while the pool is empty."""

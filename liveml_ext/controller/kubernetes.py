@@ -41,6 +41,8 @@ from ..artifacts import ArtifactStore
 from ..backends.base import typed_runtime
 from ..backends.k8s_manifests import SERVICE_PORT, KubeDeployment, object_name
 from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster, summary_state
+from ..core import models as m
+from ..core.deployments import ObservedStatus
 from ..core.registry import Registry
 from ..core.states import (
     DeploymentState,
@@ -458,7 +460,7 @@ class KubeController(ControllerBase):
         for node_id, url in sorted(wanted.items()):
             pool.add(node_id, url, self.gateway.credentials.hop(rt.rid))
 
-    def replicas(self, rid: str) -> list[dict[str, Any]]:
+    def replicas(self, rid: str) -> list[m.ReplicaStatus]:
         rt = self.runtimes.get(rid)
         if rt is None:
             return []
@@ -473,27 +475,30 @@ class KubeController(ControllerBase):
             else:
                 state = ReplicaState.STARTING
             reason = f"{p['reason']}: {p['message']}" if p["message"] else p["reason"]
-            out.append({"nodeId": p["node_id"], "state": state,
-                        "health": replica_health(state),
-                        "releaseVersion": p.get("release_version") or "", "url": p["url"] or "",
-                        "reason": reason, "restarts": p["restarts"]})
+            out.append(m.ReplicaStatus(
+                node_id=p["node_id"], state=state, health=replica_health(state),
+                release_version=p.get("release_version") or "", url=p["url"] or "",
+                reason=reason, restarts=p["restarts"]))
         return out
 
-    def observed(self, rid: str) -> dict[str, Any]:
+    def observed(self, rid: str) -> ObservedStatus:
         rt = self.runtimes.get(rid)
-        if rt is None or rt.summary is None:
-            return {"replicas": [], "rollout": None, "autoscaling": None}
+        if rt is None:
+            return ObservedStatus()
+        if rt.summary is None:  # not read yet
+            return ObservedStatus(desired_replicas=self.desired_count(rt, 0))
         rollout = rt.summary.get("rollout")
         spec = rt.summary_spec  # not rt.applied: a rollout read before an apply is the old one
-        desired = rt.summary.get("desired", 0)
-        return {"replicas": self.replicas(rid),
-                "rollout": None if rollout is None or spec is None else {
-                    "releaseVersion": spec.release_version, "generation": spec.generation,
-                    "state": rollout["state"], "updatedReplicas": rollout["updated"],
-                    "desiredReplicas": rollout["desired"],
-                    "failures": sum(p["restarts"] for p in rt.summary["pods"]),
-                    "reason": rollout["reason"]},
-                "autoscaling": {"desiredReplicas": desired, "load": self._load(rt)}}
+        return ObservedStatus(
+            replicas=tuple(self.replicas(rid)),
+            rollout=None if rollout is None or spec is None else m.RolloutStatus(
+                release_version=spec.release_version, generation=spec.generation,
+                state=rollout["state"], updated_replicas=rollout["updated"],
+                desired_replicas=rollout["desired"],
+                failures=sum(p["restarts"] for p in rt.summary["pods"]),
+                reason=rollout["reason"]),
+            desired_replicas=self.desired_count(rt, rt.summary.get("desired", 0)),
+            load=self._load(rt))
 
     def _load(self, rt: KubeRuntime) -> float:
         """An autoscaled deployment's load: its HPA's average CPU utilization (of the request),

@@ -21,6 +21,8 @@ import aiohttp
 
 from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
+from ..core import models as m
+from ..core.deployments import ObservedStatus
 from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
@@ -138,30 +140,33 @@ class Controller(ControllerBase):
                     for rid, rt in list(self.runtimes.items()) for r in list(rt.replicas)]
         return sampler.rows(replicas, inflight)
 
-    def replicas(self, rid: str) -> list[dict[str, Any]]:
+    def replicas(self, rid: str) -> list[m.ReplicaStatus]:
         rt = self.runtimes.get(rid)
         if rt is None:
             return []
-        return [{"nodeId": r.node_id, "state": r.state, "health": replica_health(r.state),
-                 "releaseVersion": r.release_version, "url": r.url or "", "reason": r.reason}
+        return [m.ReplicaStatus(node_id=r.node_id, state=r.state, health=replica_health(r.state),
+                                release_version=r.release_version, url=r.url or "",
+                                reason=r.reason)
                 for r in rt.replicas]
 
-    def observed(self, rid: str) -> dict[str, Any]:
+    def observed(self, rid: str) -> ObservedStatus:
         """Live status beyond the store: replicas, rollout progress and autoscaling."""
         rt = self.runtimes.get(rid)
         if rt is None:
-            return {"replicas": [], "rollout": None, "autoscaling": None}
+            return ObservedStatus()
         t = rt.target
         rollout = None
         if t is not None:
             updated = sum(1 for r in rt.replicas if r.key == t.key and r.state == READY)
-            rollout = {"releaseVersion": t.version, "generation": t.key[1],
-                       "state": RolloutState.FAILED if t.failed else
-                       (RolloutState.COMPLETE if t.complete else RolloutState.PROGRESSING),
-                       "updatedReplicas": updated, "desiredReplicas": rt.want or 0,
-                       "failures": t.failures, "reason": t.reason}
-        return {"replicas": self.replicas(rid), "rollout": rollout,
-                "autoscaling": {"desiredReplicas": rt.want or 0, "load": round(rt.load, 3)}}
+            rollout = m.RolloutStatus(
+                release_version=t.version, generation=t.key[1],
+                state=RolloutState.FAILED if t.failed else
+                (RolloutState.COMPLETE if t.complete else RolloutState.PROGRESSING),
+                updated_replicas=updated, desired_replicas=rt.want or 0, failures=t.failures,
+                reason=t.reason)
+        return ObservedStatus(replicas=tuple(self.replicas(rid)), rollout=rollout,
+                              desired_replicas=self.desired_count(rt, rt.want or 0),
+                              load=round(rt.load, 3))
 
     async def reconcile(self, rt: Runtime) -> None:
         changes = rt.changes
