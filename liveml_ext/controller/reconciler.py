@@ -442,9 +442,9 @@ class Controller(ControllerBase):
         ready_current = [r for r in ready if target and r.key == target.key]
         crashing = target is not None and len(target.crashes) > 1 and \
             time.monotonic() < target.retry_at
-        failure = ""
+        failure, serving = "", len(ready)
         if release is None:
-            failure, ready = f"no release is tagged {row.environment}", []  # nothing to serve
+            failure, serving = f"no release is tagged {row.environment}", 0  # nothing to serve
         elif target is not None and target.failed:
             failure = f"release {target.version}: {target.reason}" + \
                 (f"; {len(ready)} replica(s) of the previous version still serve" if ready else "")
@@ -453,7 +453,7 @@ class Controller(ControllerBase):
                       f"{target.reason}; backing off before the next restart"
         settled = len(ready_current) >= want and len(ready) == len(ready_current)
         state, reason = deployment_state(
-            enabled=row.enabled, ready=len(ready), want=want, failure=failure,
+            enabled=row.enabled, ready=serving, want=want, failure=failure,
             problem=f"cannot start more: {rt.pending_reason}" if rt.pending_reason else "",
             progress=f"{len(ready_current)}/{want} replicas of release "
                      f"{target.version if target else '-'} ready",
