@@ -9,26 +9,22 @@ deployment should be and lets Kubernetes do it. Per deployment, in a background 
    maxUnavailable 0), restarts crashed containers and schedules GPUs.
 2. **Observe**, every ``poll_interval``: the Deployment and its pods become the state, reason,
    rollout and served release in the store, and the gateway pool (the ready pods' URLs, or the
-   Service). New pod log lines (the pod log API, with the kubelet's timestamps) go to the log
-   store with ``tags.node_id`` = the pod name; a restarted container's previous log is read too,
-   so a crash's traceback is kept. A terminating pod's log is followed (``follow=true``) until
-   its container exits, so what it logs as it drains is kept up to the last line.
+   Service). New pod log lines go to the log store with ``tags.node_id`` = the pod name
+   (``kube_logs.PodLogs``: polled, a restarted container's previous log too, a terminating
+   pod's log followed to its last line).
 
 Once per poll the namespace's Kubernetes events (FailedScheduling, BackOff, Unhealthy, ...)
-become liveml events (warnings) or log records (normal ones). Metrics come from
+become liveml events (warnings) or log records (normal ones): ``kube_events.EventRelay``. Metrics come from
 ``metrics.k8s.io`` (``sample``). A renamed API name renames the objects: the new ones are applied,
 the old ones serve until the new ones are ready, then go. Deletes that fail are retried.
 """
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import math
-import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +49,9 @@ from ..core.states import (
 )
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store, Submission
-from ..store.home import write_private
 from .base import ControllerBase, RuntimeBase
+from .kube_events import EventRelay
+from .kube_logs import PodLogs
 
 log = logging.getLogger("liveml.controller.kubernetes")
 
@@ -93,15 +90,6 @@ def uses_spark(requirements: dict[str, str], adapter: str = "") -> bool:
 
 
 @dataclass
-class LogTail:
-    """How far one pod's log has been read: the last kubelet timestamp and the lines at it."""
-
-    last: str = ""
-    at_last: set[int] = field(default_factory=set)
-    restarts: int = 0
-
-
-@dataclass
 class KubeRuntime(RuntimeBase):
     name: str = ""  # the object name now applied
     old_names: set[str] = field(default_factory=set)  # after an API name change, until removed
@@ -117,33 +105,6 @@ class KubeRuntime(RuntimeBase):
     rolled_out: tuple[str, int] | None = None  # (release rid, generation) last fully rolled out
     busy: bool = False
     settled: int = 0  # the pod count last all ready (scaling up from it is not DEGRADED)
-
-
-def _ts_key(stamp: str) -> str:
-    """An RFC 3339 UTC time with its fraction padded to 9 digits, so that strings compare in
-    time order (the kubelet trims trailing zeros)."""
-    base, _, frac = stamp.rstrip("Z").partition(".")
-    return f"{base}.{frac.ljust(9, '0')[:9]}Z"
-
-
-def _epoch(stamp: str) -> float:
-    base = stamp.rstrip("Z").partition(".")[0]
-    return dt.datetime.fromisoformat(base).replace(tzinfo=dt.UTC).timestamp()
-
-
-def split_log(text: str) -> list[tuple[str, bytes]]:
-    """``<timestamp> <line>`` lines of the pod log API as (normalized timestamp, line)."""
-    out = []
-    for line in text.splitlines():
-        stamp, sep, rest = line.partition(" ")
-        if sep and stamp[:4].isdigit() and "T" in stamp:
-            out.append((_ts_key(stamp), rest.encode()))
-    return out
-
-
-def _object_of(pod: str) -> str:
-    """The object name of a Deployment's pod: ``<name>-<template hash>-<suffix>``."""
-    return pod.rsplit("-", 2)[0]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -175,19 +136,16 @@ class KubeController(ControllerBase):
         self.cluster = cluster
         self.settings = settings
         self.runtimes: dict[str, KubeRuntime] = {}
-        self.state_file = state_file  # log read positions, kept across restarts
-        self.tails: dict[str, LogTail] = self._load_tails()
-        self._tails_lock = threading.Lock()
-        #: pods whose log is followed to its end: True while the stream runs, False after
-        self._following: dict[str, bool] = {}
+        self.pod_logs = PodLogs(cluster, shipper, state_file,
+                                lambda name: self._by_name().get(name))
+        # late bound: ``self.event`` may be replaced (the tests record events that way)
+        self.relay = EventRelay(self._by_name, lambda *a, **kw: self.event(*a, **kw), shipper)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="liveml-kube")
         self._tasks: set[asyncio.Task] = set()
         self._pending_deletes: set[str] = set()
         self._known_names: dict[str, set[str]] = {}  # rid -> object names found in the cluster
         self._namespace_at = -1e9
         self._namespace_busy = False
-        self._seen_events: dict[str, int] = {}
-        self._events_since = dt.datetime.now(dt.UTC)
         self._nodes: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
         self.autoscalers: dict[str, dict[str, Any]] = {}  # object name -> HPA status
         self.token_ready = False
@@ -239,7 +197,7 @@ class KubeController(ControllerBase):
         await super().stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._save_tails()
+        self.pod_logs.save()
         self._pool.shutdown(wait=False)
         await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
 
@@ -324,7 +282,7 @@ class KubeController(ControllerBase):
             self._update(rt, row, release)  # status and pool together: ready means routable
             pods = self._pods(rt)
             if self.shipper is not None and pods:
-                await self._call(self._tail_logs, rt.rid, pods)
+                await self._call(self.pod_logs.tail, rt.rid, pods)
             if rt.old_names and rt.summary and rt.summary["state"] in (
                     DeploymentState.ACTIVE, DeploymentState.DISABLED):
                 self._pending_deletes |= rt.old_names  # the renamed objects serve: drop the old
@@ -508,102 +466,10 @@ class KubeController(ControllerBase):
         utilization = (self.autoscalers.get(rt.name) or {}).get("utilization")
         return round(utilization, 3) if utilization is not None else 0.0
 
-    # --- logs ------------------------------------------------------------------------------
-    def _tail_logs(self, rid: str, pods: list[dict[str, Any]]) -> None:
-        """New lines of each pod's log into the shipper (on a worker thread)."""
-        for pod in pods:
-            node = pod["node_id"]
-            if (pod["phase"] == "Pending" and not pod["restarts"]) or node in self._following:
-                continue
-            with self._tails_lock:  # other deployments' passes run on other threads
-                tail = self.tails.setdefault(node, LogTail())
-            tags = {"node_id": node, "deployment_rid": rid,
-                    "release": pod.get("release_version") or ""}
-            try:
-                if pod["restarts"] > tail.restarts:  # the crashed container's last words first
-                    self._ship(tail, self.cluster.pod_log(node, previous=True), tags)
-                    tail.restarts = pod["restarts"]
-                if pod["terminating"]:  # its last lines come after the last poll: follow it
-                    self._following[node] = True
-                    threading.Thread(target=self._follow, args=(tail, node, tags), daemon=True,
-                                     name=f"liveml-log-{node}").start()
-                    continue
-                self._ship(tail, self.cluster.pod_log(node, since_seconds=self._since(tail)),
-                           tags)
-            except Exception as exc:  # noqa: BLE001 - try again next poll
-                log.debug("could not read the log of pod %s: %s", node, exc)
-        listed = {p["node_id"] for p in pods}
-        with self._tails_lock:
-            known = list(self.tails)
-        for node in [n for n in known if n not in listed and self._owned(rid, n)
-                     and not self._following.get(n)]:
-            with self._tails_lock:
-                self.tails.pop(node, None)  # the pod is gone
-            self._following.pop(node, None)
-        self._save_tails()
-
-    @staticmethod
-    def _since(tail: LogTail) -> int | None:
-        """``sinceSeconds`` that covers the last line shipped (a little before: dedupe does the
-        rest), or None for the whole log."""
-        return None if not tail.last else math.ceil(time.time() - _epoch(tail.last)) + 2
-
-    def _follow(self, tail: LogTail, node: str, tags: dict[str, str]) -> None:
-        """A terminating pod's log to its last line (on a thread of its own, as long as the
-        pod drains). A stream that fails gives the pod back to polling."""
-        ended = False
-        try:
-            for text in self.cluster.follow_pod_log(node, since_seconds=self._since(tail)):
-                self._ship(tail, text, tags)
-            ended = True
-        except Exception as exc:  # noqa: BLE001 - polled again instead
-            log.debug("could not follow the log of pod %s: %s", node, exc)
-        finally:
-            if ended:
-                self._following[node] = False
-            else:
-                self._following.pop(node, None)
-
-    def _owned(self, rid: str, pod: str) -> bool:
-        return self._by_name().get(_object_of(pod)) == rid
-
     def _by_name(self) -> dict[str, str]:
         """Object name -> deployment RID, for the names deployments' objects have or just had."""
         return {name: rid for rid, rt in list(self.runtimes.items())
                 for name in (rt.name, *rt.old_names) if name}
-
-    def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
-        lines, times = [], []
-        with self._tails_lock:
-            for stamp, line in split_log(text):
-                digest = zlib.crc32(line)  # stable across restarts, unlike hash()
-                if stamp < tail.last or (stamp == tail.last and digest in tail.at_last):
-                    continue
-                if stamp > tail.last:
-                    tail.last, tail.at_last = stamp, set()
-                tail.at_last.add(digest)
-                lines.append(line)
-                times.append(stamp)
-        if lines:
-            self.shipper.ingest(lines, tags, times)
-
-    def _load_tails(self) -> dict[str, LogTail]:
-        if self.state_file is None:
-            return {}
-        try:
-            doc = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {pod: LogTail(last=t.get("last", ""), at_last=set(t.get("atLast", [])),
-                             restarts=t.get("restarts", 0)) for pod, t in doc.items()}
-
-    def _save_tails(self) -> None:
-        if self.state_file is None:
-            return
-        with self._tails_lock:
-            doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
-                   for pod, t in list(self.tails.items())}
-        write_private(self.state_file, json.dumps(doc))
 
     # --- the namespace: events and deletes -------------------------------------------------
     async def _namespace_pass(self) -> None:
@@ -616,57 +482,13 @@ class KubeController(ControllerBase):
                     log.warning("could not delete the objects of %s: %s", name,
                                 describe_error(exc))
             events = await self._call(self.cluster.events)
-            self._dispatch(events)
+            self.relay.dispatch(events)
             if any(rt.applied is not None and rt.applied.autoscaled for rt in self.runtimes.values()):
                 self.autoscalers = await self._call(self.cluster.autoscalers)
         except Exception as exc:  # noqa: BLE001 - retried next pass
             log.warning("could not read Kubernetes events: %s", describe_error(exc))
         finally:
             self._namespace_busy = False
-
-    @staticmethod
-    def _owner(involved: dict[str, Any], by_name: dict[str, str]) -> tuple[str, str] | None:
-        """(deployment rid, node id) of an event's object, when it is one of ours."""
-        kind, name = involved.get("kind"), involved.get("name") or ""
-        if kind == "Pod":
-            rid = by_name.get(_object_of(name))
-            return (rid, name) if rid else None
-        if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet"):
-            rid = by_name.get(name) or by_name.get(name.rsplit("-", 1)[0])  # a ReplicaSet: -<hash>
-            return (rid, "control-plane") if rid else None
-        return None
-
-    def _dispatch(self, events: list[dict[str, Any]]) -> None:
-        """New or repeated Kubernetes events: warnings become liveml events, the rest logs."""
-        since = self._events_since.isoformat().replace("+00:00", "Z")
-        by_name = self._by_name()
-        for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
-            uid = (ev.get("metadata") or {}).get("uid") or ""
-            count = int(ev.get("count") or 1)
-            if self._seen_events.get(uid, 0) >= count:
-                continue
-            first_time = uid not in self._seen_events
-            self._seen_events[uid] = count
-            when = ev.get("lastTimestamp") or ev.get("eventTime") or ""
-            if first_time and when and when < since[:len(when)]:
-                continue  # from before this control plane started
-            owner = self._owner(ev.get("involvedObject") or {}, by_name)
-            if owner is None:
-                continue
-            rid, node = owner
-            reason, message = ev.get("reason") or "", (ev.get("message") or "").strip()
-            obj = f"{(ev.get('involvedObject') or {}).get('kind')}/" \
-                  f"{(ev.get('involvedObject') or {}).get('name')}"
-            text = f"Kubernetes {reason} on {obj}: {message}" + (f" (x{count})" if count > 1 else "")
-            if ev.get("type") == "Warning":
-                self.event(rid, "kubernetes", text, level="WARNING", reason=reason, object=obj,
-                           count=count)
-            elif self.shipper is not None:
-                self.shipper.emit(rid, text, logger="kubernetes.events", node_id=node,
-                                  event="kubernetes", reason=reason, object=obj)
-        if len(self._seen_events) > 20_000:
-            listed = {(e.get("metadata") or {}).get("uid") for e in events}
-            self._seen_events = {k: v for k, v in self._seen_events.items() if k in listed}
 
     # --- metrics ---------------------------------------------------------------------------
     def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:
