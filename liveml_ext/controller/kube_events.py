@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from .kube_logs import _object_of
+from .kube_logs import object_of_pod
 
 
 class EventRelay:
@@ -33,7 +33,7 @@ class EventRelay:
         """(deployment rid, node id) of an event's object, when it is one of ours."""
         kind, name = involved.get("kind"), involved.get("name") or ""
         if kind == "Pod":
-            rid = by_name.get(_object_of(name))
+            rid = by_name.get(object_of_pod(name))
             return (rid, name) if rid else None
         if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet"):
             rid = by_name.get(name) or by_name.get(name.rsplit("-", 1)[0])  # a ReplicaSet: -<hash>
@@ -64,7 +64,7 @@ class EventRelay:
             text = f"Kubernetes {reason} on {obj}: {message}" + (f" (x{count})" if count > 1 else "")
             if ev.get("type") == "Warning":
                 self.emit(rid, "kubernetes", text, level="WARNING", reason=reason, object=obj,
-                           count=count)
+                          count=count)
             elif self.shipper is not None:
                 self.shipper.emit(rid, text, logger="kubernetes.events", node_id=node,
                                   event="kubernetes", reason=reason, object=obj)

@@ -56,7 +56,7 @@ def split_log(text: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _object_of(pod: str) -> str:
+def object_of_pod(pod: str) -> str:
     """The object name of a Deployment's pod: ``<name>-<template hash>-<suffix>``."""
     return pod.rsplit("-", 2)[0]
 
@@ -103,7 +103,7 @@ class PodLogs:
         listed = {p["node_id"] for p in pods}
         with self._lock:
             known = list(self.tails)
-        for node in [n for n in known if n not in listed and self.owner(_object_of(n)) == rid
+        for node in [n for n in known if n not in listed and self.owner(object_of_pod(n)) == rid
                      and not self.following.get(n)]:
             with self._lock:
                 self.tails.pop(node, None)  # the pod is gone
