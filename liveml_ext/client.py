@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import requests
 
+from .core.states import DeploymentState, RolloutState
+
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 
 
@@ -254,13 +256,13 @@ class Client:
             served = (doc.get("release") or {}).get("rid")
             rollout = status.get("rollout") or {}
             current = rollout.get("generation", doc.get("generation")) == doc.get("generation")
-            if status["state"] == "ACTIVE" and status["isReady"] and not status["reason"] and \
+            if status["state"] == DeploymentState.ACTIVE and status["isReady"] and not status["reason"] and \
                     (target is None or target == served) and current and \
                     status.get("readyReplicas", 0) == status.get("desiredReplicas", 0) and \
-                    rollout.get("state", "COMPLETE") == "COMPLETE":
+                    rollout.get("state", RolloutState.COMPLETE) == RolloutState.COMPLETE:
                 return doc
-            if status["state"] in ("FAILED", "DISABLED") or \
-                    (current and rollout.get("state") == "FAILED"):
+            if status["state"] in (DeploymentState.FAILED, DeploymentState.DISABLED) or \
+                    (current and rollout.get("state") == RolloutState.FAILED):
                 raise LiveMLClientError(409, {
                     "errorName": "DeploymentNotReady",
                     "parameters": {"message": f"the deployment is {status['state']}: "

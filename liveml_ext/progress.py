@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .client import Client, LiveMLClientError
+from .core.states import ReplicaState
 
 BAR_FORMAT = "{desc} {bar} {n}/{total} replicas ready{postfix}"
 MAX_COLUMNS = 100
@@ -48,7 +49,7 @@ def progress_text(doc: dict[str, Any], step: dict[str, Any] | None = None,
     version = (doc.get("targetRelease") or {}).get("version")
     total = max(0, int(st.get("desiredReplicas") or 0))
     ready = sum(1 for r in st.get("replicas", [])
-                if r.get("state") == "READY" and r.get("releaseVersion") == version)
+                if r.get("state") == ReplicaState.READY and r.get("releaseVersion") == version)
     ready = min(ready, total) if total else ready
     if final:
         served = (doc.get("release") or {}).get("version")

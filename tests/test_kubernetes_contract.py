@@ -573,3 +573,18 @@ def test_kubernetes_autoscalers_read_the_hpas_cpu_utilization(fake: FakeKube,
     (request,) = fake.made("GET", "/apis/autoscaling")
     assert request.query["labelSelector"] == [
         "app.kubernetes.io/managed-by=liveml,app.kubernetes.io/name=liveml-replica"]
+
+
+def test_kubernetes_summarize_an_hpa_scale_up_is_not_degraded() -> None:
+    """The HPA raised 2 to 3: the 2 ready pods serve while the third starts (ACTIVE); a pod lost
+    from a settled 2 is DEGRADED; before the first full count it is STARTING."""
+    d = deployment(desired=3, replicas=3, updated=3, ready=2, available=2)
+    pods = [pod("p-a"), pod("p-b", "10.1.0.8"), pod("p-c", "10.1.0.9", ready=False)]
+    out = summarize(d, pods, settled=2)
+    assert (out["state"], out["reason"]) == ("ACTIVE", "scaling up: 2/3 replicas ready")
+    lost = summarize(deployment(desired=2, ready=1, available=1),
+                     [pod("p-a"), pod("p-b", "10.1.0.8", ready=False)], settled=2)
+    assert (lost["state"], lost["reason"]) == ("DEGRADED", "1/2 replicas ready")
+    first = summarize(deployment(desired=2, ready=1, available=1),
+                      [pod("p-a"), pod("p-b", "10.1.0.8", ready=False)])
+    assert (first["state"], first["reason"]) == ("STARTING", "1/2 replicas ready")

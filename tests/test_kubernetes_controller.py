@@ -13,7 +13,8 @@ from kube_fake import FakeKube
 
 from liveml_ext.artifacts import ArtifactStore
 from liveml_ext.backends.kubernetes import KubernetesCluster
-from liveml_ext.controller.kubernetes import KubeController, KubeSettings, LogTail, _ts_key, split_log
+from liveml_ext.controller.kube_logs import LogTail, _ts_key, split_log
+from liveml_ext.controller.kubernetes import KubeController, KubeSettings
 from liveml_ext.core.registry import Registry
 from liveml_ext.gateway.pool import Gateway
 from liveml_ext.observability.logstore import LogStore
@@ -47,9 +48,10 @@ def test_kubernetes_log_timestamps_compare_in_time_order() -> None:
 def test_kubernetes_log_tail_ships_each_line_once(controller: KubeController) -> None:
     tail, tags = LogTail(), {"node_id": "pod-a", "deployment_rid": "ri.x"}
     first = "2026-11-26T12:00:00.1Z one\n2026-11-26T12:00:00.2Z two\n"
-    controller._ship(tail, first, tags)
+    controller.pod_logs.ship(tail, first, tags)
     # the next read overlaps (sinceSeconds is coarse), including a new line at the same instant
-    controller._ship(tail, first + "2026-11-26T12:00:00.2Z two-bis\n2026-11-26T12:00:01Z three\n", tags)
+    controller.pod_logs.ship(tail, first + "2026-11-26T12:00:00.2Z two-bis\n2026-11-26T12:00:01Z three\n",
+                             tags)
     controller.shipper.flush()
     found = controller.shipper.store.search("ri.x", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                                             end=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), limit=10)
@@ -66,17 +68,17 @@ def test_kubernetes_terminating_pod_log_is_followed_to_its_end(controller: KubeC
     path = "/api/v1/namespaces/liveml/pods/{}/log"
     pod = {"phase": "Running", "restarts": 0, "terminating": False, "release_version": "1.0"}
     fake.route("GET", path.format("p-a"), 200, "2026-11-26T12:00:00Z Replica ready\n")
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a"}])
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-a"}])
     assert "follow" not in fake.made("GET", path.format("p-a"))[-1].query
 
     fake.route("GET", path.format("p-a"), 200, iter([b"2026-11-26T12:00:00Z Replica ready\n",
                                                      b"2026-11-26T12:00:02Z Draining\n",
                                                      b"2026-11-26T12:00:03Z Replica stopped\n"]))
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
-    wait_for(lambda: controller._following.get("p-a") is False, what="the followed stream's end")
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
+    wait_for(lambda: controller.pod_logs.following.get("p-a") is False, what="the followed stream's end")
     assert fake.made("GET", path.format("p-a"))[-1].query["follow"] == ["true"]
     reads = len(fake.made("GET", path.format("p-a")))
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-a", "terminating": True}])
     assert len(fake.made("GET", path.format("p-a"))) == reads  # followed to its end already
     controller.shipper.flush()
     found = controller.shipper.store.search("ri.x", start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
@@ -85,21 +87,21 @@ def test_kubernetes_terminating_pod_log_is_followed_to_its_end(controller: KubeC
                                                            "Replica stopped"]
 
     fake.route("GET", path.format("p-b"), 500, {"kind": "Status", "code": 500})
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b", "terminating": True}])
-    wait_for(lambda: "p-b" not in controller._following, what="the failed follow given up")
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-b", "terminating": True}])
+    wait_for(lambda: "p-b" not in controller.pod_logs.following, what="the failed follow given up")
     fake.route("GET", path.format("p-b"), 200, "2026-11-26T12:00:04Z Replica stopped\n")
-    controller._following["p-b"] = True  # as if still followed: polls leave it alone
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b"}])
+    controller.pod_logs.following["p-b"] = True  # as if still followed: polls leave it alone
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-b"}])
     assert fake.made("GET", path.format("p-b"))[-1].query["follow"] == ["true"]
-    del controller._following["p-b"]
-    controller._tail_logs("ri.x", [{**pod, "node_id": "p-b"}])
+    del controller.pod_logs.following["p-b"]
+    controller.pod_logs.tail("ri.x", [{**pod, "node_id": "p-b"}])
     assert "follow" not in fake.made("GET", path.format("p-b"))[-1].query
 
 
 def test_kubernetes_events_map_to_deployments_warnings_become_events(controller: KubeController) -> None:
     rt = controller._runtime("ri.dep", "default")
     rt.name = "liveml-house-1a2b3c4d"
-    controller._events_since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    controller.relay.since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     recorded: list[tuple[str, str, str]] = []
     controller.event = lambda rid, kind, message, level="INFO", **f: recorded.append((rid, level, message))  # type: ignore[method-assign]
     events = [
@@ -114,13 +116,13 @@ def test_kubernetes_events_map_to_deployments_warnings_become_events(controller:
          "message": "assigned", "lastTimestamp": "2026-11-26T12:00:00Z",
          "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-5d9f8c7b6-abcde"}},
     ]
-    controller._dispatch(events)
+    controller.relay.dispatch(events)
     assert recorded == [("ri.dep", "WARNING", "Kubernetes FailedScheduling on Pod/liveml-house-1a2b3c4d-"
                          "5d9f8c7b6-abcde: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")]
-    controller._dispatch(events)  # seen: nothing new
+    controller.relay.dispatch(events)  # seen: nothing new
     assert len(recorded) == 1
     events[0]["count"] = 3  # repeated: reported again with its count
-    controller._dispatch(events)
+    controller.relay.dispatch(events)
     assert len(recorded) == 2 and recorded[1][2].endswith("(x3)")
     assert controller.shipper.pending[-1]["tags"]["node_id"] == "liveml-house-1a2b3c4d-5d9f8c7b6-abcde"
 
@@ -130,9 +132,9 @@ def test_kubernetes_events_from_before_the_start_are_not_replayed(controller: Ku
     rt.name = "liveml-house-1a2b3c4d"
     recorded: list[str] = []
     controller.event = lambda rid, kind, message, level="INFO", **f: recorded.append(message)  # type: ignore[method-assign]
-    controller._dispatch([{"metadata": {"uid": "old"}, "type": "Warning", "reason": "BackOff", "count": 1,
-                           "lastTimestamp": "2020-01-01T00:00:00Z",
-                           "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-x-y"}}])
+    controller.relay.dispatch([{"metadata": {"uid": "old"}, "type": "Warning", "reason": "BackOff",
+                                "count": 1, "lastTimestamp": "2020-01-01T00:00:00Z",
+                                "involvedObject": {"kind": "Pod", "name": "liveml-house-1a2b3c4d-x-y"}}])
     assert recorded == []
 
 
@@ -172,8 +174,8 @@ def test_kubernetes_rollout_status_belongs_to_what_was_read(controller: KubeCont
                   "pods": [], "desired": 2}
     rt.summary_spec = spec(generation=3)
     rt.applied = spec(generation=4)  # applied, not read back yet
-    rollout = controller.observed("ri.dep")["rollout"]
-    assert (rollout["generation"], rollout["state"]) == (3, "COMPLETE")
+    rollout = controller.observed("ri.dep").rollout
+    assert rollout is not None and (rollout.generation, rollout.state) == (3, "COMPLETE")
 
 
 def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
@@ -185,9 +187,10 @@ def test_kubernetes_load_of_an_autoscaled_deployment_is_its_hpa_utilization(
     rt.summary = {"rollout": None, "pods": [], "desired": 3}
     rt.applied = spec()  # minReplicas 2 < maxReplicas 4: an HPA scales it
     controller.autoscalers = {rt.name: {"current": 3, "desired": 3, "utilization": 0.93}}
-    assert controller.observed("ri.dep")["autoscaling"] == {"desiredReplicas": 3, "load": 0.93}
+    seen = controller.observed("ri.dep")
+    assert (seen.desired_replicas, seen.load) == (3, 0.93)
     rt.applied = spec(runtime={"minReplicas": 2, "maxReplicas": 2})  # a fixed count: no load
-    assert controller.observed("ri.dep")["autoscaling"]["load"] == 0.0
+    assert controller.observed("ri.dep").load == 0.0
 
 
 def test_kubernetes_a_pass_that_read_before_a_disable_does_not_route_again(

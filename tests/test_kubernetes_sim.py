@@ -343,14 +343,16 @@ def test_kubernetes_sim_image_pull_failure_deadline_and_replica_handover(artifac
         assert "exceeded its progress deadline" in seen["reason"]
 
         # 3 fixed replicas -> autoscaled 1..2: the hand-over keeps max(min, current) clamped, not 1
-        cluster.apply(dataclasses.replace(spec, runtime={**spec.runtime, "minReplicas": 1, "maxReplicas": 2}))
+        cluster.apply(dataclasses.replace(spec, runtime={**spec.runtime.dump(), "minReplicas": 1,
+                                                          "maxReplicas": 2}))
         deployment = raw(cluster.apps.read_namespaced_deployment(name, NS, _preload_content=False))
         assert deployment["spec"]["replicas"] == 2
         assert _owns_replicas(deployment, HANDOVER_MANAGER) and not _owns_replicas(deployment, FIELD_MANAGER)
         observe_until(cluster, name, lambda s: s["desired"] == 2 and len(s["pods"]) == 2, "2 pods")
 
         # the HPA (3..4) lifts the count by a scale update, which takes spec.replicas over
-        cluster.apply(dataclasses.replace(spec, runtime={**spec.runtime, "minReplicas": 3, "maxReplicas": 4}))
+        cluster.apply(dataclasses.replace(spec, runtime={**spec.runtime.dump(), "minReplicas": 3,
+                                                          "maxReplicas": 4}))
         observe_until(cluster, name, lambda s: s["desired"] == 3 and len(s["pods"]) == 3, "3 pods")
         deployment = raw(cluster.apps.read_namespaced_deployment(name, NS, _preload_content=False))
         assert _owns_replicas(deployment, "kube-controller-manager") is False  # an Update, not an Apply

@@ -16,7 +16,7 @@ import requests
 from conftest import Loops, query, start_server, wait_for
 from model_fixtures import EnvEcho, Slow, save
 
-from liveml_ext.backends.base import NoCapacity, ReplicaSpec
+from liveml_ext.backends.base import NoCapacity, ReplicaSpec, typed_runtime
 from liveml_ext.backends.local import LocalBackend, LocalReplica
 from liveml_ext.client import LiveMLClientError
 
@@ -439,6 +439,7 @@ def test_a_deployment_deleted_while_a_replica_starts_leaves_no_process(tmp_path)
     from types import SimpleNamespace
 
     from liveml_ext.artifacts import ArtifactStore
+    from liveml_ext.controller.base import Desired
     from liveml_ext.controller.reconciler import Controller
     from liveml_ext.core.registry import Registry
     from liveml_ext.gateway.pool import Gateway
@@ -467,7 +468,8 @@ def test_a_deployment_deleted_while_a_replica_starts_leaves_no_process(tmp_path)
         backend = Gated(tmp_path / event, gpus=[])
         ctl = Controller(store, Registry(store), ArtifactStore(str(tmp_path / "a"), tmp_path / "c"),
                          backend, Gateway(), drain_timeout=5.0)
-        ctl.desired = lambda rt: (row, release, sub)  # the read that the change makes outdated
+        # the read that the change makes outdated
+        ctl.desired = lambda rt: Desired(row, release, sub, typed_runtime(row.runtime_configuration))
         rt = ctl._runtime("ri.dep", "default")
         task = asyncio.get_running_loop().create_task(ctl.reconcile(rt))
         await asyncio.wait_for(backend.started.wait(), 30)

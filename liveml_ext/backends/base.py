@@ -9,17 +9,28 @@ deployments itself, so ``backends/kubernetes.KubernetesCluster`` serves its own 
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..core.models import RuntimeConfiguration
 
 
 class NoCapacity(Exception):
     """The backend cannot place a replica now (e.g. no GPU free); the controller retries."""
 
 
+def typed_runtime(value: RuntimeConfiguration | Mapping[str, Any]) -> RuntimeConfiguration:
+    """A runtime configuration as the model (a camelCase mapping, as stored, is read into one)."""
+    if isinstance(value, RuntimeConfiguration):
+        return value
+    return RuntimeConfiguration.model_validate(value)
+
+
 @dataclass
 class ReplicaSpec:
-    """Everything a backend needs to run one replica of one release."""
+    """Everything a backend needs to run one replica of one release (``runtime_configuration``:
+    the model; a camelCase mapping is read into one)."""
 
     node_id: str
     deployment_rid: str
@@ -28,13 +39,16 @@ class ReplicaSpec:
     release_version: str
     model_uuid: str
     artifact_uri: str
-    runtime_configuration: dict[str, Any]
+    runtime_configuration: RuntimeConfiguration
     generation: int = 1
     env: dict[str, str] = field(default_factory=dict)
     requirements: dict[str, str] = field(default_factory=dict)  # what the model was saved with
     input_example: dict[str, Any] | None = None  # the submission's {"columns", "rows"}, if any
     artifact_sha256: str = ""
     token: str = ""  # this replica's own credential (liveml_ext.credentials), set per node id
+
+    def __post_init__(self) -> None:
+        self.runtime_configuration = typed_runtime(self.runtime_configuration)
 
 
 @dataclass

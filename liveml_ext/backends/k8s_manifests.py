@@ -48,7 +48,9 @@ from typing import Any
 
 import yaml
 
+from ..core.models import RuntimeConfiguration
 from ..core.profiles import parse_memory
+from .base import typed_runtime
 
 APP_NAME = "liveml-replica"
 MANAGED_BY = "liveml"
@@ -82,7 +84,8 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class KubeDeployment:
     """What the Kubernetes objects of one live deployment are made from.
 
-    ``runtime`` is the deployment's RuntimeConfiguration as a dict with camelCase keys;
+    ``runtime`` is the deployment's ``RuntimeConfiguration`` (a camelCase mapping is read into
+    one, so a standalone render may pass a dict);
     ``artifact_url`` an fsspec URL the pod can read; ``replica_credential`` the pods' credential
     for their release's artifact and ``gateway_token`` what the gateway presents to them (both
     per deployment, ``liveml_ext.credentials``). Without them (a standalone render) pods read the
@@ -100,7 +103,7 @@ class KubeDeployment:
     artifact_url: str
     requirements: Mapping[str, str]
     generation: int
-    runtime: Mapping[str, Any]
+    runtime: RuntimeConfiguration
     image: str
     enabled: bool
     replica_token_secret: str
@@ -117,6 +120,7 @@ class KubeDeployment:
     gateway_token: str = ""  # the gateway's requests to this deployment's pods carry it
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "runtime", typed_runtime(self.runtime))
         low, high = self.min_replicas, self.max_replicas
         if not 0 <= low <= high:
             raise ValueError(f"minReplicas {low} and maxReplicas {high}: want 0 <= min <= max")
@@ -127,17 +131,17 @@ class KubeDeployment:
             raise ValueError(f"port {self.port} is not a TCP port")
         if not DNS1123_LABEL.fullmatch(self.kube_namespace) or len(self.kube_namespace) > 63:
             raise ValueError(f"{self.kube_namespace!r} is not a Kubernetes namespace name")
-        for key in self.runtime.get("env") or {}:
+        for key in self.runtime.env:
             if not ENV_NAME.fullmatch(key):
                 raise ValueError(f"{key!r} is not an environment variable name")
 
     @property
     def min_replicas(self) -> int:
-        return int(self.runtime.get("minReplicas", 2))
+        return self.runtime.min_replicas
 
     @property
     def max_replicas(self) -> int:
-        return int(self.runtime.get("maxReplicas", self.min_replicas))
+        return self.runtime.max_replicas
 
     @property
     def autoscaled(self) -> bool:
@@ -269,7 +273,7 @@ def _token_env(spec: KubeDeployment) -> list[dict[str, Any]]:
 def _env(spec: KubeDeployment, threads: int) -> list[dict[str, Any]]:
     """Platform variables first, then the deployment's own (sorted); the platform's win, as on the
     local backend."""
-    gpu = int(spec.runtime.get("gpu", 0))
+    gpu = spec.runtime.gpu
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
         *_token_env(spec),
@@ -287,16 +291,16 @@ def _env(spec: KubeDeployment, threads: int) -> list[dict[str, Any]]:
         env.append({"name": "LIVEML_MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {
             "containerName": CONTAINER, "resource": "limits.memory", "divisor": "1"}}})
     reserved = {item["name"] for item in env}
-    user = spec.runtime.get("env") or {}
+    user = spec.runtime.env
     env += [{"name": key, "value": _escape(str(user[key]))} for key in sorted(user) if key not in reserved]
     return env
 
 
 def _resources(spec: KubeDeployment) -> dict[str, Any]:
     config = spec.runtime
-    amounts: dict[str, Any] = {"cpu": cpu_quantity(config.get("cpu", 1.0)),
-                               "memory": memory_quantity(config.get("memory", "1GiB"))}
-    gpu = int(config.get("gpu", 0))
+    amounts: dict[str, Any] = {"cpu": cpu_quantity(config.cpu),
+                               "memory": memory_quantity(config.memory)}
+    gpu = config.gpu
     if gpu:
         amounts[spec.gpu_resource] = gpu
     return {"requests": dict(amounts), "limits": dict(amounts)}
@@ -313,8 +317,8 @@ def _container(spec: KubeDeployment, threads: int) -> dict[str, Any]:
             "--port", str(spec.port), "--model-uuid", _escape(spec.model_uuid),
             "--node-id", "$(POD_NAME)", "--deployment-rid", _escape(spec.deployment_rid),
             "--release", _escape(spec.release_version),
-            "--thread-count", str(int(config.get("threadCount", 1))),
-            "--max-queue", str(int(config.get("queueSize", 64)))]
+            "--thread-count", str(config.thread_count),
+            "--max-queue", str(config.queue_size)]
     startup_period = 5
     return {
         "name": CONTAINER,
@@ -342,7 +346,7 @@ def _container(spec: KubeDeployment, threads: int) -> dict[str, Any]:
 
 def _pod_spec(spec: KubeDeployment, name: str) -> dict[str, Any]:
     config = spec.runtime
-    threads = max(1, math.ceil(float(config.get("cpu", 1.0))))
+    threads = max(1, math.ceil(config.cpu))
     pod: dict[str, Any] = {
         "containers": [_container(spec, threads)],
         "terminationGracePeriodSeconds": spec.termination_grace_seconds,
@@ -355,10 +359,9 @@ def _pod_spec(spec: KubeDeployment, name: str) -> dict[str, Any]:
                                        "whenUnsatisfiable": "ScheduleAnyway",
                                        "labelSelector": {"matchLabels": _selector(name)}}],
     }
-    gpu = int(config.get("gpu", 0))
-    if gpu:
-        if config.get("gpuType"):
-            pod["nodeSelector"] = {GPU_PRODUCT_LABEL: gpu_product(str(config["gpuType"]))}
+    if config.gpu:
+        if config.gpu_type:
+            pod["nodeSelector"] = {GPU_PRODUCT_LABEL: gpu_product(config.gpu_type)}
         # GPU nodes are commonly tainted with the device plugin's resource name
         pod["tolerations"] = [{"key": spec.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
     return pod
@@ -425,12 +428,12 @@ def render_hpa(spec: KubeDeployment) -> dict[str, Any]:
                 "maxReplicas": spec.max_replicas,
                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                     "type": "Utilization",
-                    "averageUtilization": hpa_cpu_target(config.get("scaleUpLoadThreshold", 0.8))}}}],
+                    "averageUtilization": hpa_cpu_target(config.scale_up_load_threshold)}}}],
                 "behavior": {
-                    "scaleUp": {"stabilizationWindowSeconds": _window(config.get("scaleUpDelay", 10.0)),
+                    "scaleUp": {"stabilizationWindowSeconds": _window(config.scale_up_delay),
                                 "selectPolicy": "Max",
                                 "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]},
-                    "scaleDown": {"stabilizationWindowSeconds": _window(config.get("scaleDownDelay", 60.0)),
+                    "scaleDown": {"stabilizationWindowSeconds": _window(config.scale_down_delay),
                                   "selectPolicy": "Max",
                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
                 }}}

@@ -37,6 +37,7 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
+from ..core.states import DeploymentState, RolloutState, deployment_state
 from .k8s_manifests import (
     ANNOTATION,
     CONTAINER,
@@ -84,8 +85,6 @@ IMAGE_REASONS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrIma
 FATAL_REASONS = ("CrashLoopBackOff", *IMAGE_REASONS, "CreateContainerConfigError",
                  "CreateContainerError", "RunContainerError")
 
-STARTING, ACTIVE, DEGRADED, FAILED, DISABLED = "STARTING", "ACTIVE", "DEGRADED", "FAILED", "DISABLED"
-PROGRESSING, COMPLETE = "PROGRESSING", "COMPLETE"
 
 
 def _name_of(spec_or_name: KubeDeployment | str) -> str:
@@ -258,7 +257,8 @@ class KubernetesCluster:
         deployment = self._read_deployment(name)
         if deployment is None:
             return {**summarize({"metadata": {"name": name}, "spec": {"replicas": 0}}, []),
-                    "state": FAILED, "reason": f"Deployment {name} not found", "exists": False}
+                    "state": DeploymentState.FAILED, "reason": f"Deployment {name} not found",
+                    "exists": False}
         return {**summarize(deployment, self.pods(name)), "exists": True}
 
     def logs(self, name: str, since_seconds: int | None = None, container: str | None = None
@@ -519,20 +519,23 @@ def _problem(pod: Mapping[str, Any]) -> str:
     return f"{text} ({pod['message']})" if pod["message"] else text
 
 
-def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]], settled: int = 0
+              ) -> dict[str, Any]:
     """A Deployment and its pods (API JSON) in liveml's vocabulary. Pure.
 
     Returns ``state`` (STARTING | ACTIVE | DEGRADED | FAILED | DISABLED), ``reason`` ("" when all
     is well), ``urls`` (ready, non-terminating pods, for the gateway, sorted), ``rollout``
     (``state`` PROGRESSING | COMPLETE | FAILED, ``desired``, ``updated``, ``ready``,
     ``available``, ``observed`` = the controller has seen the latest generation, ``reason``) and
-    ``pods`` (``pod_summary`` of each).
+    ``pods`` (``pod_summary`` of each), and what ``core.states.deployment_state`` made the state
+    of: ``failure`` (a passed progress deadline, a pod crash-looping or without its image, and
+    the like) and ``problem`` (e.g. a pod unschedulable for lack of a GPU). ``settled`` is the
+    pod count last all ready (the controller knows it; scaling up from it is not DEGRADED).
 
-    The rules: desired 0 is DISABLED. With no ready pod: FAILED when the rollout passed its
-    progress deadline or a pod is crash-looping / cannot get its image (and the like), else
-    STARTING (the reason names unschedulable pods, e.g. no GPU free). With ready pods: ACTIVE
-    when at least the desired count is ready and no pod has a problem (also while a rollout still
-    progresses); else DEGRADED with the reason.
+    The rules: desired 0 is DISABLED (the reason says what still drains); otherwise those of
+    ``deployment_state``: a failure is FAILED with no ready pod, else DEGRADED; a problem
+    STARTING with no ready pod, else DEGRADED; at least the desired count ready is ACTIVE (also
+    while a rollout still progresses).
     """
     meta, spec, status = (deployment.get(k) or {} for k in ("metadata", "spec", "status"))
     desired = int(spec.get("replicas", 1))
@@ -552,13 +555,13 @@ def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> d
     complete = observed and updated >= desired and total == updated and available >= updated
     rollout_reason = ""
     if deadline:
-        rollout_state = FAILED
+        rollout_state = RolloutState.FAILED
         rollout_reason = "the rollout exceeded its progress deadline" + (
             f": {progressing['message']}" if progressing.get("message") else "")
     elif complete:
-        rollout_state = COMPLETE
+        rollout_state = RolloutState.COMPLETE
     else:
-        rollout_state = PROGRESSING
+        rollout_state = RolloutState.PROGRESSING
         rollout_reason = f"rolling out: {updated}/{desired} updated, {available} available"
     rollout = {"state": rollout_state, "desired": desired, "updated": updated, "total": total,
                "ready": int(status.get("readyReplicas") or 0), "available": available,
@@ -566,19 +569,20 @@ def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> d
     problems = [_problem(p) for p in live if p["reason"]]
     fatal = any(p["reason"] in FATAL_REASONS for p in live)
     ready = len(urls)
+    # what failed (a passed deadline, a pod that cannot start) or holds more pods back
+    failure = "; ".join(([rollout_reason] if deadline else []) + problems) if deadline or fatal else ""
+    problem = "" if failure else "; ".join(problems)
     out = {"name": meta.get("name"), "urls": urls, "rollout": rollout, "pods": summaries,
-           "ready": ready, "desired": desired}
+           "ready": ready, "desired": desired, "failure": failure, "problem": problem}
+    state, reason = summary_state(out, settled)
+    return {**out, "state": state, "reason": reason}
+
+
+def summary_state(summary: Mapping[str, Any], settled: int = 0) -> tuple[DeploymentState, str]:
+    """The state and reason of a ``summarize`` result, given the pod count last all ready."""
+    ready, desired = summary["ready"], summary["desired"]
     if desired == 0:
-        return {**out, "state": DISABLED, "reason": "scaled to 0 replicas" + (
-            f"; {ready} still draining" if ready else "")}
-    reasons = ([rollout_reason] if deadline else []) + problems
-    if ready == 0:
-        if deadline or fatal:
-            return {**out, "state": FAILED, "reason": "; ".join(reasons)}
-        why = f"0/{desired} replicas ready"
-        return {**out, "state": STARTING, "reason": "; ".join([why, *problems])}
-    if ready >= desired and not reasons:
-        return {**out, "state": ACTIVE, "reason": ""}
-    if ready < desired:
-        reasons.insert(0, f"{ready}/{desired} replicas ready")
-    return {**out, "state": DEGRADED, "reason": "; ".join(reasons)}
+        return DeploymentState.DISABLED, "scaled to 0 replicas" + (
+            f"; {ready} still draining" if ready else "")
+    return deployment_state(enabled=True, ready=ready, want=desired, failure=summary["failure"],
+                            problem=summary["problem"], settled=settled)

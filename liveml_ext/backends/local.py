@@ -149,10 +149,10 @@ class LocalBackend(Backend):
     async def start(self, spec: ReplicaSpec) -> LocalReplica:
         log_file = self._logs(spec) / f"{spec.node_id}.log"
         config = spec.runtime_configuration
-        gpus = self.allocate_gpus(int(config.get("gpu", 0)), config.get("gpuType", ""))
-        cores = self.allocate_cores(float(config.get("cpu", 1)), _group(spec))
-        threads = str(max(1, math.ceil(float(config.get("cpu", 1)))))
-        memory_limit = parse_memory(config.get("memory", "1GiB"))
+        gpus = self.allocate_gpus(config.gpu, config.gpu_type)
+        cores = self.allocate_cores(config.cpu, _group(spec))
+        threads = str(max(1, math.ceil(config.cpu)))
+        memory_limit = parse_memory(config.memory)
         env = {**spec.env, "OMP_NUM_THREADS": threads,
                "LIVEML_MEMORY_LIMIT": str(memory_limit),  # a Spark replica sizes its JVM heap
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
@@ -176,8 +176,8 @@ class LocalBackend(Backend):
                    "--host", self.host, "--port", "0", "--port-file", str(private / "port"),
                    "--model-uuid", spec.model_uuid, "--node-id", spec.node_id,
                    "--deployment-rid", spec.deployment_rid, "--release", spec.release_version,
-                   "--thread-count", str(config.get("threadCount", 1)),
-                   "--max-queue", str(config.get("queueSize", 64)),
+                   "--thread-count", str(config.thread_count),
+                   "--max-queue", str(config.queue_size),
                    "--requirements", str(requirements)]
             if spec.input_example:
                 example = sandbox.put(private, "input-example.json",

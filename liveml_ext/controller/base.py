@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..artifacts import ArtifactStore
+from ..backends.base import typed_runtime
+from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
+from ..core.states import DeploymentState
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Event, Release, Store, Submission, now
 
@@ -25,7 +29,22 @@ MESSAGES = {"created": "Deployment created", "updated": "Deployment edited",
             "disabled": "Deployment disabled", "enabled": "Deployment enabled",
             "tag": "A release tag moved"}
 
-Desired = tuple[Deployment | None, Release | None, Submission | None]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one deployment should run, as the store has it: its row (read, then detached), the
+    release it should serve and that release's submission, and its runtime configuration as the
+    model (``runtime``; None when the deployment is gone). Unpacks as (row, release, submission).
+    """
+
+    row: Deployment | None = None
+    release: Release | None = None
+    submission: Submission | None = None
+    runtime: RuntimeConfiguration | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.row, self.release, self.submission))
 
 
 @dataclass
@@ -34,7 +53,7 @@ class RuntimeBase:
 
     rid: str
     namespace: str
-    state: str = "STARTING"
+    state: DeploymentState = DeploymentState.STARTING
     reason: str = ""
     served: str | None = None
     desired: Desired | None = None  # (deployment, release, submission) as last read
@@ -169,15 +188,15 @@ class ControllerBase:
         with self.store.session() as s:
             row = s.get(Deployment, rid)
             if row is None:
-                return None, None, None
+                return Desired()
             release = self.registry.tagged_release(s, row.objective_rid, row.environment)
             if release is None and row.served_release_rid:
                 release = s.get(Release, row.served_release_rid)  # tag gone: keep serving
             sub = s.get(Submission, release.submission_rid) if release else None
             s.expunge_all()
-            return row, release, sub
+            return Desired(row, release, sub, typed_runtime(row.runtime_configuration))
 
-    def record_state(self, rt: RuntimeBase, row: Deployment, state: str, reason: str,
+    def record_state(self, rt: RuntimeBase, row: Deployment, state: DeploymentState, reason: str,
                      served: str | None) -> None:
         """Keep state, reason and served release in the runtime and the store; a changed state
         is an event."""
@@ -193,8 +212,20 @@ class ControllerBase:
                 if db is not None:
                     db.state, db.reason, db.served_release_rid = state, reason, served
 
+    def desired_count(self, rt: RuntimeBase, want: int) -> int:
+        """The replica count the controller wants (``want``, 0: not chosen yet), within the
+        deployment's bounds as the store has them now (the controller may not have acted on an
+        edit yet); 0 when disabled."""
+        desired = self.desired(rt)
+        if desired.row is None or desired.runtime is None:
+            return want
+        if not desired.row.enabled:
+            return 0
+        low, high = desired.runtime.min_replicas, desired.runtime.max_replicas
+        return min(max(want or low, low), high)
+
     @staticmethod
-    def unavailable(pool: Pool, state: str, reason: str) -> None:
+    def unavailable(pool: Pool, state: DeploymentState, reason: str) -> None:
         """Why queries get 503 while the pool is empty."""
-        pool.unavailable_reason = DISABLED_REASON if state == "DISABLED" else (
+        pool.unavailable_reason = DISABLED_REASON if state == DeploymentState.DISABLED else (
             f"the deployment has no ready replica ({state}: {reason}); see `liveml status`")

@@ -9,26 +9,22 @@ deployment should be and lets Kubernetes do it. Per deployment, in a background 
    maxUnavailable 0), restarts crashed containers and schedules GPUs.
 2. **Observe**, every ``poll_interval``: the Deployment and its pods become the state, reason,
    rollout and served release in the store, and the gateway pool (the ready pods' URLs, or the
-   Service). New pod log lines (the pod log API, with the kubelet's timestamps) go to the log
-   store with ``tags.node_id`` = the pod name; a restarted container's previous log is read too,
-   so a crash's traceback is kept. A terminating pod's log is followed (``follow=true``) until
-   its container exits, so what it logs as it drains is kept up to the last line.
+   Service). New pod log lines go to the log store with ``tags.node_id`` = the pod name
+   (``kube_logs.PodLogs``: polled, a restarted container's previous log too, a terminating
+   pod's log followed to its last line).
 
 Once per poll the namespace's Kubernetes events (FailedScheduling, BackOff, Unhealthy, ...)
-become liveml events (warnings) or log records (normal ones). Metrics come from
+become liveml events (warnings) or log records (normal ones): ``kube_events.EventRelay``. Metrics come from
 ``metrics.k8s.io`` (``sample``). A renamed API name renames the objects: the new ones are applied,
 the old ones serve until the new ones are ready, then go. Deletes that fail are retried.
 """
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import math
-import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +34,24 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
 from ..artifacts import ArtifactStore
+from ..backends.base import typed_runtime
 from ..backends.k8s_manifests import SERVICE_PORT, KubeDeployment, object_name
-from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster
+from ..backends.kubernetes import FATAL_REASONS, KubernetesCluster, summary_state
+from ..core import models as m
+from ..core.deployments import ObservedStatus
 from ..core.registry import Registry
+from ..core.states import (
+    DeploymentState,
+    ReplicaState,
+    RolloutState,
+    deployment_state,
+    replica_health,
+)
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store, Submission
-from ..store.home import write_private
 from .base import ControllerBase, RuntimeBase
+from .kube_events import EventRelay
+from .kube_logs import PodLogs
 
 log = logging.getLogger("liveml.controller.kubernetes")
 
@@ -83,15 +90,6 @@ def uses_spark(requirements: dict[str, str], adapter: str = "") -> bool:
 
 
 @dataclass
-class LogTail:
-    """How far one pod's log has been read: the last kubelet timestamp and the lines at it."""
-
-    last: str = ""
-    at_last: set[int] = field(default_factory=set)
-    restarts: int = 0
-
-
-@dataclass
 class KubeRuntime(RuntimeBase):
     name: str = ""  # the object name now applied
     old_names: set[str] = field(default_factory=set)  # after an API name change, until removed
@@ -106,33 +104,7 @@ class KubeRuntime(RuntimeBase):
     old_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     rolled_out: tuple[str, int] | None = None  # (release rid, generation) last fully rolled out
     busy: bool = False
-
-
-def _ts_key(stamp: str) -> str:
-    """An RFC 3339 UTC time with its fraction padded to 9 digits, so that strings compare in
-    time order (the kubelet trims trailing zeros)."""
-    base, _, frac = stamp.rstrip("Z").partition(".")
-    return f"{base}.{frac.ljust(9, '0')[:9]}Z"
-
-
-def _epoch(stamp: str) -> float:
-    base = stamp.rstrip("Z").partition(".")[0]
-    return dt.datetime.fromisoformat(base).replace(tzinfo=dt.UTC).timestamp()
-
-
-def split_log(text: str) -> list[tuple[str, bytes]]:
-    """``<timestamp> <line>`` lines of the pod log API as (normalized timestamp, line)."""
-    out = []
-    for line in text.splitlines():
-        stamp, sep, rest = line.partition(" ")
-        if sep and stamp[:4].isdigit() and "T" in stamp:
-            out.append((_ts_key(stamp), rest.encode()))
-    return out
-
-
-def _object_of(pod: str) -> str:
-    """The object name of a Deployment's pod: ``<name>-<template hash>-<suffix>``."""
-    return pod.rsplit("-", 2)[0]
+    settled: int = 0  # the pod count last all ready (scaling up from it is not DEGRADED)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -164,19 +136,16 @@ class KubeController(ControllerBase):
         self.cluster = cluster
         self.settings = settings
         self.runtimes: dict[str, KubeRuntime] = {}
-        self.state_file = state_file  # log read positions, kept across restarts
-        self.tails: dict[str, LogTail] = self._load_tails()
-        self._tails_lock = threading.Lock()
-        #: pods whose log is followed to its end: True while the stream runs, False after
-        self._following: dict[str, bool] = {}
+        self.pod_logs = PodLogs(cluster, shipper, state_file,
+                                lambda name: self._by_name().get(name))
+        # late bound: ``self.event`` may be replaced (the tests record events that way)
+        self.relay = EventRelay(self._by_name, lambda *a, **kw: self.event(*a, **kw), shipper)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="liveml-kube")
         self._tasks: set[asyncio.Task] = set()
         self._pending_deletes: set[str] = set()
         self._known_names: dict[str, set[str]] = {}  # rid -> object names found in the cluster
         self._namespace_at = -1e9
         self._namespace_busy = False
-        self._seen_events: dict[str, int] = {}
-        self._events_since = dt.datetime.now(dt.UTC)
         self._nodes: tuple[float, dict[str, dict[str, float]]] = (-1e9, {})
         self.autoscalers: dict[str, dict[str, Any]] = {}  # object name -> HPA status
         self.token_ready = False
@@ -228,14 +197,14 @@ class KubeController(ControllerBase):
         await super().stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._save_tails()
+        self.pod_logs.save()
         self._pool.shutdown(wait=False)
         await asyncio.get_running_loop().run_in_executor(None, self.cluster.close)
 
     def deleted(self, rt: KubeRuntime) -> None:
         names = {rt.name, *rt.old_names, *self._known_names.pop(rt.rid, set())} - {""}
         if not names:  # never applied in this process: the name follows from the row
-            row = (rt.desired or (None,))[0]
+            row = rt.desired.row if rt.desired else None
             if row is not None:
                 names = {object_name(row.api_name, row.namespace)}
         self._pending_deletes.update(names)
@@ -256,10 +225,11 @@ class KubeController(ControllerBase):
     async def reconcile_all(self) -> None:
         if not await self._ensure_token():
             for rt in list(self.runtimes.values()):
-                row = self.desired(rt)[0]
+                row = self.desired(rt).row
                 if row is not None:
-                    self.record_state(rt, row, "FAILED" if row.enabled else "DISABLED",
-                                      self.cluster_error if row.enabled else "", rt.served)
+                    state, reason = deployment_state(enabled=row.enabled, ready=0, want=1,
+                                                     failure=self.cluster_error)
+                    self.record_state(rt, row, state, reason, rt.served)
             return
         now_ = time.monotonic()
         if not self._namespace_busy and now_ - self._namespace_at >= self.settings.poll_interval:
@@ -287,7 +257,9 @@ class KubeController(ControllerBase):
             return
         now_ = time.monotonic()
         if release is None or sub is None:
-            self.record_state(rt, row, "FAILED", f"no release is tagged {row.environment}", None)
+            state, reason = deployment_state(enabled=row.enabled, ready=0, want=1,
+                                             failure=f"no release is tagged {row.environment}")
+            self.record_state(rt, row, state, reason, None)
             return
         spec = self.spec(row, release, sub)
         name = object_name(row.api_name, row.namespace)
@@ -310,8 +282,9 @@ class KubeController(ControllerBase):
             self._update(rt, row, release)  # status and pool together: ready means routable
             pods = self._pods(rt)
             if self.shipper is not None and pods:
-                await self._call(self._tail_logs, rt.rid, pods)
-            if rt.old_names and rt.summary and rt.summary["state"] in ("ACTIVE", "DISABLED"):
+                await self._call(self.pod_logs.tail, rt.rid, pods)
+            if rt.old_names and rt.summary and rt.summary["state"] in (
+                    DeploymentState.ACTIVE, DeploymentState.DISABLED):
                 self._pending_deletes |= rt.old_names  # the renamed objects serve: drop the old
                 self._known_names.pop(rt.rid, None)
                 rt.old_names.clear()
@@ -352,7 +325,7 @@ class KubeController(ControllerBase):
             artifact_url=self.artifact_url(sub.artifact_sha256),
             requirements=dict(sub.requirements or {}), generation=row.generation,
             input_example=(sub.api or {}).get("inputExample"),
-            runtime=dict(row.runtime_configuration), spark=spark,
+            runtime=typed_runtime(row.runtime_configuration), spark=spark,
             image=self.settings.spark_replica_image if spark else self.settings.replica_image,
             enabled=row.enabled, replica_token_secret=self.settings.replica_token_secret,
             replica_credential=self.gateway.credentials.issue(row.rid, sub.artifact_sha256),
@@ -379,7 +352,9 @@ class KubeController(ControllerBase):
             olds = {old: await self._call(self.cluster.observe, old) for old in list(rt.old_names)}
             rt.summary, rt.old_summaries, rt.summary_spec = summary, olds, spec
         except Exception as exc:  # noqa: BLE001 - shown as the state's reason
-            rt.summary = {"state": "FAILED", "reason": describe_error(exc), "pods": [],
+            error = describe_error(exc)
+            rt.summary = {"state": DeploymentState.FAILED, "reason": error, "failure": error,
+                          "problem": "", "pods": [],
                           "urls": [], "ready": 0, "desired": 0, "rollout": None,
                           "exists": False, "unreachable": True}
             return
@@ -395,18 +370,22 @@ class KubeController(ControllerBase):
         pods = self._pods(rt)
         ready = [p for p in pods if p["ready"] and p["url"] and not p["terminating"]]
         if not row.enabled:
-            state, reason = "DISABLED", ""
+            state, reason = deployment_state(enabled=False, ready=0, want=0)
             ready = []
         elif rt.apply_error and not summary.get("exists"):
-            state, reason = "FAILED", rt.apply_error
+            state, reason = deployment_state(enabled=True, ready=0, want=1, failure=rt.apply_error)
         elif not summary.get("exists") and not summary.get("unreachable"):
-            state, reason = "STARTING", "waiting for Kubernetes to create the Deployment"
+            state = DeploymentState.STARTING
+            reason = "waiting for Kubernetes to create the Deployment"
         else:
-            state, reason = summary["state"], summary["reason"]
-            if rt.old_summaries and state != "ACTIVE" and ready:
-                state, reason = "ACTIVE", f"renaming: {reason}"
+            state, reason = (summary["state"], summary["reason"]) if summary.get("unreachable") \
+                else summary_state(summary, rt.settled)
+            if state == DeploymentState.ACTIVE and summary["ready"] >= summary["desired"] > 0:
+                rt.settled = summary["desired"]
+            if rt.old_summaries and state != DeploymentState.ACTIVE and ready:
+                state, reason = DeploymentState.ACTIVE, f"renaming: {reason}"
             if rt.apply_error:
-                state = "DEGRADED" if ready else "FAILED"
+                state = DeploymentState.DEGRADED if ready else DeploymentState.FAILED
                 reason = "; ".join(x for x in (rt.apply_error, reason) if x)
         self._route(pool, rt, ready)
         self.unavailable(pool, state, reason)
@@ -415,10 +394,11 @@ class KubeController(ControllerBase):
             serving[0] if serving else row.served_release_rid)
         key = (rt.applied.release_rid, rt.applied.generation) if rt.applied else None
         current = [p for p in ready if p["current"]]
-        if key and key != rt.rolled_out and state == "ACTIVE" and not rt.old_summaries and \
-                (summary.get("rollout") or {}).get("state") == "COMPLETE" and \
+        if key and key != rt.rolled_out and state == DeploymentState.ACTIVE and \
+                not rt.old_summaries and \
+                (summary.get("rollout") or {}).get("state") == RolloutState.COMPLETE and \
                 len(current) == len(ready):
-            if rt.rolled_out is not None or rt.state != "ACTIVE":
+            if rt.rolled_out is not None or rt.state != DeploymentState.ACTIVE:
                 self.event(rt.rid, "rollout", f"Release {release.version} (generation "
                            f"{key[1]}) rolled out to {len(ready)} pod(s)", release=release.version)
             rt.rolled_out = key
@@ -438,42 +418,45 @@ class KubeController(ControllerBase):
         for node_id, url in sorted(wanted.items()):
             pool.add(node_id, url, self.gateway.credentials.hop(rt.rid))
 
-    def replicas(self, rid: str) -> list[dict[str, Any]]:
+    def replicas(self, rid: str) -> list[m.ReplicaStatus]:
         rt = self.runtimes.get(rid)
         if rt is None:
             return []
         out = []
         for p in self._pods(rt):
             if p["terminating"]:
-                state = "DRAINING"
+                state = ReplicaState.DRAINING
             elif p["ready"]:
-                state = "READY"
+                state = ReplicaState.READY
             elif p["reason"] in FATAL_REASONS:
-                state = "FAILED"
+                state = ReplicaState.FAILED
             else:
-                state = "STARTING"
+                state = ReplicaState.STARTING
             reason = f"{p['reason']}: {p['message']}" if p["message"] else p["reason"]
-            out.append({"nodeId": p["node_id"], "state": state,
-                        "health": {"READY": "HEALTHY", "FAILED": "UNHEALTHY"}.get(state, "UNKNOWN"),
-                        "releaseVersion": p.get("release_version") or "", "url": p["url"] or "",
-                        "reason": reason, "restarts": p["restarts"]})
+            out.append(m.ReplicaStatus(
+                node_id=p["node_id"], state=state, health=replica_health(state),
+                release_version=p.get("release_version") or "", url=p["url"] or "",
+                reason=reason, restarts=p["restarts"]))
         return out
 
-    def observed(self, rid: str) -> dict[str, Any]:
+    def observed(self, rid: str) -> ObservedStatus:
         rt = self.runtimes.get(rid)
-        if rt is None or rt.summary is None:
-            return {"replicas": [], "rollout": None, "autoscaling": None}
+        if rt is None:
+            return ObservedStatus()
+        if rt.summary is None:  # not read yet
+            return ObservedStatus(desired_replicas=self.desired_count(rt, 0))
         rollout = rt.summary.get("rollout")
         spec = rt.summary_spec  # not rt.applied: a rollout read before an apply is the old one
-        desired = rt.summary.get("desired", 0)
-        return {"replicas": self.replicas(rid),
-                "rollout": None if rollout is None or spec is None else {
-                    "releaseVersion": spec.release_version, "generation": spec.generation,
-                    "state": rollout["state"], "updatedReplicas": rollout["updated"],
-                    "desiredReplicas": rollout["desired"],
-                    "failures": sum(p["restarts"] for p in rt.summary["pods"]),
-                    "reason": rollout["reason"]},
-                "autoscaling": {"desiredReplicas": desired, "load": self._load(rt)}}
+        return ObservedStatus(
+            replicas=tuple(self.replicas(rid)),
+            rollout=None if rollout is None or spec is None else m.RolloutStatus(
+                release_version=spec.release_version, generation=spec.generation,
+                state=rollout["state"], updated_replicas=rollout["updated"],
+                desired_replicas=rollout["desired"],
+                failures=sum(p["restarts"] for p in rt.summary["pods"]),
+                reason=rollout["reason"]),
+            desired_replicas=self.desired_count(rt, rt.summary.get("desired", 0)),
+            load=self._load(rt))
 
     def _load(self, rt: KubeRuntime) -> float:
         """An autoscaled deployment's load: its HPA's average CPU utilization (of the request),
@@ -483,102 +466,10 @@ class KubeController(ControllerBase):
         utilization = (self.autoscalers.get(rt.name) or {}).get("utilization")
         return round(utilization, 3) if utilization is not None else 0.0
 
-    # --- logs ------------------------------------------------------------------------------
-    def _tail_logs(self, rid: str, pods: list[dict[str, Any]]) -> None:
-        """New lines of each pod's log into the shipper (on a worker thread)."""
-        for pod in pods:
-            node = pod["node_id"]
-            if (pod["phase"] == "Pending" and not pod["restarts"]) or node in self._following:
-                continue
-            with self._tails_lock:  # other deployments' passes run on other threads
-                tail = self.tails.setdefault(node, LogTail())
-            tags = {"node_id": node, "deployment_rid": rid,
-                    "release": pod.get("release_version") or ""}
-            try:
-                if pod["restarts"] > tail.restarts:  # the crashed container's last words first
-                    self._ship(tail, self.cluster.pod_log(node, previous=True), tags)
-                    tail.restarts = pod["restarts"]
-                if pod["terminating"]:  # its last lines come after the last poll: follow it
-                    self._following[node] = True
-                    threading.Thread(target=self._follow, args=(tail, node, tags), daemon=True,
-                                     name=f"liveml-log-{node}").start()
-                    continue
-                self._ship(tail, self.cluster.pod_log(node, since_seconds=self._since(tail)),
-                           tags)
-            except Exception as exc:  # noqa: BLE001 - try again next poll
-                log.debug("could not read the log of pod %s: %s", node, exc)
-        listed = {p["node_id"] for p in pods}
-        with self._tails_lock:
-            known = list(self.tails)
-        for node in [n for n in known if n not in listed and self._owned(rid, n)
-                     and not self._following.get(n)]:
-            with self._tails_lock:
-                self.tails.pop(node, None)  # the pod is gone
-            self._following.pop(node, None)
-        self._save_tails()
-
-    @staticmethod
-    def _since(tail: LogTail) -> int | None:
-        """``sinceSeconds`` that covers the last line shipped (a little before: dedupe does the
-        rest), or None for the whole log."""
-        return None if not tail.last else math.ceil(time.time() - _epoch(tail.last)) + 2
-
-    def _follow(self, tail: LogTail, node: str, tags: dict[str, str]) -> None:
-        """A terminating pod's log to its last line (on a thread of its own, as long as the
-        pod drains). A stream that fails gives the pod back to polling."""
-        ended = False
-        try:
-            for text in self.cluster.follow_pod_log(node, since_seconds=self._since(tail)):
-                self._ship(tail, text, tags)
-            ended = True
-        except Exception as exc:  # noqa: BLE001 - polled again instead
-            log.debug("could not follow the log of pod %s: %s", node, exc)
-        finally:
-            if ended:
-                self._following[node] = False
-            else:
-                self._following.pop(node, None)
-
-    def _owned(self, rid: str, pod: str) -> bool:
-        return self._by_name().get(_object_of(pod)) == rid
-
     def _by_name(self) -> dict[str, str]:
         """Object name -> deployment RID, for the names deployments' objects have or just had."""
         return {name: rid for rid, rt in list(self.runtimes.items())
                 for name in (rt.name, *rt.old_names) if name}
-
-    def _ship(self, tail: LogTail, text: str, tags: dict[str, str]) -> None:
-        lines, times = [], []
-        with self._tails_lock:
-            for stamp, line in split_log(text):
-                digest = zlib.crc32(line)  # stable across restarts, unlike hash()
-                if stamp < tail.last or (stamp == tail.last and digest in tail.at_last):
-                    continue
-                if stamp > tail.last:
-                    tail.last, tail.at_last = stamp, set()
-                tail.at_last.add(digest)
-                lines.append(line)
-                times.append(stamp)
-        if lines:
-            self.shipper.ingest(lines, tags, times)
-
-    def _load_tails(self) -> dict[str, LogTail]:
-        if self.state_file is None:
-            return {}
-        try:
-            doc = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {pod: LogTail(last=t.get("last", ""), at_last=set(t.get("atLast", [])),
-                             restarts=t.get("restarts", 0)) for pod, t in doc.items()}
-
-    def _save_tails(self) -> None:
-        if self.state_file is None:
-            return
-        with self._tails_lock:
-            doc = {pod: {"last": t.last, "atLast": sorted(t.at_last), "restarts": t.restarts}
-                   for pod, t in list(self.tails.items())}
-        write_private(self.state_file, json.dumps(doc))
 
     # --- the namespace: events and deletes -------------------------------------------------
     async def _namespace_pass(self) -> None:
@@ -591,57 +482,13 @@ class KubeController(ControllerBase):
                     log.warning("could not delete the objects of %s: %s", name,
                                 describe_error(exc))
             events = await self._call(self.cluster.events)
-            self._dispatch(events)
+            self.relay.dispatch(events)
             if any(rt.applied is not None and rt.applied.autoscaled for rt in self.runtimes.values()):
                 self.autoscalers = await self._call(self.cluster.autoscalers)
         except Exception as exc:  # noqa: BLE001 - retried next pass
             log.warning("could not read Kubernetes events: %s", describe_error(exc))
         finally:
             self._namespace_busy = False
-
-    @staticmethod
-    def _owner(involved: dict[str, Any], by_name: dict[str, str]) -> tuple[str, str] | None:
-        """(deployment rid, node id) of an event's object, when it is one of ours."""
-        kind, name = involved.get("kind"), involved.get("name") or ""
-        if kind == "Pod":
-            rid = by_name.get(_object_of(name))
-            return (rid, name) if rid else None
-        if kind in ("Deployment", "HorizontalPodAutoscaler", "ReplicaSet"):
-            rid = by_name.get(name) or by_name.get(name.rsplit("-", 1)[0])  # a ReplicaSet: -<hash>
-            return (rid, "control-plane") if rid else None
-        return None
-
-    def _dispatch(self, events: list[dict[str, Any]]) -> None:
-        """New or repeated Kubernetes events: warnings become liveml events, the rest logs."""
-        since = self._events_since.isoformat().replace("+00:00", "Z")
-        by_name = self._by_name()
-        for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
-            uid = (ev.get("metadata") or {}).get("uid") or ""
-            count = int(ev.get("count") or 1)
-            if self._seen_events.get(uid, 0) >= count:
-                continue
-            first_time = uid not in self._seen_events
-            self._seen_events[uid] = count
-            when = ev.get("lastTimestamp") or ev.get("eventTime") or ""
-            if first_time and when and when < since[:len(when)]:
-                continue  # from before this control plane started
-            owner = self._owner(ev.get("involvedObject") or {}, by_name)
-            if owner is None:
-                continue
-            rid, node = owner
-            reason, message = ev.get("reason") or "", (ev.get("message") or "").strip()
-            obj = f"{(ev.get('involvedObject') or {}).get('kind')}/" \
-                  f"{(ev.get('involvedObject') or {}).get('name')}"
-            text = f"Kubernetes {reason} on {obj}: {message}" + (f" (x{count})" if count > 1 else "")
-            if ev.get("type") == "Warning":
-                self.event(rid, "kubernetes", text, level="WARNING", reason=reason, object=obj,
-                           count=count)
-            elif self.shipper is not None:
-                self.shipper.emit(rid, text, logger="kubernetes.events", node_id=node,
-                                  event="kubernetes", reason=reason, object=obj)
-        if len(self._seen_events) > 20_000:
-            listed = {(e.get("metadata") or {}).get("uid") for e in events}
-            self._seen_events = {k: v for k, v in self._seen_events.items() if k in listed}
 
     # --- metrics ---------------------------------------------------------------------------
     def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:

@@ -21,14 +21,19 @@ import aiohttp
 
 from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
+from ..core import models as m
+from ..core.deployments import ObservedStatus
+from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
+from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
 from ..gateway.pool import Gateway, Pool
-from ..store.db import Deployment, Release, Store, Submission
-from .base import ControllerBase, RuntimeBase
+from ..store.db import Deployment, Release, Store
+from .base import ControllerBase, Desired, RuntimeBase
 
 log = logging.getLogger("liveml.controller")
 
-STARTING, READY, DRAINING, FAILED = "STARTING", "READY", "DRAINING", "FAILED"
+STARTING, READY, DRAINING, FAILED = (ReplicaState.STARTING, ReplicaState.READY,
+                                     ReplicaState.DRAINING, ReplicaState.FAILED)
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Replica:
     release_version: str
     handle: Any
     started: float = field(default_factory=time.monotonic)
-    state: str = STARTING
+    state: ReplicaState = STARTING
     url: str | None = None
     reason: str = ""
     health_failures: int = 0
@@ -78,6 +83,7 @@ class Runtime(RuntimeBase):
     serving_key: tuple[str, int] | None = None  # the key whose replica was last seen ready
     heal_at: float = 0.0  # when a lost replica of serving_key may be replaced next
     heal_failures: int = 0
+    settled: int = 0  # the replica count last all ready and current (scaling up from it is fine)
 
 
 class Controller(ControllerBase):
@@ -134,45 +140,46 @@ class Controller(ControllerBase):
                     for rid, rt in list(self.runtimes.items()) for r in list(rt.replicas)]
         return sampler.rows(replicas, inflight)
 
-    def replicas(self, rid: str) -> list[dict[str, Any]]:
+    def replicas(self, rid: str) -> list[m.ReplicaStatus]:
         rt = self.runtimes.get(rid)
         if rt is None:
             return []
-        return [{"nodeId": r.node_id, "state": r.state,
-                 "health": "HEALTHY" if r.state == READY else
-                 ("UNHEALTHY" if r.state == FAILED else "UNKNOWN"),
-                 "releaseVersion": r.release_version, "url": r.url or "", "reason": r.reason}
+        return [m.ReplicaStatus(node_id=r.node_id, state=r.state, health=replica_health(r.state),
+                                release_version=r.release_version, url=r.url or "",
+                                reason=r.reason)
                 for r in rt.replicas]
 
-    def observed(self, rid: str) -> dict[str, Any]:
+    def observed(self, rid: str) -> ObservedStatus:
         """Live status beyond the store: replicas, rollout progress and autoscaling."""
         rt = self.runtimes.get(rid)
         if rt is None:
-            return {"replicas": [], "rollout": None, "autoscaling": None}
+            return ObservedStatus()
         t = rt.target
         rollout = None
         if t is not None:
             updated = sum(1 for r in rt.replicas if r.key == t.key and r.state == READY)
-            rollout = {"releaseVersion": t.version, "generation": t.key[1],
-                       "state": "FAILED" if t.failed else
-                       ("COMPLETE" if t.complete else "PROGRESSING"),
-                       "updatedReplicas": updated, "desiredReplicas": rt.want or 0,
-                       "failures": t.failures, "reason": t.reason}
-        return {"replicas": self.replicas(rid), "rollout": rollout,
-                "autoscaling": {"desiredReplicas": rt.want or 0, "load": round(rt.load, 3)}}
+            rollout = m.RolloutStatus(
+                release_version=t.version, generation=t.key[1],
+                state=RolloutState.FAILED if t.failed else
+                (RolloutState.COMPLETE if t.complete else RolloutState.PROGRESSING),
+                updated_replicas=updated, desired_replicas=rt.want or 0, failures=t.failures,
+                reason=t.reason)
+        return ObservedStatus(replicas=tuple(self.replicas(rid)), rollout=rollout,
+                              desired_replicas=self.desired_count(rt, rt.want or 0),
+                              load=round(rt.load, 3))
 
     async def reconcile(self, rt: Runtime) -> None:
         changes = rt.changes
-        row, release, sub = self.desired(rt)
-        if row is None:
+        desired = self.desired(rt)
+        row, release, sub = desired.row, desired.release, desired.submission
+        if row is None or desired.runtime is None:
             return
         pool = self.gateway.pools[rt.rid]
         await self._observe(rt, pool)
         if self.outdated(rt, changes):
             return
         now_ = time.monotonic()
-        config = row.runtime_configuration
-        want = self._autoscale(rt, config, pool, now_) if row.enabled else 0
+        want = self._autoscale(rt, desired.runtime, pool, now_) if row.enabled else 0
         key = (release.rid, row.generation) if (row.enabled and release) else None
         if key is None:
             rt.target = None
@@ -201,7 +208,7 @@ class Controller(ControllerBase):
         if not blocked and release and sub:
             room = want + self.max_surge - len(current) - len(old_ready) if old_ready else want
             for _ in range(max(0, min(want - len(current), room))):
-                if not await self._start(rt, row, release, sub) or self.outdated(rt, changes):
+                if not await self._start(rt, desired) or self.outdated(rt, changes):
                     break
             if self.outdated(rt, changes):
                 return  # what was started is the next pass's to keep or retire
@@ -237,22 +244,22 @@ class Controller(ControllerBase):
             del rt.specs[stale]
         self._set_state(rt, row, release, want)
 
-    def _autoscale(self, rt: Runtime, config: dict[str, Any], pool: Pool, now_: float) -> int:
+    def _autoscale(self, rt: Runtime, config: RuntimeConfiguration, pool: Pool, now_: float) -> int:
         """Replicas wanted now: minReplicas, or more under load, up to maxReplicas."""
-        low, high = config["minReplicas"], config["maxReplicas"]
+        low, high = config.min_replicas, config.max_replicas
         want = low if rt.want is None else min(max(rt.want, low), high)
         if low == high:
             rt.want = want
             return want
         ready = max(1, len(pool.members))
-        capacity = ready * max(1, config.get("threadCount", 1))
+        capacity = ready * config.thread_count
         inflight = sum(m.inflight for m in pool.members)
         rt.load = 0.7 * rt.load + 0.3 * (inflight / capacity)
-        threshold = config.get("scaleUpLoadThreshold", 0.8)
+        threshold = config.scale_up_load_threshold
         if rt.load > threshold:
             rt.below_since = None
             rt.above_since = rt.above_since or now_
-            if want < high and now_ - rt.above_since >= config.get("scaleUpDelay", 10.0):
+            if want < high and now_ - rt.above_since >= config.scale_up_delay:
                 want += 1
                 rt.above_since = None
                 self.event(rt.rid, "scale", f"Scaled up to {want} replicas (load "
@@ -260,7 +267,7 @@ class Controller(ControllerBase):
         elif rt.load < threshold / 2:
             rt.above_since = None
             rt.below_since = rt.below_since or now_
-            if want > low and now_ - rt.below_since >= config.get("scaleDownDelay", 60.0):
+            if want > low and now_ - rt.below_since >= config.scale_down_delay:
                 want -= 1
                 rt.below_since = None
                 self.event(rt.rid, "scale", f"Scaled down to {want} replicas (load "
@@ -270,16 +277,17 @@ class Controller(ControllerBase):
         rt.want = want
         return want
 
-    async def _start(self, rt: Runtime, row: Deployment, release: Release,
-                     sub: Submission) -> bool:
-        config = dict(row.runtime_configuration)
+    async def _start(self, rt: Runtime, desired: Desired) -> bool:
+        row, release, sub, config = desired.row, desired.release, desired.submission, \
+            desired.runtime
+        assert row is not None and release is not None and sub is not None and config is not None
         spec = ReplicaSpec(
             node_id="", deployment_rid=rt.rid, namespace=rt.namespace,
             release_rid=release.rid, release_version=release.version,
             model_uuid=sub.model_uuid,
             artifact_uri=self.artifacts.local_path(sub.artifact_sha256),
             runtime_configuration=config, generation=row.generation,
-            env=dict(config.get("env") or {}), requirements=dict(sub.requirements or {}),
+            env=dict(config.env), requirements=dict(sub.requirements or {}),
             input_example=(sub.api or {}).get("inputExample"),
             artifact_sha256=sub.artifact_sha256)
         return await self._start_spec(rt, row.api_name, spec)
@@ -429,37 +437,30 @@ class Controller(ControllerBase):
 
     def _set_state(self, rt: Runtime, row: Deployment, release: Release | None, want: int) -> None:
         pool = self.gateway.pools[rt.rid]
-        ready = [r for r in rt.replicas if r.state == READY]
+        ready = [r for r in rt.replicas if r.state == ReplicaState.READY]
         target = rt.target
         ready_current = [r for r in ready if target and r.key == target.key]
         crashing = target is not None and len(target.crashes) > 1 and \
             time.monotonic() < target.retry_at
-        progress = f"{len(ready_current)}/{want} replicas of release " \
-                   f"{target.version if target else '-'} ready"
-        if not row.enabled:
-            state, reason = "DISABLED", ""
-        elif release is None:
-            state, reason = "FAILED", f"no release is tagged {row.environment}"
+        failure, serving = "", len(ready)
+        if release is None:
+            failure, serving = f"no release is tagged {row.environment}", 0  # nothing to serve
         elif target is not None and target.failed:
-            state = "DEGRADED" if ready else "FAILED"
-            reason = f"release {target.version}: {target.reason}" + \
+            failure = f"release {target.version}: {target.reason}" + \
                 (f"; {len(ready)} replica(s) of the previous version still serve" if ready else "")
         elif crashing:
-            state = "DEGRADED" if ready else "FAILED"
-            reason = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
-                     f"{target.reason}; backing off before the next restart"
-        elif rt.pending_reason:
-            state = "DEGRADED" if ready else "STARTING"
-            reason = f"{progress}; cannot start more: {rt.pending_reason}"
-        elif len(ready_current) >= want and len(ready) == len(ready_current):
-            state, reason = "ACTIVE", ""
-            rt.was_active = True
-        elif ready and len(ready) >= want:
-            state, reason = "ACTIVE", f"rolling out: {progress}"
-        else:
-            state = "DEGRADED" if (rt.was_active and ready) else "STARTING"
-            reason = progress + (f"; last failure: {target.reason}"
-                                 if target and target.reason else "")
+            failure = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
+                      f"{target.reason}; backing off before the next restart"
+        settled = len(ready_current) >= want and len(ready) == len(ready_current)
+        state, reason = deployment_state(
+            enabled=row.enabled, ready=serving, want=want, failure=failure,
+            problem=f"cannot start more: {rt.pending_reason}" if rt.pending_reason else "",
+            progress=f"{len(ready_current)}/{want} replicas of release "
+                     f"{target.version if target else '-'} ready",
+            rolling=not settled, settled=rt.settled,
+            last_failure=f"last failure: {target.reason}" if target and target.reason else "")
+        if state == DeploymentState.ACTIVE and settled:
+            rt.was_active, rt.settled = True, want
         self.unavailable(pool, state, reason)
         if ready_current:
             served = target.key[0] if target else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -13,15 +14,32 @@ from . import models as m
 from .errors import ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
 from .profiles import ProfileCatalog
 from .registry import MASK, Principal, Registry, new_rid, pick_one
+from .states import DeploymentState, ReplicaState
 
 RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 #: Runtime fields whose change needs new replicas (a count change only adds or removes some).
 REROLL_FIELDS = ("cpu", "memory", "gpu", "gpuType", "threadCount", "queueSize", "env")
 
 
+@dataclass(frozen=True)
+class ObservedStatus:
+    """What a controller sees of one deployment beyond the store: its replicas, the rollout of
+    its target, the replica count it wants now (within the deployment's bounds as they are now;
+    0 when disabled) and its load. ``Deployments.describe`` copies it into the status."""
+
+    replicas: tuple[m.ReplicaStatus, ...] = ()
+    rollout: m.RolloutStatus | None = None
+    desired_replicas: int = 0
+    load: float = 0.0
+
+    @property
+    def ready_replicas(self) -> int:
+        return sum(1 for r in self.replicas if r.state == ReplicaState.READY)
+
+
 class Observer(Protocol):
     def changed(self, rid: str, event: str) -> None: ...
-    def observed(self, rid: str) -> dict[str, Any]: ...
+    def observed(self, rid: str) -> ObservedStatus: ...
 
 
 def slug(name: str) -> str:
@@ -78,17 +96,12 @@ class Deployments:
     def describe(self, s: Session, row: Deployment, who: Principal) -> dict[str, Any]:
         target = self.registry.tagged_release(s, row.objective_rid, row.environment)
         seen = self.observer.observed(row.rid)
-        replicas = seen["replicas"]
-        ready = sum(1 for r in replicas if r["state"] == "READY")
-        config = row.runtime_configuration
-        # the controller's count, within the bounds as they are now (it may not have seen an edit)
-        want = (seen["autoscaling"] or {}).get("desiredReplicas") or config["minReplicas"]
-        desired = min(max(want, config["minReplicas"]), config["maxReplicas"]) if row.enabled else 0
-        state = row.state if row.enabled else "DISABLED"
-        status = {"state": state, "isReady": bool(row.enabled and ready),
-                  "reason": row.reason, "readyReplicas": ready, "desiredReplicas": desired,
-                  "replicas": replicas, "rollout": seen["rollout"],
-                  "load": (seen["autoscaling"] or {}).get("load", 0.0)}
+        # state and reason as the controller recorded them; the rest as it sees them now
+        status = m.DeploymentStatus(
+            state=row.state if row.enabled else DeploymentState.DISABLED,
+            is_ready=bool(row.enabled and seen.ready_replicas), reason=row.reason,
+            ready_replicas=seen.ready_replicas, desired_replicas=seen.desired_replicas,
+            replicas=list(seen.replicas), rollout=seen.rollout, load=seen.load)
         return m.DescribeLiveDeployment(
             rid=row.rid, name=row.name, description=row.description, api_name=row.api_name,
             namespace=row.namespace, objective_rid=row.objective_rid,
@@ -161,7 +174,7 @@ class Deployments:
                 description=req.description, api_name=api_name, objective_rid=obj.rid,
                 environment=req.environment, replica_profile=req.replica_profile,
                 resource_profile=req.resource_profile, runtime_configuration=config,
-                enabled=True, state="STARTING", created_by=who.name)
+                enabled=True, state=DeploymentState.STARTING, created_by=who.name)
             s.add(row)
         self.observer.changed(row.rid, "created")
         return self.get(row.rid, who)
@@ -221,7 +234,7 @@ class Deployments:
         with self.store.session() as s:
             row = self.row(s, ref, who, "manage")
             row.enabled = enabled
-            row.state = "STARTING" if enabled else "DISABLED"
+            row.state = DeploymentState.STARTING if enabled else DeploymentState.DISABLED
             row.reason = ""
             row.updated_at = now()
             rid = row.rid

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,8 +16,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from .states import DeploymentState, ReplicaState, RolloutState
+
 Tag = Literal["STAGING", "PRODUCTION"]
-State = Literal["STARTING", "ACTIVE", "DEGRADED", "FAILED", "DISABLED"]
 API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
 #: a replica or resource profile's name (the operator's profiles file is held to it too)
@@ -31,6 +33,18 @@ Env = Annotated[dict[Annotated[str, Field(max_length=256, pattern=ENV_KEY.patter
                 WithJsonSchema({"type": "object", "propertyNames": _ENV_NAME,
                                 "additionalProperties": {"type": "string"},
                                 "description": "Environment variables of each replica"})]
+
+
+def _as_before(enum: type[StrEnum] | None) -> WithJsonSchema:
+    """The schema a state field had as a ``Literal`` (or a plain string, ``None``): the OpenAPI
+    document and the lab extension's types (labextension/src/api.ts) stay as they are."""
+    values = {"enum": [e.value for e in enum]} if enum else {}
+    return WithJsonSchema({**values, "title": "State", "type": "string"})
+
+
+DeploymentStateField = Annotated[DeploymentState, _as_before(DeploymentState)]
+RolloutStateField = Annotated[RolloutState, _as_before(RolloutState)]
+ReplicaStateField = Annotated[ReplicaState, _as_before(None)]
 
 
 def tag_value(value: Any) -> Any:
@@ -249,7 +263,7 @@ class UpdateLiveDeployment(Model):
 
 class ReplicaStatus(Model):
     node_id: str
-    state: str
+    state: ReplicaStateField
     health: str
     release_version: str
     url: str = ""
@@ -260,7 +274,7 @@ class ReplicaStatus(Model):
 class RolloutStatus(Model):
     release_version: str
     generation: int
-    state: Literal["PROGRESSING", "COMPLETE", "FAILED"]
+    state: RolloutStateField
     updated_replicas: int
     desired_replicas: int
     failures: int = 0
@@ -268,7 +282,7 @@ class RolloutStatus(Model):
 
 
 class DeploymentStatus(Model):
-    state: State
+    state: DeploymentStateField
     is_ready: bool
     reason: str = ""
     ready_replicas: int = 0

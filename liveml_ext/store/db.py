@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ..core.errors import InvalidArgument
+from ..core.states import DeploymentState
 from .home import private_file
 
 log = logging.getLogger("liveml")
@@ -131,7 +132,8 @@ class Deployment(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     generation: Mapped[int] = mapped_column(Integer, default=1)
     served_release_rid: Mapped[str | None] = mapped_column(nullable=True)
-    state: Mapped[str] = mapped_column(String(16), default="STARTING")
+    state: Mapped[str] = mapped_column(String(16),
+                                       default=DeploymentState.STARTING.value)
     reason: Mapped[str] = mapped_column(default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=now)
     created_by: Mapped[str] = mapped_column(default="")

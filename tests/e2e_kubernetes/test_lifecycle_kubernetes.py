@@ -116,7 +116,7 @@ def test_kubernetes_e2e_serving_lifecycle(cluster: Any) -> None:
         assert first_pod not in [p["node_id"] for p in seen["pods"] if not p["terminating"]]
 
         # two fixed replicas: a PDB appears
-        two = dataclasses.replace(spec, generation=2, runtime={**spec.runtime, "minReplicas": 2,
+        two = dataclasses.replace(spec, generation=2, runtime={**spec.runtime.dump(), "minReplicas": 2,
                                                                "maxReplicas": 2})
         cluster.apply(two)
         seen = wait_for(cluster, name, lambda s: s["state"] == "ACTIVE" and len(s["urls"]) == 2, "2 ready")
