@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import requests
 
-RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
+from .core.names import RID_PREFIX
 
 
 class LiveMLClientError(Exception):

@@ -9,7 +9,6 @@ so what a worker thread shows there never reaches the browser.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import threading
 from collections.abc import Callable
@@ -20,9 +19,8 @@ import ipywidgets as w
 from . import display as ui
 from . import notebook
 from .client import Client, LiveMLClientError
+from .core.names import API_NAME, NAME
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
-API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LABEL = {"description_width": "8.5em"}  # wide enough for every label here, none cut
 
 
