@@ -88,7 +88,7 @@ def test_both_kinds_resolve_by_one_rule(world, kind):
         assert sorted(params["rids"]) == sorted([rids[f"{kind} a/twin"], rids[f"{kind} b/twin"]])
         not_found = "ObjectiveNotFound" if kind == "objective" else "LiveDeploymentNotFound"
         for ref in ("nope", "b/solo", f"{refs.rid_prefix(spec.rid_kind)}0000", "ri.nope"):
-            assert failure(lambda: rid(ref))[:2] == (404, not_found)
+            assert failure(lambda ref=ref: rid(ref))[:2] == (404, not_found)
         # out of sight is not found; in sight but below the scope is denied
         assert failure(lambda: rid("solo", Principal("t", "admin", "b")))[:2] == (404, not_found)
         assert failure(lambda: rid("a/solo", Principal("t", "read", "a"), "manage"))[:2] == \

@@ -24,3 +24,10 @@ def new_rid(kind: str) -> str:
 
 #: a live deployment's RID starts with this
 RID_PREFIX = rid_prefix("live-deployment")
+#: the inference endpoint, relative to the server's base URL; a deployment's RID follows
+INFERENCE_PATH = "foundry-ml-live/api/inference/transform/"
+
+
+def inference_path(rid: str, v2: bool = False) -> str:
+    """A deployment's inference endpoint (v1 or v2), relative to the server's base URL."""
+    return f"{INFERENCE_PATH}{rid}" + ("/v2" if v2 else "")
