@@ -23,7 +23,7 @@ from .errors import (
     SubmissionNotFound,
 )
 from .names import new_rid
-from .refs import OBJECTIVE, pick_one, resolve  # noqa: F401 - pick_one re-exported
+from .refs import OBJECTIVE, resolve
 
 #: Scopes, each with the rights of those before it: query = inference (and whoami, profiles);
 #: read = + deployments, objectives, logs, events, metrics, runtime configurations (env values
