@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 import requests
 
+from .core.names import RID_PREFIX, inference_path
 from .core.states import DeploymentState, RolloutState
-
-RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 
 
 class LiveMLClientError(Exception):
@@ -283,8 +282,11 @@ class Client:
         """v1: ``body`` is rows (or a full ``{"requestData": ...}``); v2: one key per input."""
         if not v2 and isinstance(body, list):
             body = {"requestData": body, "requestParams": {}}
-        path = f"foundry-ml-live/api/inference/transform/{self.rid(ref)}" + ("/v2" if v2 else "")
-        return self.request("POST", path, json=body)
+        return self.request("POST", inference_path(self.rid(ref), v2), json=body)
+
+    def inference_url(self, rid: str, v2: bool = False) -> str:
+        """The full URL of a deployment's inference endpoint (for curl and other clients)."""
+        return self.url + inference_path(rid, v2)
 
     # --- misc ------------------------------------------------------------------------------
     def create_token(self, namespace: str | None = None, scope: str = "query",

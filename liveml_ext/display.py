@@ -209,6 +209,11 @@ def note(text: str, kind: str = "info") -> str:
     return f"<div class='lm-note lm-note-{kind}'>{text}</div>"
 
 
+def error_page(err: BaseException) -> str:
+    """An error (``error``) as a page of its own: a cell's output or a widget's message."""
+    return page(error(err))
+
+
 def error(err: BaseException) -> str:
     """An error as a note: the envelope's name and message, the input or column it names."""
     name = getattr(err, "name", None)

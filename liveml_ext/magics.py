@@ -64,7 +64,7 @@ VIEWS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
 
 def error_html(err: LiveMLClientError) -> HTML:
     """The error envelope, readably: what was wrong and which input or column."""
-    return HTML(ui.page(ui.error(err)))
+    return HTML(ui.error_page(err))
 
 
 def rich(command: str, doc: Any, args: argparse.Namespace) -> Any:
@@ -72,10 +72,7 @@ def rich(command: str, doc: Any, args: argparse.Namespace) -> Any:
     if isinstance(doc, dict) and "status" in doc and "rid" in doc:
         return notebook.Deployment(doc["rid"])
     if command == "query":
-        if isinstance(doc, dict) and "responseData" in doc:
-            return ui.data_frame(doc["responseData"])
-        outs = notebook.outputs(doc)
-        return next(iter(outs.values())) if len(outs) == 1 else outs
+        return notebook.answer(doc, bool(getattr(args, "v2", False)), unwrap=True)
     if command == "metrics" and getattr(args, "plot", None):
         display(Image(filename=args.plot))
     view = VIEWS.get(command)

@@ -198,6 +198,15 @@ def outputs(doc: dict[str, Any]) -> ui.Outputs:
     return ui.Outputs({k: rows_frame(v) for k, v in doc.items()})
 
 
+def answer(doc: Any, v2: bool, unwrap: bool = False) -> Any:
+    """An inference answer as a notebook shows it: a v1 answer's rows as a DataFrame, a v2
+    answer's outputs by name (``unwrap``: a single output as itself)."""
+    if not v2:
+        return ui.data_frame(doc["responseData"])
+    outs = outputs(doc)
+    return next(iter(outs.values())) if unwrap and len(outs) == 1 else outs
+
+
 def deleted(doc: dict[str, Any], name: str = "") -> ui.Record:
     what = f"{name} ({doc['rid']})" if name else doc["rid"]
     return ui.Record(doc, ui.note(f"Deleted <b>{ui.escape(name or doc['rid'])}</b> "
@@ -235,12 +244,12 @@ class Deployment:
         """Single tabular I/O: rows in, the output rows out, as a DataFrame."""
         rows = json_rows(frame) if isinstance(frame, pd.DataFrame) else frame
         body = {"requestData": rows, "requestParams": params or {}}
-        return ui.data_frame(self.client.query(self.rid, body)["responseData"])
+        return answer(self.client.query(self.rid, body), v2=False)
 
     def transform_v2(self, **inputs: Any) -> ui.Outputs:
         """Multi I/O: one keyword per named input (DataFrames or values) -> outputs by name."""
         body = {k: json_rows(v) if isinstance(v, pd.DataFrame) else v for k, v in inputs.items()}
-        return outputs(self.client.query(self.rid, body, v2=True))
+        return answer(self.client.query(self.rid, body, v2=True), v2=True)
 
     def logs(self, query: str = "", since: str = "1h", limit: int = 200,
              columns: list[str] | None = None, **window: Any) -> pd.DataFrame:

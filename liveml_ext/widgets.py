@@ -9,7 +9,6 @@ so what a worker thread shows there never reaches the browser.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import threading
 from collections.abc import Callable
@@ -20,14 +19,9 @@ import ipywidgets as w
 from . import display as ui
 from . import notebook
 from .client import Client, LiveMLClientError
+from .core.names import API_NAME, NAME
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
-API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LABEL = {"description_width": "8.5em"}  # wide enough for every label here, none cut
-
-
-def _error(err: Exception) -> str:
-    return ui.page(ui.error(err))
 
 
 def _note(text: str, kind: str = "info") -> str:
@@ -63,7 +57,7 @@ class Base:
                 if done is not None:
                     done(result)
             except Exception as err:  # noqa: BLE001 - shown in the form, never raised into the kernel
-                target.value = _error(err)
+                target.value = ui.error_page(err)
 
         if self.background:
             thread = threading.Thread(target=work, daemon=True)
@@ -369,30 +363,24 @@ class DeploymentView(Base):
         try:
             body, v2 = self.body()
         except ValueError as err:
-            self.query_message.value = _error(err)
+            self.query_message.value = ui.error_page(err)
             return
         self.query_message.value = _note("sending…")
 
         def done(doc: Any) -> None:
             self.rows = []
-            shown = doc["responseData"] if "responseData" in doc else doc
-            self.last = ui.data_frame(shown) if isinstance(shown, list) else \
-                notebook.outputs(shown)
+            self.last = notebook.answer(doc, v2)
             self.result.value = self.last._repr_html_()
             self.query_message.value = _note("answered", "ok")
 
         self.run(lambda: self.client.query(self.rid, body, v2=v2), done, self.query_message)
-
-    def _url(self, v2: bool) -> str:
-        return f"{self.client.url}foundry-ml-live/api/inference/transform/{self.rid}" + \
-            ("/v2" if v2 else "")
 
     def show_curl(self) -> None:
         """A curl command that works from a terminal on this machine (the token via the CLI)."""
         body, v2 = self.body()
         self.snippet.layout.display = None
         self.snippet.value = (
-            f"curl -s -X POST {shlex.quote(self._url(v2))} \\\n"
+            f"curl -s -X POST {shlex.quote(self.client.inference_url(self.rid, v2))} \\\n"
             f"  -H \"Authorization: Bearer $(liveml token show)\" "
             f"-H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(body))}")
 
@@ -572,7 +560,7 @@ class Panel(Base):
         try:
             docs = self.client.deployments()
         except LiveMLClientError as err:
-            self.message.value = _error(err)
+            self.message.value = ui.error_page(err)
             return
         rows = [{**notebook.summary(d), "state": ui.badge(d["status"]["state"])} for d in docs]
         self.table.value = ui.page(ui.table(rows, raw={"state"})) if rows else _note(

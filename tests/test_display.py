@@ -91,3 +91,44 @@ def test_multi_output_answers_show_each_output_under_its_name():
     assert "<h4>priced</h4>" in html and "477,630.56" in html
     assert "<h4>count</h4><code>1</code>" in html
     assert out["count"] == 1 and isinstance(out["priced"], pd.DataFrame)  # still the data
+
+
+def test_one_error_page_for_the_magics_and_the_widgets():
+    """``magics.error_html`` and the widgets' messages are ``display.error_page``."""
+    import inspect
+
+    from liveml_ext import magics, widgets
+
+    err = LiveMLClientError(404, {"errorName": "LiveDeploymentNotFound", "parameters": {
+        "message": "no live deployment 'x'", "deployment": "x"}})
+    html = ui.error_page(err)
+    assert html == ui.page(ui.error(err)) and "<b>LiveDeploymentNotFound</b> (404)" in html
+    assert magics.error_html(err).data == html
+    assert not hasattr(widgets, "_error") and "ui.error_page(" in inspect.getsource(widgets)
+
+
+def test_one_answer_to_dataframe_for_magics_widgets_and_the_python_api():
+    """``notebook.answer``: v1 rows as a DataFrame, v2 outputs by name; the magics unwrap one."""
+    import argparse
+    import inspect
+
+    from liveml_ext import magics, notebook, widgets
+
+    rows = [{"house": "Austin", "prediction": 476111.8951}]
+    v1 = notebook.answer({"responseData": rows}, v2=False)
+    assert isinstance(v1, ui.Frame) and v1.to_dict(orient="records") == rows
+    v2 = notebook.answer({"priced": rows, "count": 1}, v2=True)
+    assert isinstance(v2, ui.Outputs) and isinstance(v2["priced"], ui.Frame) and v2["count"] == 1
+    one = notebook.answer({"priced": rows}, v2=True, unwrap=True)
+    assert isinstance(one, ui.Frame) and one.to_dict(orient="records") == rows
+    # a v2 output may be called responseData: it is still an output
+    named = notebook.answer({"responseData": rows, "n": 2}, v2=True)
+    assert isinstance(named, ui.Outputs) and named["n"] == 2
+    shown = magics.rich("query", {"responseData": rows}, argparse.Namespace(v2=False))
+    assert isinstance(shown, ui.Frame) and shown.to_dict(orient="records") == rows
+    assert isinstance(magics.rich("query", {"a": rows, "b": rows}, argparse.Namespace(v2=True)),
+                      ui.Outputs)
+    for source in (inspect.getsource(widgets.DeploymentView.query),
+                   inspect.getsource(notebook.Deployment.transform),
+                   inspect.getsource(notebook.Deployment.transform_v2)):
+        assert "answer(" in source and "data_frame(" not in source

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -11,7 +13,8 @@ import pytest
 from conftest import ROW, reference_module
 
 from liveml_ext.core.errors import InvalidArgument
-from liveml_ext.core.profiles import ProfileCatalog, parse_memory
+from liveml_ext.core.profiles import ProfileCatalog
+from liveml_ext.core.units import parse_memory
 from liveml_runtime import Column, ModelApi, Parameter, Tabular
 from liveml_runtime.adapter import EstimatorAdapter, ModelRunner, inspect_artifact, wrap
 from liveml_runtime.batching import InferenceQueue
@@ -157,6 +160,39 @@ def test_layering_runtime_and_core_import_no_jupyter_or_tornado():
             "bad = [m for m in sys.modules if m.startswith('tornado.web') or m.startswith('jupyter')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_parse_memory_lives_in_units_and_models_need_no_profiles():
+    """``core/units.py`` breaks the ``core/models`` <-> ``core/profiles`` import cycle."""
+    code = ("import sys; from liveml_ext.core import models, units;"
+            "assert models.RuntimeConfiguration(memory='1GiB').memory == '1GiB';"
+            "bad = [m for m in sys.modules if m in ('liveml_ext.core.profiles',"
+            " 'liveml_ext.core.registry')];"
+            "assert not bad, bad;"
+            "from liveml_ext.core import profiles;"
+            "assert profiles.parse_memory is units.parse_memory")  # re-exported for now
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_names_rids_and_the_inference_path_are_defined_once():
+    from liveml_ext import client, handlers, widgets
+    from liveml_ext.core import deployments, models, names
+
+    assert models.NAME is names.NAME is widgets.NAME
+    assert models.API_NAME is names.API_NAME is widgets.API_NAME
+    assert client.RID_PREFIX is names.RID_PREFIX
+    assert not hasattr(deployments, "RID_PREFIX") and not hasattr(deployments, "Resolver")
+    assert names.new_rid("live-deployment").startswith(names.RID_PREFIX)
+    assert names.new_rid("objective").startswith("ri.models.main.objective.")
+    url = client.Client("http://h:1/base", "t").inference_url(names.RID_PREFIX + "x", v2=True)
+    assert url == f"http://h:1/base/foundry-ml-live/api/inference/transform/{names.RID_PREFIX}x/v2"
+    assert handlers.ROUTES[0][0].startswith(names.INFERENCE_PATH)
+    # the only code that spells the path out (a string starting with it, or after a URL's root)
+    package = Path(names.__file__).parent.parent
+    literal = re.compile(r"[\"'}]foundry-ml-live/api/inference/")
+    spelled = [str(p.relative_to(package)) for p in package.rglob("*.py")
+               if literal.search(p.read_text())]
+    assert spelled == ["core/names.py"], spelled
 
 
 def test_replica_fetches_an_artifact_by_url_and_reads_inline_requirements(tmp_path, monkeypatch):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,12 +10,13 @@ from sqlalchemy.orm import Session
 
 from ..store.db import Deployment, Event, Release, Store, Submission, now
 from . import models as m
-from .errors import ApiNameAlreadyExists, LiveDeploymentNotFound, NoReleaseWithTag
+from .errors import ApiNameAlreadyExists, NoReleaseWithTag
+from .names import new_rid
 from .profiles import ProfileCatalog
-from .registry import MASK, Principal, Registry, new_rid, pick_one
+from .refs import DEPLOYMENT, resolve
+from .registry import MASK, Principal, Registry
 from .states import DeploymentState, ReplicaState
 
-RID_PREFIX = "ri.foundry-ml-live.main.live-deployment."
 #: Runtime fields whose change needs new replicas (a count change only adds or removes some).
 REROLL_FIELDS = ("cpu", "memory", "gpu", "gpuType", "threadCount", "queueSize", "env")
 
@@ -58,22 +58,18 @@ class Deployments:
 
     # --- lookups ---------------------------------------------------------------------------
     def row(self, s: Session, ref: str, who: Principal, scope: str = "read") -> Deployment:
-        """A deployment by RID, API name (``ns/api-name`` too) or name (``pick_one``)."""
-        if ref.startswith(RID_PREFIX):
-            rows = [r for r in [s.get(Deployment, ref)] if r]
-        else:
-            ns, _, key = ref.rpartition("/")
-            rows = []
-            for column in (Deployment.api_name, Deployment.name):
-                q = select(Deployment).where(column == key)
-                if ns:
-                    q = q.where(Deployment.namespace == ns)
-                rows = [r for r in s.scalars(q) if who.can_see(r.namespace)]
-                if rows:
-                    break
-        return pick_one(rows, ref, who, lambda r: r.namespace, LiveDeploymentNotFound(
-            f"no live deployment {ref!r}; list them with `liveml ls`", deployment=ref),
-            "deployment", scope)
+        """A deployment by RID, API name (``ns/api-name`` too) or name (``refs.resolve``)."""
+        return resolve(s, DEPLOYMENT, ref, who, scope)
+
+    def rid(self, ref: str, who: Principal) -> str:
+        """The RID of the deployment ``ref`` names, checked for read access (no describe)."""
+        with self.store.session() as s:
+            return self.row(s, ref, who).rid
+
+    def runtime_configuration(self, ref: str, who: Principal) -> dict[str, Any]:
+        """The deployment's runtime configuration as ``who`` may see it (no describe)."""
+        with self.store.session() as s:
+            return self.visible_config(self.row(s, ref, who).runtime_configuration, who)
 
     @staticmethod
     def release_ref(s: Session, release_rid: str | None) -> dict[str, Any] | None:
@@ -266,5 +262,3 @@ class Deployments:
         for rid in rids:
             self.observer.changed(rid, "tag")
 
-
-Resolver = Callable[[str], str]

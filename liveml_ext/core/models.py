@@ -16,11 +16,11 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from .names import API_NAME, NAME
 from .states import DeploymentState, ReplicaState, RolloutState
+from .units import parse_memory
 
 Tag = Literal["STAGING", "PRODUCTION"]
-API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
 #: a replica or resource profile's name (the operator's profiles file is held to it too)
 PROFILE = API_NAME
 #: an uploaded artifact's id: the SHA-256 of its bytes, in lowercase hex
@@ -203,8 +203,6 @@ class RuntimeConfiguration(Model):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        from .profiles import parse_memory  # profiles imports these models
-
         parse_memory(value)
         return value
 

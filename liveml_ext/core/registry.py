@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -15,23 +15,15 @@ from sqlalchemy.orm import Session
 from ..store.db import Namespace, Objective, Release, Store, Submission, TagEvent, now
 from . import models as m
 from .errors import (
-    AmbiguousName,
-    LiveMLError,
     ObjectiveAlreadyExists,
-    ObjectiveNotFound,
     PermissionDenied,
     ReleaseNotFound,
     ReleaseVersionAlreadyExists,
     SubmissionAlreadyExists,
     SubmissionNotFound,
 )
-
-
-def new_rid(kind: str) -> str:
-    """``ri.<service>.main.<kind>.<uuid>``; live deployments use the platform's service name."""
-    service = "foundry-ml-live" if kind == "live-deployment" else "models"
-    return f"ri.{service}.main.{kind}.{uuid.uuid4()}"
-
+from .names import new_rid
+from .refs import OBJECTIVE, resolve
 
 #: Scopes, each with the rights of those before it: query = inference (and whoami, profiles);
 #: read = + deployments, objectives, logs, events, metrics, runtime configurations (env values
@@ -40,7 +32,6 @@ SCOPES = ("query", "read", "manage", "admin")
 ORDER = {name: n for n, name in enumerate(SCOPES)}
 #: What a token below ``manage`` sees instead of an env value.
 MASK = "********"
-R = TypeVar("R")
 
 
 def how_to_get(scope: str) -> str:
@@ -79,23 +70,6 @@ class Principal:
         if not self.has(scope):
             raise PermissionDenied(f"a {self.scope} token may not do this; it takes "
                                    f"{how_to_get(scope)}", requiredScope=scope)
-
-
-def pick_one(rows: Sequence[R], ref: str, who: Principal, namespace_of: Callable[[R], str],
-             not_found: LiveMLError, kind: str, scope: str = "read") -> R:
-    """The one row ``ref`` names among those ``who`` may see: ``not_found`` when none,
-    ``AmbiguousName`` (409) when several, and the ``scope`` check on the one found."""
-    rows = [r for r in rows if who.can_see(namespace_of(r))]
-    if not rows:
-        raise not_found
-    if len(rows) > 1:
-        spaces = sorted({namespace_of(r) for r in rows})
-        raise AmbiguousName(
-            f"{len(rows)} {kind}s match {ref!r} (namespaces {', '.join(spaces)}); name one "
-            "by its RID or as NAMESPACE/NAME", **{kind: ref}, namespaces=spaces,
-            rids=[getattr(r, "rid", "") for r in rows])
-    who.require(namespace_of(rows[0]), scope)
-    return rows[0]
 
 
 def next_version(version: str, taken: set[str]) -> str:
@@ -172,20 +146,8 @@ class Registry:
             return [self.describe_objective(r) for r in s.scalars(q) if who.can_see(r.namespace)]
 
     def objective(self, s: Session, ref: str, who: Principal, scope: str = "read") -> Objective:
-        """An objective by RID, ``namespace/name`` or a name unique among those visible
-        (``pick_one``: 404, or 409 ``AmbiguousName``, as for deployments)."""
-        if ref.startswith("ri."):
-            row = s.get(Objective, ref)
-            rows = [row] if row else []
-        else:
-            ns, _, name = ref.rpartition("/")
-            q = select(Objective).where(Objective.name == name)
-            if ns:
-                q = q.where(Objective.namespace == ns)
-            rows = list(s.scalars(q))
-        return pick_one(rows, ref, who, lambda r: r.namespace, ObjectiveNotFound(
-            f"no objective {ref!r}; list them with `liveml objective list`", objective=ref),
-            "objective", scope)
+        """An objective by RID, ``namespace/name`` or a visible name (``refs.resolve``)."""
+        return resolve(s, OBJECTIVE, ref, who, scope)
 
     def get_objective(self, ref: str, who: Principal) -> dict[str, Any]:
         with self.store.session() as s:

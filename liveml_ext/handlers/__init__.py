@@ -6,6 +6,7 @@ from typing import Any
 import tornado.web
 
 from ..controlplane import ControlPlane
+from ..core.names import INFERENCE_PATH
 from . import management as mg
 from .base import FallbackHandler
 from .inference import InferenceHandler
@@ -13,7 +14,7 @@ from .inference import InferenceHandler
 API = r"liveml/api"
 ROUTES: list[tuple[str, type]] = [
     # the query path first: tornado tries the rules in order
-    (r"foundry-ml-live/api/inference/transform/([^/]+)(/v2)?", InferenceHandler),
+    (rf"{INFERENCE_PATH}([^/]+)(/v2)?", InferenceHandler),
     (rf"{API}/namespaces", mg.NamespacesHandler),
     (rf"{API}/objectives", mg.ObjectivesHandler),
     (rf"{API}/objectives/([^/]+)", mg.ObjectiveHandler),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import Unauthorized
+from ..core.names import inference_path
 from ..core.registry import Principal
 from .base import ManagementHandler
 
@@ -42,8 +43,8 @@ class IndexHandler(ManagementHandler):
             "managementApi": f"{root}liveml/api/",
             "openapi": f"{root}liveml/api/openapi.json",
             "whoami": f"{root}liveml/api/whoami",
-            "inference": f"{root}foundry-ml-live/api/inference/transform/{{rid}}",
-            "inferenceV2": f"{root}foundry-ml-live/api/inference/transform/{{rid}}/v2",
+            "inference": root + inference_path("{rid}"),
+            "inferenceV2": root + inference_path("{rid}", v2=True),
             "docs": docs,
             "labPanel": "in Jupyter: `jupyter lab` hosts a control plane too; in a notebook run "
                         "`%load_ext liveml_ext` then `%liveml panel` (deployments, create form, "

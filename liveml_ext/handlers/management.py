@@ -183,7 +183,7 @@ class RuntimeConfigurationHandler(ManagementHandler):
     """``PUT deployments/{ref}/runtime-configuration``: replace it (re-rolls when needed)."""
 
     def get(self, ref: str) -> None:
-        self.reply(self.cp.deployments.get(ref, self.principal)["runtimeConfiguration"])
+        self.reply(self.cp.deployments.runtime_configuration(ref, self.principal))
 
     def put(self, ref: str) -> None:
         self.reply(self.cp.deployments.replace_runtime(ref, self.parse(m.RuntimeConfiguration),
@@ -216,7 +216,7 @@ def _window(handler: LiveMLHandlerMixin) -> tuple[Any, Any]:
 def _log_args(handler: LiveMLHandlerMixin, ref: str) -> dict[str, Any]:
     """The deployment (checked for access) and the search arguments of a logs request."""
     arg = handler.get_argument  # type: ignore[attr-defined]
-    rid = handler.cp.deployments.get(ref, handler.principal)["rid"]
+    rid = handler.cp.deployments.rid(ref, handler.principal)
     start, end = _window(handler)
     columns = [c.strip() for c in arg("columns", "").split(",") if c.strip()] or None
     return {"deployment_rid": rid, "query": arg("query", ""), "start": start, "end": end,
@@ -259,7 +259,7 @@ class MetricsHandler(ManagementHandler):
     """``GET deployments/{ref}/metrics?kind=&since=|start=&end=&node=``."""
 
     async def get(self, ref: str) -> None:
-        rid = self.cp.deployments.get(ref, self.principal)["rid"]
+        rid = self.cp.deployments.rid(ref, self.principal)
         kind = self.get_argument("kind", None)  # type: ignore[attr-defined]
         if kind is not None and kind not in KINDS:
             raise InvalidArgument(f"kind must be one of {list(KINDS)}", field="kind", value=kind)
