@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from ..core.models import RuntimeConfiguration
-from ..core.profiles import parse_memory
+from ..core.units import parse_memory
 from .base import typed_runtime
 
 APP_NAME = "liveml-replica"

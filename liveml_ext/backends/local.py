@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..core.profiles import parse_memory
+from ..core.units import parse_memory
 from ..observability.metrics import tree_usage
 from ..sandbox import Sandbox
 from ..store.home import open_private, private_dir

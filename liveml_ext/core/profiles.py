@@ -17,7 +17,6 @@ from .models import (
     DescribeResourceProfile,
     RuntimeConfiguration,
 )
-from .units import parse_memory  # noqa: F401 - re-exported until its importers move to units
 
 ReplicaProfile = DescribeReplicaProfile
 ResourceProfile = DescribeResourceProfile
