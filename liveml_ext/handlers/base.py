@@ -226,12 +226,54 @@ def loads_strict(body: bytes) -> Any:
         raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
 
 
-class ManagementHandler(LiveMLHandlerMixin):
+class StreamedBody(LiveMLHandlerMixin):
+    """A route whose body streams in through ``data_received`` (after ``prepare``, so the
+    caller is authenticated from the headers first), kept up to ``body_limit()`` bytes; past it
+    ``body()`` raises 413 ``RequestEntityTooLarge``."""
+
+    _stream_request_body = True
+
+    def body_limit(self) -> int:
+        raise NotImplementedError
+
+    def too_large_hint(self) -> str:
+        """The 413's words after "the request body is over": the limit, and what to do."""
+        return f"the {self.body_limit()} byte limit"
+
+    def start_body(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def accept_body(self) -> None:
+        """Let tornado stream up to twice the limit (past that it drops the connection; up to
+        it we answer 413), and refuse at once a declared length over the limit."""
+        limit = self.body_limit()
+        self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
+        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        if length.isdigit() and int(length) > limit:
+            raise self.too_large()
+
+    def too_large(self) -> LiveMLError:
+        limit = self.body_limit()
+        return RequestEntityTooLarge(f"the request body is over {self.too_large_hint()}",
+                                     maxBytes=limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self.body_limit():
+            self._chunks.append(chunk)
+
+    def body(self) -> bytes:
+        if self._size > self.body_limit():
+            raise self.too_large()
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+
+class ManagementHandler(StreamedBody):
     """A management route: the caller is authenticated from the headers before any of the body
     is read (``prepare`` runs before the body streams in), and JSON bodies are capped
     (``Settings.max_json_bytes``; 413 ``RequestEntityTooLarge`` past it)."""
 
-    _stream_request_body = True
     #: The least scope a caller needs before anything else is looked at (namespaces are checked
     #: by the core); None: ``read`` to GET, ``manage`` for the other methods.
     least_scope: str | None = None
@@ -240,8 +282,7 @@ class ManagementHandler(LiveMLHandlerMixin):
         return self.cp.settings.max_json_bytes
 
     async def prepare(self) -> None:  # type: ignore[override]
-        self._chunks: list[bytes] = []
-        self._size = 0
+        self.start_body()
         self._refusal: LiveMLError | None = None
         try:
             await super().prepare()
@@ -258,12 +299,7 @@ class ManagementHandler(LiveMLHandlerMixin):
             self._refusal = map_error(exc)
             setattr(self, self.request.method.lower(), self._refuse)  # type: ignore[attr-defined]
             return
-        limit = self.body_limit()
-        # past twice the limit tornado drops the connection; up to it we answer 413
-        self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
-        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
-        if length.isdigit() and int(length) > limit:
-            raise self.too_large()
+        self.accept_body()
 
     def _small_body(self) -> bool:
         length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
@@ -273,20 +309,14 @@ class ManagementHandler(LiveMLHandlerMixin):
         assert self._refusal is not None
         raise self._refusal
 
-    def too_large(self) -> LiveMLError:
-        limit = self.body_limit()
-        return RequestEntityTooLarge(f"the request body is over this endpoint's {limit} byte "
-                                     "limit", maxBytes=limit)
+    def too_large_hint(self) -> str:
+        return f"this endpoint's {self.body_limit()} byte limit"
 
     def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._refusal is None and self._size <= self.body_limit():
-            self._chunks.append(chunk)
-
-    def body(self) -> bytes:
-        if self._size > self.body_limit():
-            raise self.too_large()
-        return b"".join(self._chunks)
+        if self._refusal is None:
+            super().data_received(chunk)
+        else:
+            self._size += len(chunk)
 
 
 class UploadHandler(ManagementHandler):

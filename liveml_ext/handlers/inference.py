@@ -10,46 +10,29 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..core.errors import (
-    LiveMLError,
-    RequestEntityTooLarge,
-)
-from .base import LiveMLHandlerMixin
+from ..core.errors import LiveMLError
+from .base import StreamedBody
 
 
-class InferenceHandler(LiveMLHandlerMixin):
-    _stream_request_body = True  # tornado reads the body through data_received
+class InferenceHandler(StreamedBody):
+    def body_limit(self) -> int:
+        return self.cp.settings.max_body_bytes
+
+    def too_large_hint(self) -> str:
+        return f"{super().too_large_hint()}; send fewer rows per request"
 
     async def prepare(self) -> None:  # type: ignore[override]
-        self._chunks: list[bytes] = []
-        self._size = 0
-        limit = self.cp.settings.max_body_bytes
-        self.request.connection.set_max_body_size(max(limit * 2, 1 << 20))  # type: ignore[attr-defined]
+        self.start_body()
         await super().prepare()
         self.require_json()
-        length = self.request.headers.get("Content-Length")  # type: ignore[attr-defined]
-        if length and length.isdigit() and int(length) > limit:
-            raise self._too_large()
-
-    def _too_large(self) -> RequestEntityTooLarge:
-        limit = self.cp.settings.max_body_bytes
-        return RequestEntityTooLarge(
-            f"the request body is over the {limit} byte limit; send fewer rows per request",
-            maxBytes=limit)
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size <= self.cp.settings.max_body_bytes:
-            self._chunks.append(chunk)
+        self.accept_body()
 
     async def post(self, rid: str, v2: Any = None) -> None:
-        if self._size > self.cp.settings.max_body_bytes:
-            raise self._too_large()
+        body = self.body()  # 413 past the limit
         pool = self.cp.gateway.pool(rid)
         if not self.principal.can_see(pool.namespace):  # another namespace's RIDs don't leak
             raise self.cp.gateway.not_found(rid)
         self.principal.require(pool.namespace, "query")
-        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         started = time.perf_counter()
         node, status = "gateway", 500
         try:
