@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import json
 import logging
 import os
 import tempfile
@@ -17,6 +16,8 @@ from typing import Any, TypeVar
 import orjson
 import pydantic
 import tornado.web
+
+from liveml_runtime.api import repeated_key
 
 from ..controlplane import ControlPlane
 from ..core.auth import PREFIX
@@ -201,29 +202,21 @@ class LiveMLHandlerMixin:
         super().log_exception(typ, value, tb)  # type: ignore[misc]
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise DuplicateJsonKey(f"the key {key!r} is given twice in one JSON object; give it "
-                                   "once", key=key)
-        doc[key] = value
-    return doc
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def loads_strict(body: bytes) -> Any:
     """JSON that is valid (orjson's rules: no NaN) and has no key twice in one object."""
     try:
-        orjson.loads(body)
-        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (orjson.JSONDecodeError, ValueError) as exc:
-        if isinstance(exc, LiveMLError):
-            raise
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise MalformedRequestBody(f"the body is not valid JSON: {exc}") from exc
+    try:
+        written: bytes | None = orjson.dumps(doc)  # most bodies: cleared by counting colons
+    except orjson.JSONEncodeError:
+        written = None  # deeper than orjson writes: the exact check
+    key = repeated_key(body, written)
+    if key is not None:
+        raise DuplicateJsonKey(f"the key {key!r} is given twice in one JSON object; give it "
+                               "once", key=key)
+    return doc
 
 
 class StreamedBody(LiveMLHandlerMixin):
