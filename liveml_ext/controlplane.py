@@ -15,6 +15,8 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from liveml_runtime.process import undumpable
+
 from .artifacts import ArtifactStore
 from .backends.base import Backend
 from .backends.local import LocalBackend
@@ -31,7 +33,7 @@ from .gateway.pool import Gateway
 from .observability.logstore import LogStore
 from .observability.metrics import MetricsStore, RequestStats, Sampler
 from .observability.shipper import LogShipper
-from .sandbox import Sandbox, make_undumpable
+from .sandbox import Sandbox
 from .settings import Settings
 from .store.db import Store
 from .store.home import private_dir, secure_home, write_private
@@ -119,7 +121,7 @@ class ControlPlane:
 
     async def start(self) -> None:
         """Check the sandbox (its warnings go to the server log), then start reconciling."""
-        make_undumpable()
+        undumpable()
         await asyncio.get_running_loop().run_in_executor(None, self.sandbox.check)
         await self.leadership.start(self.controller.start, self._lost_lease)
         loop = asyncio.get_running_loop()

@@ -244,12 +244,3 @@ def _child_setup(ruleset: int | None) -> Callable[[], None]:
         if ruleset is not None:
             landlock.restrict(ruleset)
     return setup
-
-
-def make_undumpable() -> None:
-    """Keep model processes of the same user out of this process's /proc files (environ, mem):
-    only a holder of CAP_SYS_PTRACE may read them, which sandboxed children never are."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        pass

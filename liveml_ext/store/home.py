@@ -54,12 +54,6 @@ def write_private(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
-def child_umask() -> None:
-    """For ``preexec_fn``: what a child (a replica) writes is private (the parent's umask is
-    untouched)."""
-    os.umask(0o077)
-
-
 def secure_home(home: Path) -> Path:
     """Make ``home`` private or refuse it.
 

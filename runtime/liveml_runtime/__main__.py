@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("--input-example", default="",
                          help="a JSON file of {\"columns\": [...], \"rows\": [...]}")
     args = parser.parse_args(argv)
+    from .process import undumpable
+
     undumpable()
 
     if args.command == "inspect":
@@ -75,17 +77,6 @@ def main(argv: list[str] | None = None) -> int:
                            token=os.environ.get("LIVEML_GATEWAY_TOKEN")
                            or os.environ.get("LIVEML_REPLICA_TOKEN", ""))
     return run_loop(run(config, args.host, args.port, args.port_file))
-
-
-def undumpable() -> None:
-    """Linux: other processes of the same user (other replicas, when the kernel has no Landlock)
-    cannot read this one's /proc environ or memory (its credential, its deployment's env)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        pass
 
 
 def run_loop(main: Any) -> Any:
