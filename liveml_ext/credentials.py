@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 
+from .core.names import ARTIFACT_ID
+
 _VERSION = "lmr1"
-_SHA = re.compile(r"[0-9a-f]{64}")
 
 
 class ReplicaCredentials:
@@ -48,6 +48,6 @@ class ReplicaCredentials:
             subject, sha256, mac = rest.rsplit(":", 2)
         except ValueError:
             return None
-        if version != _VERSION or not _SHA.fullmatch(sha256):
+        if version != _VERSION or not ARTIFACT_ID.fullmatch(sha256):
             return None
         return sha256 if hmac.compare_digest(mac, self._mac(subject, sha256)) else None

@@ -16,15 +16,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .names import API_NAME, NAME
+from .names import API_NAME, ARTIFACT_ID, NAME
 from .states import DeploymentState, ReplicaState, RolloutState
 from .units import parse_memory
 
 Tag = Literal["STAGING", "PRODUCTION"]
 #: a replica or resource profile's name (the operator's profiles file is held to it too)
 PROFILE = API_NAME
-#: an uploaded artifact's id: the SHA-256 of its bytes, in lowercase hex
-ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
 #: an environment variable's name
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ProfileName = Annotated[str, Field(pattern=PROFILE.pattern)]

@@ -9,6 +9,8 @@ import uuid
 API_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: an objective's or deployment's display name
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$")
+#: an uploaded artifact's id: the SHA-256 of its bytes, in lowercase hex
+ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def rid_prefix(kind: str) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core import models as m
 from ..core.errors import ArtifactNotFound, InvalidArgument, PermissionDenied
+from ..core.names import ARTIFACT_ID
 from ..core.registry import Principal
 from ..core.timewindow import window
 from ..observability.logstore import MAX_LIMIT
@@ -81,7 +81,7 @@ class ArtifactHandler(ManagementHandler):
         if allowed is None and (p.scope != "admin" or p.namespace is not None):
             raise PermissionDenied("artifacts are read by replicas and admins only",
                                    requiredScope="admin")
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256) or not self.cp.artifacts.exists(sha256):
+        if not ARTIFACT_ID.fullmatch(sha256) or not self.cp.artifacts.exists(sha256):
             raise ArtifactNotFound(f"no artifact {sha256!r}", artifactId=sha256)
         self.set_header("Content-Type", "application/octet-stream")  # type: ignore[attr-defined]
         self.set_header("Content-Length", str(self.cp.artifacts.size(sha256)))  # type: ignore[attr-defined]
