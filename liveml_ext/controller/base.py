@@ -8,6 +8,7 @@ the local backend; ``KubeController`` (kubernetes.py) hands whole deployments to
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
@@ -16,19 +17,43 @@ from typing import Any
 
 from ..artifacts import ArtifactStore
 from ..backends.base import typed_runtime
-from ..core.models import RuntimeConfiguration
+from ..core.models import DescribeShadow, RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState
 from ..gateway.pool import Gateway, Pool
-from ..store.db import Deployment, Event, Release, Store, Submission, now
+from ..gateway.shadow import Mirror
+from ..store.db import Deployment, Event, Release, Shadow, Store, Submission, now
 
 log = logging.getLogger("liveml.controller")
 
 DISABLED_REASON = "the live deployment is disabled; enable it to query"
 MESSAGES = {"created": "Deployment created", "updated": "Deployment edited",
             "disabled": "Deployment disabled", "enabled": "Deployment enabled",
-            "tag": "A release tag moved"}
+            "tag": "A release tag moved", "shadow": "Shadow started",
+            "shadow-stopped": "Shadow stopped"}
 
+
+
+@dataclass(frozen=True)
+class ShadowDesired:
+    """A deployment's shadow as the store has it: the release (and its submission) that gets
+    copies of a sample of the live queries, on ``replicas`` replicas of its own."""
+
+    release: Release
+    submission: Submission
+    sample: float
+    replicas: int
+    timeout: float
+    started_at: dt.datetime
+    until: dt.datetime | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What the shadow's replicas run: a new start (or release) is a new key."""
+        return self.release.rid, int(self.started_at.timestamp() * 1000)
+
+    def expired(self) -> bool:
+        return self.until is not None and now() >= self.until
 
 
 @dataclass(frozen=True)
@@ -42,6 +67,7 @@ class Desired:
     release: Release | None = None
     submission: Submission | None = None
     runtime: RuntimeConfiguration | None = None
+    shadow: ShadowDesired | None = None
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.row, self.release, self.submission))
@@ -77,6 +103,7 @@ class ControllerBase:
         self.tick = tick
         self.refresh = refresh  # re-read desired state at least this often (changes also notify)
         self.runtimes: dict[str, Any] = {}
+        self.mirror: Mirror | None = None  # set by the control plane: where shadows are served
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -126,6 +153,21 @@ class ControllerBase:
 
     def disabled(self, rt: Any) -> None:
         """The deployment was just disabled: stop serving now."""
+
+    def shadow_status(self, rid: str) -> DescribeShadow | None:
+        """The deployment's shadow as the controller runs it (None: no shadow runs here)."""
+        return None
+
+    def end_shadow(self, rid: str, why: str) -> None:
+        """Remove a deployment's shadow from the store (it ended: ``why``)."""
+        with self.store.session() as s:
+            found = s.get(Shadow, rid)
+            if found is None:
+                return
+            version = found.release_version
+            s.delete(found)
+        self.event(rid, "shadow", f"Shadow of release {version} stopped: {why}",
+                   release=version)
 
     def event(self, rid: str, kind: str, message: str, level: str = "INFO",
               **fields: Any) -> None:
@@ -193,8 +235,15 @@ class ControllerBase:
             if release is None and row.served_release_rid:
                 release = s.get(Release, row.served_release_rid)  # tag gone: keep serving
             sub = s.get(Submission, release.submission_rid) if release else None
+            shadow = None
+            found = s.get(Shadow, rid)
+            other = s.get(Release, found.release_rid) if found else None
+            other_sub = s.get(Submission, other.submission_rid) if other else None
+            if found is not None and other is not None and other_sub is not None:
+                shadow = ShadowDesired(other, other_sub, found.sample, found.replicas,
+                                       found.timeout, found.started_at, found.until)
             s.expunge_all()
-            return Desired(row, release, sub, typed_runtime(row.runtime_configuration))
+            return Desired(row, release, sub, typed_runtime(row.runtime_configuration), shadow)
 
     def record_state(self, rt: RuntimeBase, row: Deployment, state: DeploymentState, reason: str,
                      served: str | None) -> None:

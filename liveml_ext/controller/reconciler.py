@@ -27,7 +27,8 @@ from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
 from ..gateway.pool import Gateway, Pool
-from ..store.db import Deployment, Release, Store
+from ..gateway.shadow import ShadowStats, ShadowTarget, percentile
+from ..store.db import Deployment, Release, Store, Submission
 from .base import ControllerBase, Desired, RuntimeBase
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Target:
     retry_at: float = 0.0
     failed: bool = False  # the rollout gave up (too many failures or past the deadline)
     complete: bool = False
+    what: str = "Rollout"  # or "Shadow": what the events call it
 
 
 @dataclass
@@ -87,6 +89,9 @@ class Runtime(RuntimeBase):
     heal_at: float = 0.0  # when a lost replica of serving_key may be replaced next
     heal_failures: int = 0
     settled: int = 0  # the replica count last all ready and current (scaling up from it is fine)
+    shadow: Runtime | None = None  # the replicas of its shadow release, if it has one
+    pool: Pool | None = None  # a shadow's own pool (a deployment's is the gateway's)
+    owner: Runtime | None = None  # a shadow's deployment
 
 
 class Controller(ControllerBase):
@@ -122,6 +127,9 @@ class Controller(ControllerBase):
     async def stop(self) -> None:
         await super().stop()
         for rt in self.runtimes.values():
+            for srt in [rt.shadow] if rt.shadow is not None else []:
+                for r in list(srt.replicas):
+                    self._retire(srt, r, drain=False)
             for r in list(rt.replicas):
                 self._retire(rt, r, drain=False)
         if self._stopping:
@@ -130,10 +138,12 @@ class Controller(ControllerBase):
             await self._http.close()
 
     def deleted(self, rt: Runtime) -> None:
+        self._stop_shadow(rt)
         for r in list(rt.replicas):
             self._retire(rt, r, drain=True)
 
     def disabled(self, rt: Runtime) -> None:
+        self._stop_shadow(rt)
         for r in list(rt.replicas):
             self._retire(rt, r, drain=True)
 
@@ -246,6 +256,77 @@ class Controller(ControllerBase):
         for stale in [k for k in rt.specs if k not in keys]:
             del rt.specs[stale]
         self._set_state(rt, row, release, want)
+        await self._reconcile_shadow(rt, desired, changes)
+
+    # --- the shadow ------------------------------------------------------------------------
+    async def _reconcile_shadow(self, rt: Runtime, desired: Desired, changes: int) -> None:
+        """Run the shadow's replicas in a pool of their own, and tell the mirror about them."""
+        row, shadow, config = desired.row, desired.shadow, desired.runtime
+        assert row is not None and config is not None
+        if shadow is not None and (shadow.expired() or not row.enabled):
+            self.end_shadow(rt.rid, "its duration is over" if shadow.expired() else
+                            "the deployment was disabled")
+            rt.desired = None
+            shadow = None
+        if shadow is None or self.mirror is None:
+            self._stop_shadow(rt)
+            return
+        srt = rt.shadow
+        if srt is None or srt.target is None or srt.target.key != shadow.key:
+            self._stop_shadow(rt)
+            srt = rt.shadow = Runtime(rt.rid, rt.namespace, pool=Pool(rt.rid, rt.namespace),
+                                      owner=rt)
+            srt.target = Target(shadow.key, version=shadow.release.version, what="Shadow")
+            self.event(rt.rid, "shadow", f"Shadow of release {shadow.release.version} starting "
+                       f"({shadow.replicas} replica(s), {shadow.sample:.0%} of the queries)",
+                       release=shadow.release.version)
+        assert srt.pool is not None and srt.target is not None
+        target = self.mirror.targets.get(rt.rid)
+        if target is None or target.pool is not srt.pool:
+            target = self.mirror.targets[rt.rid] = ShadowTarget(
+                rt.rid, shadow.release.version, shadow.sample, shadow.timeout, srt.pool)
+        target.sample, target.timeout = shadow.sample, shadow.timeout
+        target.threads = config.thread_count
+        await self._observe(srt, srt.pool)
+        if self.outdated(rt, changes) or rt.shadow is not srt:
+            return
+        live = [r for r in srt.replicas if r.state in (STARTING, READY)]
+        if not srt.target.failed and time.monotonic() >= srt.target.retry_at:
+            spec = self._spec(rt, row, shadow.release, shadow.submission, config)
+            for _ in range(max(0, shadow.replicas - len(live))):
+                if not await self._start_spec(srt, f"{row.api_name[:33]}-shadow", spec):
+                    break
+        for r in sorted(live, key=lambda r: (r.state == READY, r.started))[
+                :max(0, len(live) - shadow.replicas)]:
+            self._retire(srt, r)
+
+    def _stop_shadow(self, rt: Runtime) -> None:
+        srt, rt.shadow = rt.shadow, None
+        if self.mirror is not None:
+            self.mirror.targets.pop(rt.rid, None)
+        if srt is not None:
+            for r in list(srt.replicas):
+                self._retire(srt, r, drain=True)
+
+    def shadow_status(self, rid: str) -> m.DescribeShadow | None:
+        rt = self.runtimes.get(rid)
+        srt = rt.shadow if rt is not None else None
+        desired = rt.desired.shadow if rt is not None and rt.desired is not None else None
+        if srt is None or srt.target is None or desired is None:
+            return None
+        ready = sum(1 for r in srt.replicas if r.state == READY)
+        state = "FAILED" if srt.target.failed else ("ACTIVE" if ready else "STARTING")
+        target = self.mirror.targets.get(rid) if self.mirror is not None else None
+        stats = target.stats if target is not None else ShadowStats()
+        return m.DescribeShadow(
+            release_rid=desired.release.rid, release_version=desired.release.version,
+            sample=desired.sample, replicas=desired.replicas, ready_replicas=ready,
+            state=state, reason=srt.target.reason, started_at=desired.started_at,
+            until=desired.until, mirrored=stats.mirrored, answered=stats.answered,
+            errors=stats.errors, skipped=stats.skipped,
+            p50_ms=percentile(stats.latencies, 0.5), p99_ms=percentile(stats.latencies, 0.99),
+            live_p50_ms=percentile(stats.live_latencies, 0.5),
+            live_p99_ms=percentile(stats.live_latencies, 0.99))
 
     def _autoscale(self, rt: Runtime, config: RuntimeConfiguration, pool: Pool, now_: float) -> int:
         """Replicas wanted now: minReplicas, or more under load, up to maxReplicas."""
@@ -284,7 +365,13 @@ class Controller(ControllerBase):
         row, release, sub, config = desired.row, desired.release, desired.submission, \
             desired.runtime
         assert row is not None and release is not None and sub is not None and config is not None
-        spec = ReplicaSpec(
+        return await self._start_spec(rt, row.api_name, self._spec(rt, row, release, sub, config))
+
+    def _spec(self, rt: Runtime, row: Deployment, release: Release, sub: Submission,
+              config: RuntimeConfiguration) -> ReplicaSpec:
+        """How a replica of ``release`` of the deployment starts (its node id and token are
+        each replica's own: ``_start_spec``)."""
+        return ReplicaSpec(
             node_id="", deployment_rid=rt.rid, namespace=rt.namespace,
             release_rid=release.rid, release_version=release.version,
             model_uuid=sub.model_uuid,
@@ -293,7 +380,6 @@ class Controller(ControllerBase):
             env=dict(config.env), requirements=dict(sub.requirements or {}),
             input_example=(sub.api or {}).get("inputExample"),
             artifact_sha256=sub.artifact_sha256)
-        return await self._start_spec(rt, row.api_name, spec)
 
     async def _start_spec(self, rt: Runtime, api_name: str, template: ReplicaSpec) -> bool:
         """Start one replica like ``template`` under a new node id."""
@@ -313,7 +399,9 @@ class Controller(ControllerBase):
         if path and self.shipper is not None:
             self.shipper.watch(path, {"node_id": node_id, "deployment_rid": rt.rid,
                                       "release": spec.release_version})
-        if self.runtimes.get(rt.rid) is not rt:  # deleted while it started: nothing would stop it
+        if self.runtimes.get(rt.rid) is not (rt.owner or rt) or \
+                (rt.owner is not None and rt.owner.shadow is not rt):
+            # deleted (or the shadow stopped) while it started: nothing would stop it
             self._retire(rt, replica, drain=False)
             return False
         log.info("deployment %s: started replica %s of release %s", rt.rid, node_id,
@@ -413,12 +501,13 @@ class Controller(ControllerBase):
 
     def _fail_target(self, rt: Runtime, target: Target, reason: str) -> None:
         target.failed, target.reason = True, reason
-        self.event(rt.rid, "rollout", f"Rollout of release {target.version} stopped: {reason}",
+        self.event(rt.rid, "rollout" if target.what == "Rollout" else "shadow",
+                   f"{target.what} of release {target.version} stopped: {reason}",
                    level="WARNING", release=target.version)
 
     def _retire(self, rt: Runtime, r: Replica, drain: bool = True) -> None:
         """Take a replica out of the pool, let its in-flight requests finish, then stop it."""
-        pool = self.gateway.pools.get(rt.rid)
+        pool = rt.pool or self.gateway.pools.get(rt.rid)
         member = pool.remove(r.node_id) if pool else None
         if r in rt.replicas:
             rt.replicas.remove(r)

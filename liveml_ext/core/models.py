@@ -286,6 +286,7 @@ class DeploymentStatus(Model):
     replicas: list[ReplicaStatus] = []
     rollout: RolloutStatus | None = None
     load: float = 0.0
+    shadow: DescribeShadow | None = None
 
 
 class DescribeEvent(Model):
@@ -369,3 +370,85 @@ class MetricSample(Model):
     value: float
     unit: str
     resolution_seconds: int = Field(description="0 for a raw sample, 60 for a one-minute average")
+
+
+# --- shadow traffic and comparison -----------------------------------------------------------
+class CreateShadow(Model):
+    """Mirror a sample of a deployment's live queries to another release of its objective."""
+
+    release: str = Field("staging", description="staging, production, or a release version")
+    sample: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of live queries mirrored")
+    duration: str | None = Field("1h", description="How long it runs (15m, 1h, 1d); null: until "
+                                                    "stopped")
+    replicas: int = Field(1, ge=1, le=8, description="Replicas of the shadow release")
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds the shadow may take per query")
+
+
+class DescribeShadow(Model):
+    """A deployment's shadow: its release, how much it mirrors, and how it answers."""
+
+    release_rid: str
+    release_version: str
+    serving_version: str = Field("", description="The release the live answers come from")
+    sample: float
+    replicas: int
+    ready_replicas: int = 0
+    state: Literal["STARTING", "ACTIVE", "FAILED"] = "STARTING"
+    reason: str = ""
+    started_at: dt.datetime
+    until: dt.datetime | None = None
+    mirrored: int = Field(0, description="Queries sent to the shadow")
+    answered: int = Field(0, description="Of them, answered with a 2xx")
+    errors: int = Field(0, description="Of them, failed (error status, timeout, no replica)")
+    skipped: int = Field(0, description="Sampled but not sent: the shadow was busy or not ready")
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    live_p50_ms: float | None = None
+    live_p99_ms: float | None = None
+
+
+class NumericDifference(Model):
+    column: str
+    count: int
+    mean_abs: float
+    p50_abs: float
+    p95_abs: float
+    max_abs: float
+    mean_rel: float | None = Field(None, description="|b - a| / |a| where a != 0")
+    p50_rel: float | None = None
+    p95_rel: float | None = None
+    max_rel: float | None = None
+
+
+class CategoricalAgreement(Model):
+    column: str
+    count: int
+    agreement: float = Field(description="Share of rows where both releases give the same value")
+    confusion: dict[str, dict[str, int]] = Field(
+        description="Counts by the first release's value, then the second's")
+
+
+class ReleaseSide(Model):
+    version: str
+    queries: int
+    errors: int
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class DescribeComparison(Model):
+    """Two releases' answers to the same queries (shadowed, or replayed from the history)."""
+
+    deployment_rid: str
+    source: Literal["shadow", "replay"]
+    since: dt.datetime
+    until: dt.datetime
+    a: ReleaseSide = Field(description="The serving release (the live answers)")
+    b: ReleaseSide = Field(description="The other release (shadow or replay)")
+    queries: int = Field(description="Queries both releases answered with a 2xx")
+    rows: int = Field(description="Rows of those queries compared")
+    numeric: list[NumericDifference] = []
+    categorical: list[CategoricalAgreement] = []
+    top_differences: list[dict[str, Any]] = Field(
+        [], description="The rows that differ most: their inputs and both outputs")
+DeploymentStatus.model_rebuild()  # its shadow field is declared below it

@@ -140,6 +140,22 @@ class Deployment(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=now)
 
 
+class Shadow(Base):
+    """A deployment's shadow: another release that gets a sample of its live queries (mirrored,
+    the answers compared, never returned). Gone when stopped, expired, disabled or deleted."""
+
+    __tablename__ = "shadows"
+    deployment_rid: Mapped[str] = mapped_column(String(96), primary_key=True)
+    release_rid: Mapped[str] = mapped_column(String(96))
+    release_version: Mapped[str] = mapped_column(String(128))
+    sample: Mapped[float] = mapped_column(default=1.0)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    timeout: Mapped[float] = mapped_column(default=30.0)
+    started_at: Mapped[dt.datetime] = mapped_column(default=now)
+    until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(default="")
+
+
 class Event(Base):
     """Something that happened to a deployment: rollouts, scaling, replica failures, states."""
 
