@@ -223,6 +223,22 @@ def test_cli_update_history_json_and_download(server: Server, deployed: str,
     assert bad.returncode != 0 and "64KiB" in bad.stderr
 
 
+def test_widgets_edit_the_capture_settings(server: Server, deployed: str) -> None:
+    from liveml_ext.widgets import DeploymentView
+
+    capture(server, deployed, capture="off", captureSample=1.0, captureMaxBytes=65536)
+    view = DeploymentView(deployed, server.client, background=False)
+    assert (view.capture.value, view.capture_sample.value, view.capture_max_bytes.value) == \
+        ("off", 1.0, 65536)
+    view.capture.value, view.capture_sample.value = "request", 0.25
+    view.capture_max_bytes.value = 2048
+    view.save_config.click()
+    config = server.client.deployment(deployed)["runtimeConfiguration"]
+    assert (config["capture"], config["captureSample"], config["captureMaxBytes"]) == \
+        ("request", 0.25, 2048)
+    assert "saved" in view.message.value
+
+
 def test_gateway_error_is_captured_with_the_envelope_the_caller_got(server: Server,
                                                                     deployed: str) -> None:
     capture(server, deployed, capture="both", captureSample=0.0)
