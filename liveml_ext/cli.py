@@ -39,6 +39,9 @@ def _deployment_text(d: dict[str, Any]) -> str:
         f"  runtime:      replicas {rc['minReplicas']}..{rc['maxReplicas']}, cpu {rc['cpu']}, "
         f"memory {rc['memory']}, gpu {rc['gpu']}, threads {rc['threadCount']}",
     ]
+    if rc.get("capture", "off") != "off":
+        lines.append(f"  capture:      {rc['capture']}, sample {rc['captureSample']:g}, bodies up "
+                     f"to {fmt.size(rc['captureMaxBytes'])} (liveml history {d['apiName']})")
     for r in st["replicas"]:
         restarts = f" ({r['restarts']} restarts)" if r.get("restarts") else ""
         lines.append(f"  replica {r['nodeId']}: {r['state']} {r['health']} "
@@ -141,6 +144,7 @@ def cmd_update(c: Client, a: argparse.Namespace) -> Any:
         for key in a.unset_env or []:
             env.pop(key, None)
         runtime["env"] = env
+    runtime.update(_capture_changes(a))
     changes: dict[str, Any] = {}
     if runtime:
         changes["runtimeConfiguration"] = runtime
@@ -152,6 +156,58 @@ def cmd_update(c: Client, a: argparse.Namespace) -> Any:
         raise SystemExit("liveml: nothing to update; see `liveml update --help`")
     doc = c.update(a.deployment, **changes)
     return _wait(c, doc["rid"], a.out) if a.wait else doc
+
+
+def _capture_changes(a: argparse.Namespace) -> dict[str, Any]:
+    """The capture fields of ``liveml update`` (``--capture-max-bytes`` takes a size)."""
+    from .core.errors import LiveMLError
+    from .core.units import parse_memory
+
+    out: dict[str, Any] = {}
+    if a.capture is not None:
+        out["capture"] = a.capture
+    if a.capture_sample is not None:
+        out["captureSample"] = a.capture_sample
+    if a.capture_max_bytes is not None:
+        try:
+            out["captureMaxBytes"] = 0 if a.capture_max_bytes.strip() == "0" else \
+                parse_memory(a.capture_max_bytes)
+        except LiveMLError:
+            raise SystemExit(f"liveml: --capture-max-bytes takes a size such as 64KiB or 1MiB, "
+                             f"not {a.capture_max_bytes!r}") from None
+    return out
+
+
+def cmd_history(c: Client, a: argparse.Namespace) -> Any:
+    """Captured queries (newest first), or all of them as one Parquet file (``--download``)."""
+    window = {"since": a.since, "start": a.start, "end": a.end, "status": a.status,
+              "release": a.release}
+    if a.download:
+        size = c.download_history(a.deployment, a.download, **window)
+        return {"file": a.download, "bytes": size}
+    return c.history(a.deployment, limit=a.limit, **window)
+
+
+def _history_text(doc: dict[str, Any]) -> str:
+    if "file" in doc:
+        return f"wrote {fmt.size(doc['bytes'])} to {doc['file']}"
+    rows = doc["data"]
+
+    def kept(r: dict[str, Any]) -> str:
+        parts = [f"{what} {fmt.size(r[f'{what}Bytes'])} (not kept: over captureMaxBytes)"
+                 for what in ("request", "response") if r[f"{what}Truncated"]]
+        return "; ".join(parts)
+
+    text = _rows(rows, [
+        ("TIME", lambda r: fmt.short_time(r["time"])), ("STATUS", lambda r: r["status"]),
+        ("LATENCY", lambda r: f"{r['latencyMs']:.1f} ms"), ("RELEASE", lambda r: r["release"]),
+        ("NODE", lambda r: r["nodeId"]), ("REQUEST ID", lambda r: r["requestId"]),
+        ("NOTE", kept)]) if rows else "no captured queries in this window (is capture on? " \
+        "liveml update DEPLOYMENT --capture both)"
+    if doc.get("dropped"):
+        text += f"\n{doc['dropped']} record(s) dropped since the control plane started: the " \
+                "capture queue was full (lower --capture-sample)"
+    return text
 
 
 def cmd_enable(c: Client, a: argparse.Namespace) -> Any:
@@ -253,6 +309,7 @@ COMMANDS: dict[str, Handler] = {
     "update": cmd_update,
     "logs": cmd_logs,
     "metrics": cmd_metrics,
+    "history": cmd_history,
     "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": cmd_enable,
@@ -340,6 +397,8 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
         lines = _log_lines(list(reversed(doc["data"])))  # the page is newest first
         more = "\n(more: narrow the window or raise --limit)" if doc.get("nextPageToken") else ""
         return ("\n".join(lines) if lines else "no log records in this window") + more
+    if command == "history":
+        return _history_text(doc)
     if command == "metrics":
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for row in doc:
@@ -522,7 +581,27 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--queue-size", type=int)
     sp.add_argument("--env", action="append", metavar="KEY=VALUE", help="set (repeatable)")
     sp.add_argument("--unset-env", action="append", metavar="KEY", help="remove (repeatable)")
+    sp.add_argument("--capture", choices=["off", "request", "response", "both"],
+                    help="inference history: which bodies each captured query keeps (failed "
+                         "queries are always captured while it is on)")
+    sp.add_argument("--capture-sample", type=float, metavar="FRACTION",
+                    help="the fraction of successful queries captured, 0 to 1")
+    sp.add_argument("--capture-max-bytes", metavar="SIZE",
+                    help="a body over this size is not kept (a truncation flag instead), e.g. "
+                         "64KiB")
     sp.add_argument("--wait", action="store_true", help="show progress until rolled out")
+
+    sp = add("history", "show a deployment's captured queries (inference history), newest "
+                        "first, or download them as Parquet")
+    sp.add_argument("deployment")
+    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
+    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
+    sp.add_argument("--end", help="ISO time")
+    sp.add_argument("--status", help="2xx, 4xx, 5xx, error or a code such as 404")
+    sp.add_argument("--release", metavar="VERSION", help="only queries this release answered")
+    sp.add_argument("--limit", type=int, default=100)
+    sp.add_argument("--download", metavar="FILE.parquet",
+                    help="write every matching record to one Parquet file")
 
     sp = add("events", "show a deployment's events (rollouts, scaling, failures)")
     sp.add_argument("deployment")

@@ -5,12 +5,13 @@ that a running control plane writes in the liveml home (``LIVEML_HOME``, default
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import requests
@@ -213,15 +214,38 @@ class Client:
         """Write every matching record to a text file; returns the bytes written."""
         params = _params(query=query or None, since=since, start=start, end=end,
                          columns=",".join(columns) if columns else None)
-        resp = self.http.get(f"{self.url}liveml/api/deployments/{_q(ref)}/logs/download",
-                             params=params, stream=True, timeout=self.timeout)
+        return self._download(f"deployments/{_q(ref)}/logs/download", params, path)
+
+    def _download(self, path: str, params: dict[str, Any], target: str | Path | IO[bytes]) -> int:
+        """Stream a GET's body to a file (a path or a binary file object); the bytes written."""
+        resp = self.http.get(f"{self.url}liveml/api/{path}", params=params, stream=True,
+                             timeout=self.timeout)
         if resp.status_code >= 400:
             raise LiveMLClientError(resp.status_code, resp.json())
         written = 0
-        with open(path, "wb") as fh:
+        with contextlib.ExitStack() as stack:
+            fh = target if hasattr(target, "write") else \
+                stack.enter_context(open(target, "wb"))  # type: ignore[arg-type]
             for chunk in resp.iter_content(1 << 16):
-                written += fh.write(chunk)
+                written += fh.write(chunk)  # type: ignore[union-attr]
         return written
+
+    def history(self, ref: str, since: str | None = None, start: str | None = None,
+                end: str | None = None, status: str | None = None, release: str | None = None,
+                limit: int = 100) -> dict[str, Any]:
+        """Captured queries, newest first: ``{"data": [records], "dropped": N}`` (``status``:
+        2xx, 4xx, 5xx, error or a code; ``release``: a version)."""
+        params = _params(since=since, start=start, end=end, status=status, release=release,
+                         limit=limit)
+        return self.api("GET", f"deployments/{_q(ref)}/history", params=params)
+
+    def download_history(self, ref: str, target: str | Path | IO[bytes],
+                         since: str | None = None, start: str | None = None,
+                         end: str | None = None, status: str | None = None,
+                         release: str | None = None) -> int:
+        """Every matching captured query as one Parquet file; returns the bytes written."""
+        params = _params(since=since, start=start, end=end, status=status, release=release)
+        return self._download(f"deployments/{_q(ref)}/history/download", params, target)
 
     def metrics(self, ref: str, kind: str | None = None, since: str | None = None,
                 start: str | None = None, end: str | None = None,

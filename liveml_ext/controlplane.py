@@ -20,6 +20,7 @@ from liveml_runtime.process import undumpable
 from .artifacts import ArtifactStore
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .capture import Capture, HistoryStore
 from .controller.reconciler import Controller
 
 if TYPE_CHECKING:
@@ -97,7 +98,11 @@ class ControlPlane:
                                          tick=s.tick, startup_timeout=s.startup_timeout,
                                          drain_timeout=s.drain_timeout,
                                          progress_deadline=s.progress_deadline)
-        self.deployments = Deployments(self.store, self.registry, self.profiles, self.controller)
+        self.history = HistoryStore(s.home / "history",
+                                    retention=dt.timedelta(days=s.capture_retention_days))
+        self.capture = Capture(self.store, self.history, self.controller)
+        self.deployments = Deployments(self.store, self.registry, self.profiles,
+                                       self.capture.watching(self.controller))
         self.submissions = Submissions(self.store, self.registry, self.artifacts, self.sandbox)
         self.registry.on_tag = self.deployments.on_tag
         self.admin_token = ""
@@ -125,6 +130,7 @@ class ControlPlane:
         await asyncio.get_running_loop().run_in_executor(None, self.sandbox.check)
         await self.leadership.start(self.controller.start, self._lost_lease)
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.capture.start)
         s = self.settings
         self._tasks = [loop.create_task(self._every(s.log_flush_interval, self.shipper.flush)),
                        loop.create_task(self._every(s.metrics_interval, self.sample_metrics)),
@@ -158,6 +164,7 @@ class ControlPlane:
     def sweep(self) -> None:
         self.logs.sweep()
         self.metrics.sweep()
+        self.history.sweep()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -169,6 +176,7 @@ class ControlPlane:
         await self.gateway.close()
         self.sandbox.close()
         await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
+        await asyncio.get_running_loop().run_in_executor(None, self.capture.stop)
         self.logs.close()
         self.metrics.close()
         self.store.close()

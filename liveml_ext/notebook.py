@@ -6,6 +6,7 @@
     dep = lm.deploy("houses", name="House prices")           # waits, with a progress bar
     dep.transform(df)                                        # -> DataFrame
     dep.logs("level:ERROR"); dep.metrics("container"); dep.plot_metrics("requests")
+    dep.update(runtimeConfiguration={"capture": "both"}); dep.history(since="1h")  # DataFrame
 
 It finds the control plane as the CLI does (``LIVEML_URL``/``LIVEML_TOKEN`` or the connection file
 that ``liveml server`` or the Jupyter extension writes) and says what to do when none runs.
@@ -300,6 +301,35 @@ class Deployment:
             bar.n = min(have(), min_samples)  # full (green) when the samples came
             bar.close()
         return Plot(plot_metrics(rows, title=f"{self.describe()['name']}: {kind} metrics"))
+
+    def history(self, since: str = "1h", status: str | None = None,
+                release: str | None = None, **window: Any) -> pd.DataFrame:
+        """Captured queries (``liveml update --capture``), one row per input row, newest first:
+        the record's fields (time, request_id, status, latency_ms, release, ...), then the
+        model's input columns with their declared dtypes, then ``output.<name>`` columns
+        (``capture.frame``). ``status``: 2xx, 4xx, 5xx, error or a code."""
+        import pyarrow.parquet as pq
+
+        from .capture.frame import history_frame
+
+        buffer = io.BytesIO()
+        self.client.download_history(self.rid, buffer, since=since, status=status,
+                                     release=release, **window)
+        records = pq.read_table(io.BytesIO(buffer.getvalue())).to_pandas()
+        if records.empty:
+            return history_frame(records, None)
+        apis = self._release_apis()
+        parts = [history_frame(group, apis.get(version))
+                 for version, group in records.groupby("release", sort=False, dropna=False)]
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        return frame.sort_values("time", ascending=False, kind="stable", ignore_index=True)
+
+    def _release_apis(self) -> dict[str, dict[str, Any]]:
+        """Each release version of the deployment's objective -> its submission's model API."""
+        objective = self.describe()["objectiveRid"]
+        apis = {sub["rid"]: sub["api"] for sub in self.client.submissions(objective)}
+        return {r["version"]: apis[r["submissionRid"]] for r in self.client.releases(objective)
+                if r["submissionRid"] in apis}
 
     def update(self, **changes: Any) -> ui.Record:
         return deployment_record(self.client.update(self.rid, **changes))

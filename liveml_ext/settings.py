@@ -102,6 +102,8 @@ class Settings:
     max_thread_count: int = option(16, "largest threadCount a deployment may ask for")
     log_retention_days: float = option(7.0, "days service logs are kept")
     metrics_retention_days: float = option(7.0, "days metric samples are kept")
+    capture_retention_days: float = option(7.0, "days the inference history (queries captured "
+                                           "with a deployment's capture setting) is kept")
     metrics_interval: float = option(5.0, "seconds between metric samples")
     log_flush_interval: float = option(0.5, "seconds between moves of replica log files into "
                                        "the log store")

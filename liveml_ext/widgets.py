@@ -188,6 +188,14 @@ class DeploymentView(Base):
         self.memory = _field(w.Text, "Memory", "13em", value=rc["memory"])
         self.threads = _field(w.BoundedIntText, "Threads", "13em", value=rc["threadCount"],
                               min=1, max=1024)
+        self.capture = _field(w.Dropdown, "Capture", "13em",
+                              options=["off", "request", "response", "both"],
+                              value=rc.get("capture", "off"))
+        self.capture_sample = _field(w.BoundedFloatText, "Sample", "13em",
+                                     value=rc.get("captureSample", 1.0), min=0, max=1, step=0.05)
+        self.capture_max_bytes = _field(w.BoundedIntText, "Max bytes", "13em",
+                                        value=rc.get("captureMaxBytes", 65536), min=0,
+                                        max=50 * 1024 * 1024)
         self.save_config = _button("Save configuration")
         self.disable = _button("Disable", "warning", "pause")
         self.enable = _button("Enable", "success", "play")
@@ -203,7 +211,10 @@ class DeploymentView(Base):
             self.rid, runtimeConfiguration={
                 "minReplicas": self.min_replicas.value, "maxReplicas": self.max_replicas.value,
                 "cpu": self.cpu.value, "memory": self.memory.value,
-                "threadCount": self.threads.value}), "configuration saved: rolling out"))
+                "threadCount": self.threads.value, "capture": self.capture.value,
+                "captureSample": self.capture_sample.value,
+                "captureMaxBytes": self.capture_max_bytes.value}),
+            "configuration saved: rolling out"))
         self.disable.on_click(lambda _: self.ask(
             "disable", lambda: self.client.disable(self.rid), "disabled (the RID is kept)"))
         self.enable.on_click(lambda _: self.act(lambda: self.client.enable(self.rid),
@@ -214,7 +225,9 @@ class DeploymentView(Base):
         self.cancel.on_click(lambda _: self._cancel())
         overview = w.VBox([self.status, w.HBox([self.api_name, self.save_api_name]),
                            w.HBox([self.min_replicas, self.max_replicas]),
-                           w.HBox([self.cpu, self.memory, self.threads]), self.save_config,
+                           w.HBox([self.cpu, self.memory, self.threads]),
+                           w.HBox([self.capture, self.capture_sample, self.capture_max_bytes]),
+                           self.save_config,
                            w.HBox([self.disable, self.enable, self.delete, self.confirm,
                                    self.cancel]),
                            self.message])

@@ -180,6 +180,17 @@ COLUMNS_QUERY = {"name": "columns", "in": "query", "required": False,
 LIMIT_QUERY = {"name": "limit", "in": "query", "required": False,
                "description": "At most this many, newest first.",
                "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 10000}}
+HISTORY_QUERY = (
+    {"name": "status", "in": "query", "required": False,
+     "description": "2xx, 4xx, 5xx, error (400 and above) or one code such as 404.",
+     "schema": {"type": "string"}},
+    {"name": "release", "in": "query", "required": False,
+     "description": "Only the queries this release version answered.",
+     "schema": {"type": "string"}})
+HISTORY_NOTE = ("Captured while the deployment's runtimeConfiguration.capture is not off: "
+                "failed queries always, successful ones by captureSample; bodies over "
+                "captureMaxBytes are flagged, not kept. Kept 7 days by default "
+                "(--capture-retention-days).")
 INFERENCE_ERRORS = (E.InferenceInvalidInput, E.InferenceFailure, E.PermissionDenied,
                     E.LiveDeploymentNotFound, E.RequestEntityTooLarge, E.MalformedRequestBody,
                     E.TooManyRequests, E.ServiceUnavailable, InferenceTimeout,
@@ -339,6 +350,18 @@ OPERATIONS: list[Op] = [
        {"type": "string"}, media="text/plain",
        errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument, InvalidLogQuery, InvalidLogColumn),
        query=(*WINDOW_QUERY, LOG_QUERY, COLUMNS_QUERY)),
+    Op(f"{DEP}/history", "get", mg.HistoryHandler, "getDeploymentHistory", "observability",
+       "A live deployment's captured queries (inference history), newest first",
+       ref(m.HistoryPage), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
+       query=(*WINDOW_QUERY, *HISTORY_QUERY, LIMIT_QUERY), description=HISTORY_NOTE),
+    Op(f"{DEP}/history/download", "get", mg.HistoryDownloadHandler, "downloadDeploymentHistory",
+       "observability", "Every matching captured query as one Parquet file",
+       {"type": "string", "format": "binary"}, media="application/vnd.apache.parquet",
+       errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument), query=(*WINDOW_QUERY, *HISTORY_QUERY),
+       description="Columns: time, deployment_rid, release, node_id, request_id, status, "
+                   "latency_ms, api, request, request_bytes, request_truncated, response, "
+                   "response_bytes, response_truncated, token_id (bodies as JSON text). "
+                   + HISTORY_NOTE),
     Op(f"{DEP}/metrics", "get", mg.MetricsHandler, "getDeploymentMetrics", "observability",
        "Host, container and request metrics of a live deployment, oldest first",
        listing(m.MetricSample), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
@@ -401,7 +424,8 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.CreateSubmission, m.DescribeSubmission, m.CreateRelease, m.TagRelease, m.DescribeRelease,
     m.CreateLiveDeployment, m.UpdateLiveDeployment, m.DescribeLiveDeployment, m.CreateToken,
     m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
-    m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.MetricSample, DeploymentDeleted,
+    m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.HistoryPage, m.HistoryRecord,
+    m.MetricSample, DeploymentDeleted,
     TagEvent,
     m.DescribeWhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]

@@ -84,7 +84,13 @@ export interface RuntimeConfiguration {
   scaleUpLoadThreshold?: number;
   scaleUpDelay?: number;
   scaleDownDelay?: number;
+  capture?: CaptureMode;
+  captureSample?: number;
+  captureMaxBytes?: number;
 }
+
+/** openapi: RuntimeConfiguration.capture */
+export type CaptureMode = 'off' | 'request' | 'response' | 'both';
 
 /** openapi: DescribeLiveDeployment */
 export interface LiveDeployment {
@@ -149,6 +155,9 @@ export interface RuntimeOverrides {
   scaleUpLoadThreshold?: number | null;
   scaleUpDelay?: number | null;
   scaleDownDelay?: number | null;
+  capture?: CaptureMode | null;
+  captureSample?: number | null;
+  captureMaxBytes?: number | null;
 }
 
 /** openapi: CreateLiveDeployment */

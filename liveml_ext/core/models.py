@@ -175,6 +175,17 @@ class DescribeProfiles(Model):
     resource_profiles: list[DescribeResourceProfile]
 
 
+#: inference history of a deployment: what each captured record keeps of a query
+CaptureMode = Literal["off", "request", "response", "both"]
+CAPTURE_HELP = ("Inference history: off (default), or which bodies each captured query keeps "
+                "(request, response or both); failed queries (4xx, 5xx) are always captured, "
+                "with their error envelope, whatever the sample")
+SAMPLE_HELP = "The fraction of successful queries captured (0 to 1; failed ones always are)"
+MAX_BYTES_HELP = ("A body over this many bytes is not kept: the record says it was truncated "
+                  "(and gives its size)")
+MAX_CAPTURE_BYTES = 50 * 1024 * 1024
+
+
 class RuntimeConfiguration(Model):
     """How many replicas and what each gets; filled from the replica and resource profiles.
 
@@ -183,6 +194,7 @@ class RuntimeConfiguration(Model):
     ``minReplicas`` and ``maxReplicas``: up when the load (requests in flight per unit of
     capacity, ``threadCount`` per replica) stays above ``scaleUpLoadThreshold`` for
     ``scaleUpDelay`` seconds, down when it stays under half of it for ``scaleDownDelay`` seconds.
+    ``capture*`` set the inference history (``liveml history``); they change no replica.
     """
 
     min_replicas: int = Field(2, ge=0, le=64)
@@ -197,6 +209,9 @@ class RuntimeConfiguration(Model):
     scale_up_load_threshold: float = Field(0.8, gt=0, le=10)
     scale_up_delay: float = Field(10.0, ge=0)
     scale_down_delay: float = Field(60.0, ge=0)
+    capture: CaptureMode = Field("off", description=CAPTURE_HELP)
+    capture_sample: float = Field(1.0, ge=0, le=1, description=SAMPLE_HELP)
+    capture_max_bytes: int = Field(65536, ge=0, le=MAX_CAPTURE_BYTES, description=MAX_BYTES_HELP)
 
     @field_validator("memory")
     @classmethod
@@ -220,6 +235,10 @@ class RuntimeOverrides(Model):
     scale_up_load_threshold: float | None = Field(None, gt=0, le=10)
     scale_up_delay: float | None = Field(None, ge=0)
     scale_down_delay: float | None = Field(None, ge=0)
+    capture: CaptureMode | None = Field(None, description=CAPTURE_HELP)
+    capture_sample: float | None = Field(None, ge=0, le=1, description=SAMPLE_HELP)
+    capture_max_bytes: int | None = Field(None, ge=0, le=MAX_CAPTURE_BYTES,
+                                          description=MAX_BYTES_HELP)
 
 
 class CreateLiveDeployment(Model):
@@ -372,6 +391,37 @@ class MetricSample(Model):
     resolution_seconds: int = Field(description="0 for a raw sample, 60 for a one-minute average")
 
 
+class HistoryRecord(Model):
+    """One captured query of a live deployment (its inference history)."""
+
+    time: dt.datetime
+    deployment_rid: str
+    release: str = Field(description="The release version that answered (or served, for an "
+                         "error of the gateway itself)")
+    node_id: str = Field(description="The replica that answered, or gateway")
+    request_id: str = Field(description="The caller's X-Request-Id, else one made for it (the "
+                            "answer's X-Request-Id header)")
+    status: int
+    latency_ms: float
+    api: Literal["v1", "v2"]
+    request: Any = Field(None, description="The request body (JSON), when captured and within "
+                         "captureMaxBytes")
+    request_bytes: int
+    request_truncated: bool
+    response: Any = Field(None, description="The answer (JSON; the error envelope of a failed "
+                          "query), when captured and within captureMaxBytes")
+    response_bytes: int
+    response_truncated: bool
+    token_id: str | None = Field(None, description="The id of the caller's token (never the "
+                                 "token)")
+
+
+class HistoryPage(Model):
+    data: list[HistoryRecord] = Field(description="Records, newest first")
+    dropped: int = Field(description="Records this control plane dropped since it started, "
+                         "because the capture queue was full")
+
+
 # --- shadow traffic and comparison -----------------------------------------------------------
 class CreateShadow(Model):
     """Mirror a sample of a deployment's live queries to another release of its objective."""
@@ -451,4 +501,6 @@ class DescribeComparison(Model):
     categorical: list[CategoricalAgreement] = []
     top_differences: list[dict[str, Any]] = Field(
         [], description="The rows that differ most: their inputs and both outputs")
+
+
 DeploymentStatus.model_rebuild()  # its shadow field is declared below it

@@ -33,6 +33,8 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/deployments/([^/]+)/events", mg.EventsHandler),
     (rf"{API}/deployments/([^/]+)/logs", mg.LogsHandler),
     (rf"{API}/deployments/([^/]+)/logs/download", mg.LogsDownloadHandler),
+    (rf"{API}/deployments/([^/]+)/history", mg.HistoryHandler),
+    (rf"{API}/deployments/([^/]+)/history/download", mg.HistoryDownloadHandler),
     (rf"{API}/deployments/([^/]+)/metrics", mg.MetricsHandler),
     (rf"{API}/metrics", mg.PrometheusHandler),
     (rf"{API}/profiles", mg.ProfilesHandler),

@@ -34,7 +34,7 @@ class InferenceHandler(StreamedBody):
             raise self.cp.gateway.not_found(rid)
         self.principal.require(pool.namespace, "query")
         started = time.perf_counter()
-        node, status = "gateway", 500
+        node, status, data = "gateway", 500, b""
         try:
             status, data, node = await self.cp.gateway.forward(pool, body, v2=bool(v2))
         except LiveMLError as err:
@@ -42,4 +42,5 @@ class InferenceHandler(StreamedBody):
             raise
         finally:
             self.cp.request_stats.observe(rid, node, status, time.perf_counter() - started)
+            self.cp.capture.offer(self, rid, body, status, data, node, started, bool(v2))
         self.reply(data, status)

@@ -255,6 +255,69 @@ class LogsDownloadHandler(ManagementHandler):
         self.finish()
 
 
+def _history(handler: LiveMLHandlerMixin, ref: str, limit: int | None) -> Any:
+    """The read of the deployment's history records (a pyarrow Table, by a worker thread) the
+    request's filters select: ``since``/``start``/``end``, ``status`` (2xx, 4xx, 5xx, error or
+    a code), ``release``. What was captured before is written first, so a read sees every
+    query answered before it."""
+    from ..capture import status_filter
+
+    arg = handler.get_argument  # type: ignore[attr-defined]
+    rid = handler.cp.deployments.rid(ref, handler.principal)
+    start, end = _window(handler)
+    status, release = arg("status", None), arg("release", None)
+    try:
+        status_filter(status)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), field="status", value=status) from None
+    cp = handler.cp
+
+    def read() -> Any:
+        cp.capture.flush()
+        return cp.history.read(rid, start, end, status=status, release=release, limit=limit)
+
+    return rid, asyncio.get_running_loop().run_in_executor(None, read)
+
+
+class HistoryHandler(ManagementHandler):
+    """``GET deployments/{ref}/history?since=|start=&end=&status=&release=&limit=``."""
+
+    async def get(self, ref: str) -> None:
+        from ..capture.store import rows
+
+        rid, reading = _history(self, ref, _limit(self))
+        table = await reading
+        data = [m.HistoryRecord.model_validate(
+            {**r, "request": _json(r["request"]), "response": _json(r["response"])}).dump()
+            for r in rows(table)]
+        self.reply(m.HistoryPage(data=data, dropped=self.cp.capture.dropped[rid]).dump())
+
+
+def _json(text: str | None) -> Any:
+    """A captured body as JSON, or as the text it is when it is not JSON."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+class HistoryDownloadHandler(ManagementHandler):
+    """``GET deployments/{ref}/history/download?...``: every matching record, one Parquet file."""
+
+    async def get(self, ref: str) -> None:
+        from ..capture.store import to_parquet_bytes
+
+        _, reading = _history(self, ref, None)
+        table = await reading
+        data = await asyncio.get_running_loop().run_in_executor(None, to_parquet_bytes, table)
+        self.set_header("Content-Type", "application/vnd.apache.parquet")  # type: ignore[attr-defined]
+        self.set_header("Content-Disposition",  # type: ignore[attr-defined]
+                        f'attachment; filename="{ref.rsplit(".", 1)[-1]}-history.parquet"')
+        self.finish(data)  # type: ignore[attr-defined]
+
+
 class MetricsHandler(ManagementHandler):
     """``GET deployments/{ref}/metrics?kind=&since=|start=&end=&node=``."""
 

@@ -1,0 +1,186 @@
+"""The inference history on disk: Parquet files under ``<home>/history``, one folder per day and
+deployment (``day=2026-12-01/deployment=<rid>/part-*.parquet``).
+
+Why Parquet files and not DuckDB: pyarrow writes and filters them with no server, no lock
+between processes and no new engine (pandas reads them straight into a DataFrame, as does Spark
+or DuckDB itself); a file is written whole to a temporary name and renamed, so a reader never
+sees half of one; retention drops whole day folders; a download is the bytes of one file. The
+writer appends one small file per partition and flush; ``sweep`` merges a partition's small
+files into one, under the lock that reads hold, so no read sees a record twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..store.home import open_private, private_dir
+
+#: One captured query. Bodies are UTF-8 text (JSON as sent, or null when not captured or past
+#: the size limit: ``*_truncated`` then says so, ``*_bytes`` gives the size).
+SCHEMA = pa.schema([
+    ("time", pa.timestamp("us", tz="UTC")),
+    ("deployment_rid", pa.string()),
+    ("release", pa.string()),
+    ("node_id", pa.string()),
+    ("request_id", pa.string()),
+    ("status", pa.int32()),
+    ("latency_ms", pa.float64()),
+    ("api", pa.string()),  # v1 or v2: how to read the request body
+    ("request", pa.string()),
+    ("request_bytes", pa.int64()),
+    ("request_truncated", pa.bool_()),
+    ("response", pa.string()),
+    ("response_bytes", pa.int64()),
+    ("response_truncated", pa.bool_()),
+    ("token_id", pa.string()),
+])
+COLUMNS = tuple(SCHEMA.names)
+#: a partition with more files than this is merged into one by ``sweep``
+COMPACT_FILES = 16
+
+
+def status_filter(status: str | None) -> tuple[int, int] | None:
+    """``4xx``, ``5xx``, ``2xx``, ``error`` (400 and above) or one code -> [low, high]."""
+    if not status:
+        return None
+    text = status.strip().lower()
+    if text == "error":
+        return 400, 599
+    if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
+        return int(text[0]) * 100, int(text[0]) * 100 + 99
+    if text.isdigit() and 100 <= int(text) <= 599:
+        return int(text), int(text)
+    raise ValueError(f"status {status!r}: give 2xx, 4xx, 5xx, error or a code such as 404")
+
+
+class HistoryStore:
+    """Writes batches of records, reads them back with filters, sweeps old days."""
+
+    def __init__(self, root: Path, retention: dt.timedelta = dt.timedelta(days=7)) -> None:
+        self.root = Path(root)
+        self.retention = retention
+        self.lock = threading.RLock()  # reads and merges; writes only add whole files
+
+    # --- layout ----------------------------------------------------------------------------
+    def partition(self, day: dt.date, rid: str) -> Path:
+        return self.root / f"day={day.isoformat()}" / f"deployment={rid}"
+
+    def days(self) -> list[dt.date]:
+        out = []
+        if self.root.is_dir():
+            for entry in self.root.iterdir():
+                if entry.name.startswith("day="):
+                    try:
+                        out.append(dt.date.fromisoformat(entry.name[4:]))
+                    except ValueError:
+                        continue
+        return sorted(out)
+
+    def files(self, rid: str, start: dt.datetime, end: dt.datetime) -> list[Path]:
+        """The deployment's files of the days from ``start`` to ``end`` (UTC)."""
+        out: list[Path] = []
+        day = start.astimezone(dt.UTC).date()
+        while day <= end.astimezone(dt.UTC).date():
+            folder = self.partition(day, rid)
+            if folder.is_dir():
+                out += sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
+            day += dt.timedelta(days=1)
+        return out
+
+    # --- writing ---------------------------------------------------------------------------
+    def write(self, records: Sequence[dict[str, Any]]) -> int:
+        """Append records (dicts with the SCHEMA's names): one new file per day and
+        deployment. Returns the number of files written."""
+        groups: dict[tuple[dt.date, str], list[dict[str, Any]]] = {}
+        for r in records:
+            key = (r["time"].astimezone(dt.UTC).date(), r["deployment_rid"])
+            groups.setdefault(key, []).append(r)
+        for (day, rid), rows in groups.items():
+            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            self._write_file(self.partition(day, rid), table)
+        return len(groups)
+
+    def _write_file(self, folder: Path, table: pa.Table) -> Path:
+        """One Parquet file, written to a hidden temporary name (0600) and renamed."""
+        private_dir(folder)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        path = folder / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{path.name}.tmp"
+        with open_private(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+        os.replace(tmp, path)
+        return path
+
+    # --- reading ---------------------------------------------------------------------------
+    def read(self, rid: str, start: dt.datetime, end: dt.datetime, status: str | None = None,
+             release: str | None = None, limit: int | None = None) -> pa.Table:
+        """The deployment's records in [start, end], newest first, filtered by status class
+        (``status_filter``) and release version; at most ``limit`` of them."""
+        codes = status_filter(status)
+        with self.lock:
+            files = self.files(rid, start, end)
+            if not files:
+                return SCHEMA.empty_table()
+            expr = (pc.field("time") >= pa.scalar(start, SCHEMA.field("time").type)) & \
+                   (pc.field("time") <= pa.scalar(end, SCHEMA.field("time").type))
+            if codes is not None:
+                expr &= (pc.field("status") >= codes[0]) & (pc.field("status") <= codes[1])
+            if release:
+                expr &= pc.field("release") == release
+            table = ds.dataset([str(f) for f in files], schema=SCHEMA,
+                               format="parquet").to_table(filter=expr)
+        table = table.sort_by([("time", "descending")])
+        return table.slice(0, limit) if limit is not None else table
+
+    # --- retention -------------------------------------------------------------------------
+    def sweep(self, now: dt.datetime | None = None) -> list[dt.date]:
+        """Drop each day whose whole day is older than the retention; merge small files.
+        Returns the days dropped."""
+        now = now or dt.datetime.now(dt.UTC)
+        cutoff = now - self.retention
+        dropped = []
+        with self.lock:
+            for day in self.days():
+                end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(),
+                                                 dt.UTC)
+                folder = self.root / f"day={day.isoformat()}"
+                if end_of_day <= cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    dropped.append(day)
+                    continue
+                for part in folder.iterdir():
+                    if part.is_dir():
+                        self._compact(part)
+        return dropped
+
+    def _compact(self, folder: Path) -> None:
+        files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
+        if len(files) <= COMPACT_FILES:
+            return
+        table = ds.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+        self._write_file(folder, table.sort_by([("time", "ascending")]))
+        for f in files:
+            f.unlink(missing_ok=True)
+
+
+def to_parquet_bytes(table: pa.Table) -> bytes:
+    """A table as the bytes of one Parquet file (the history download)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def rows(table: pa.Table, columns: Iterable[str] = COLUMNS) -> list[dict[str, Any]]:
+    """A table's records as dicts (for the JSON answer)."""
+    return table.select(list(columns)).to_pylist()
