@@ -225,9 +225,9 @@ class Client:
         written = 0
         with contextlib.ExitStack() as stack:
             fh = target if hasattr(target, "write") else \
-                stack.enter_context(open(target, "wb"))  # type: ignore[arg-type]
+                stack.enter_context(open(target, "wb"))
             for chunk in resp.iter_content(1 << 16):
-                written += fh.write(chunk)  # type: ignore[union-attr]
+                written += fh.write(chunk)
         return written
 
     def history(self, ref: str, since: str | None = None, start: str | None = None,
