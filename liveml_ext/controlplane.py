@@ -20,7 +20,7 @@ from liveml_runtime.process import undumpable
 from .artifacts import ArtifactStore
 from .backends.base import Backend
 from .backends.local import LocalBackend
-from .capture import Capture, HistoryStore
+from .capture import PAIR_SCHEMA, Capture, HistoryStore, query_id, sampled
 from .controller.reconciler import Controller
 
 if TYPE_CHECKING:
@@ -29,8 +29,10 @@ from .core.auth import PREFIX, Tokens
 from .core.deployments import Deployments
 from .core.profiles import ProfileCatalog
 from .core.registry import Registry
+from .core.shadows import Shadows
 from .core.submissions import Submissions
 from .gateway.pool import Gateway
+from .gateway.shadow import Mirror
 from .observability.logstore import LogStore
 from .observability.metrics import MetricsStore, RequestStats, Sampler
 from .observability.shipper import LogShipper
@@ -100,9 +102,17 @@ class ControlPlane:
                                          progress_deadline=s.progress_deadline)
         self.history = HistoryStore(s.home / "history",
                                     retention=dt.timedelta(days=s.capture_retention_days))
-        self.capture = Capture(self.store, self.history, self.controller)
+        self.comparisons = HistoryStore(s.home / "comparisons", schema=PAIR_SCHEMA,
+                                        retention=dt.timedelta(days=s.capture_retention_days))
+        self.capture = Capture(self.store, self.history, self.controller,
+                               pairs=self.comparisons)
+        self.mirror = Mirror(self.gateway, self.capture.keep_pair, sampled, query_id,
+                             self.capture.release_of)
+        self.controller.mirror = self.mirror
         self.deployments = Deployments(self.store, self.registry, self.profiles,
                                        self.capture.watching(self.controller))
+        self.shadows = Shadows(self.store, self.registry, self.deployments, self.controller,
+                               supported=not kube)
         self.submissions = Submissions(self.store, self.registry, self.artifacts, self.sandbox)
         self.registry.on_tag = self.deployments.on_tag
         self.admin_token = ""
@@ -165,6 +175,7 @@ class ControlPlane:
         self.logs.sweep()
         self.metrics.sweep()
         self.history.sweep()
+        self.comparisons.sweep()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -176,6 +187,7 @@ class ControlPlane:
         await self.gateway.close()
         self.sandbox.close()
         await asyncio.get_running_loop().run_in_executor(None, self.shipper.flush)
+        await self.mirror.close()
         await asyncio.get_running_loop().run_in_executor(None, self.capture.stop)
         self.logs.close()
         self.metrics.close()

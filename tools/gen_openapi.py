@@ -362,6 +362,28 @@ OPERATIONS: list[Op] = [
                    "latency_ms, api, request, request_bytes, request_truncated, response, "
                    "response_bytes, response_truncated, token_id (bodies as JSON text). "
                    + HISTORY_NOTE),
+    Op(f"{DEP}/shadow", "post", mg.ShadowHandler, "startShadow", "deployments",
+       "Mirror a sample of the live queries to another release of the objective (a shadow)",
+       ref(m.DescribeShadow), status=201, body=m.CreateShadow,
+       errors=(*BODY, E.PermissionDenied, *DEPLOYMENT_ERRORS, E.NoReleaseWithTag,
+               E.ReleaseNotFound, E.ShadowNotPossible),
+       description="The shadow runs on replicas of its own; the caller's answer never waits for "
+                   "it and never changes. It replaces a running shadow, and stops by itself "
+                   "after `duration`, or when the deployment is disabled or deleted. Compare the "
+                   "answers with `GET .../compare`."),
+    Op(f"{DEP}/shadow", "get", mg.ShadowHandler, "getShadow", "deployments",
+       "A live deployment's shadow: its release, what it mirrored, its latency and errors",
+       ref(m.DescribeShadow), errors=(*DEPLOYMENT_ERRORS, E.ShadowNotFound)),
+    Op(f"{DEP}/shadow", "delete", mg.ShadowHandler, "stopShadow", "deployments",
+       "Stop a live deployment's shadow", ref(m.DescribeShadow),
+       errors=(E.PermissionDenied, *DEPLOYMENT_ERRORS, E.ShadowNotFound)),
+    Op(f"{DEP}/compare", "get", mg.CompareHandler, "compareReleases", "observability",
+       "The serving release against the shadow (or a replay) on the same queries",
+       ref(m.DescribeComparison), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
+       query=(*WINDOW_QUERY,
+              {"name": "source", "in": "query", "required": False,
+               "description": "shadow (default) or replay.",
+               "schema": {"type": "string", "enum": ["shadow", "replay"]}})),
     Op(f"{DEP}/metrics", "get", mg.MetricsHandler, "getDeploymentMetrics", "observability",
        "Host, container and request metrics of a live deployment, oldest first",
        listing(m.MetricSample), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
@@ -425,7 +447,7 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.CreateLiveDeployment, m.UpdateLiveDeployment, m.DescribeLiveDeployment, m.CreateToken,
     m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
     m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.HistoryPage, m.HistoryRecord,
-    m.MetricSample, DeploymentDeleted,
+    m.MetricSample, DeploymentDeleted, m.CreateShadow, m.DescribeShadow, m.DescribeComparison,
     TagEvent,
     m.DescribeWhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]

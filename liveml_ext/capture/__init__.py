@@ -3,7 +3,8 @@ files in the liveml home (``store.HistoryStore``), read back as records or as a 
 DataFrame (``frame.history_frame``)."""
 from __future__ import annotations
 
-from .store import SCHEMA, HistoryStore, status_filter
-from .writer import Capture, CaptureConfig, sampled
+from .store import PAIR_SCHEMA, SCHEMA, HistoryStore, status_filter
+from .writer import Capture, CaptureConfig, query_id, sampled
 
-__all__ = ["SCHEMA", "Capture", "CaptureConfig", "HistoryStore", "sampled", "status_filter"]
+__all__ = ["PAIR_SCHEMA", "SCHEMA", "Capture", "CaptureConfig", "HistoryStore", "query_id",
+           "sampled", "status_filter"]

@@ -46,6 +46,29 @@ SCHEMA = pa.schema([
     ("token_id", pa.string()),
 ])
 COLUMNS = tuple(SCHEMA.names)
+#: Two releases' answers to one query: ``a`` served it live, ``b`` is the shadow (or the
+#: release a replay ran); the comparison (``liveml_ext.compare``) reads these, under
+#: ``<home>/comparisons`` with the same layout and retention as the history.
+PAIR_SCHEMA = pa.schema([
+    ("time", pa.timestamp("us", tz="UTC")),
+    ("deployment_rid", pa.string()),
+    ("request_id", pa.string()),
+    ("source", pa.string()),  # shadow or replay
+    ("api", pa.string()),
+    ("request", pa.string()),
+    ("a_release", pa.string()),
+    ("a_node", pa.string()),
+    ("a_status", pa.int32()),
+    ("a_latency_ms", pa.float64()),
+    ("a_response", pa.string()),
+    ("b_release", pa.string()),
+    ("b_node", pa.string()),
+    ("b_status", pa.int32()),
+    ("b_latency_ms", pa.float64()),
+    ("b_response", pa.string()),
+    ("b_error", pa.string()),
+    ("truncated", pa.bool_()),  # a body was past the size limit and is not kept
+])
 #: a partition with more files than this is merged into one by ``sweep``
 COMPACT_FILES = 16
 
@@ -67,9 +90,11 @@ def status_filter(status: str | None) -> tuple[int, int] | None:
 class HistoryStore:
     """Writes batches of records, reads them back with filters, sweeps old days."""
 
-    def __init__(self, root: Path, retention: dt.timedelta = dt.timedelta(days=7)) -> None:
+    def __init__(self, root: Path, retention: dt.timedelta = dt.timedelta(days=7),
+                 schema: pa.Schema = SCHEMA) -> None:
         self.root = Path(root)
         self.retention = retention
+        self.schema = schema  # SCHEMA (the history) or PAIR_SCHEMA (the comparisons)
         self.lock = threading.RLock()  # reads and merges; writes only add whole files
 
     # --- layout ----------------------------------------------------------------------------
@@ -107,7 +132,7 @@ class HistoryStore:
             key = (r["time"].astimezone(dt.UTC).date(), r["deployment_rid"])
             groups.setdefault(key, []).append(r)
         for (day, rid), rows in groups.items():
-            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            table = pa.Table.from_pylist(rows, schema=self.schema)
             self._write_file(self.partition(day, rid), table)
         return len(groups)
 
@@ -131,14 +156,15 @@ class HistoryStore:
         with self.lock:
             files = self.files(rid, start, end)
             if not files:
-                return SCHEMA.empty_table()
-            expr = (pc.field("time") >= pa.scalar(start, SCHEMA.field("time").type)) & \
-                   (pc.field("time") <= pa.scalar(end, SCHEMA.field("time").type))
+                return self.schema.empty_table()
+            expr = (pc.field("time") >= pa.scalar(start, self.schema.field("time").type)) & \
+                   (pc.field("time") <= pa.scalar(end, self.schema.field("time").type))
             if codes is not None:
                 expr &= (pc.field("status") >= codes[0]) & (pc.field("status") <= codes[1])
             if release:
-                expr &= pc.field("release") == release
-            table = ds.dataset([str(f) for f in files], schema=SCHEMA,
+                expr &= pc.field("release" if "release" in self.schema.names
+                                 else "b_release") == release
+            table = ds.dataset([str(f) for f in files], schema=self.schema,
                                format="parquet").to_table(filter=expr)
         table = table.sort_by([("time", "descending")])
         return table.slice(0, limit) if limit is not None else table
@@ -168,7 +194,7 @@ class HistoryStore:
         files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
         if len(files) <= COMPACT_FILES:
             return
-        table = ds.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+        table = ds.dataset([str(f) for f in files], schema=self.schema, format="parquet").to_table()
         self._write_file(folder, table.sort_by([("time", "ascending")]))
         for f in files:
             f.unlink(missing_ok=True)

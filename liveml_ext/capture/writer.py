@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from sqlalchemy import select
@@ -30,10 +30,15 @@ from ..core.models import RuntimeConfiguration
 from ..store.db import Deployment, Release, Store
 from .store import HistoryStore
 
+if TYPE_CHECKING:
+    from ..gateway.shadow import Pair
+
 log = logging.getLogger("liveml.capture")
 
 #: a caller's X-Request-Id is kept when it is this short and printable, else a new one is made
 MAX_REQUEST_ID = 128
+#: a compared query's bodies are kept up to this size each (past it: ``truncated``)
+PAIR_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,20 @@ def sampled(request_id: str, fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2.0 ** 64 < fraction
 
 
+def query_id(handler: Any) -> str:
+    """The query's request id: the caller's X-Request-Id when short and printable, else a new
+    one; the same for every reader of one query, and sent back as the X-Request-Id header."""
+    given = getattr(handler, "_liveml_request_id", None)
+    if given is not None:
+        return str(given)
+    found = handler.request.headers.get("X-Request-Id", "")
+    if not found or len(found) > MAX_REQUEST_ID or not found.isprintable():
+        found = uuid.uuid4().hex
+    handler._liveml_request_id = found
+    handler.set_header("X-Request-Id", found)
+    return str(found)
+
+
 class Replicas(Protocol):
     def replicas(self, rid: str) -> list[Any]: ...
 
@@ -72,7 +91,8 @@ class Capture:
     """Per-deployment capture settings, the bounded list of records, and the writer thread."""
 
     def __init__(self, store: Store, history: HistoryStore, replicas: Replicas, *,
-                 interval: float = 2.0, refresh: float = 5.0, max_records: int = 20_000,
+                 pairs: HistoryStore | None = None, interval: float = 2.0, refresh: float = 5.0,
+                 max_records: int = 20_000,
                  max_queued_bytes: int = 256 * 1024 * 1024) -> None:
         self.store = store
         self.history = history
@@ -85,7 +105,9 @@ class Capture:
         self.dropped: Counter[str] = Counter()
         self.captured: Counter[str] = Counter()
         self._releases: dict[tuple[str, str], str] = {}
+        self.pairs = pairs  # where two releases' answers go (shadow, replay)
         self._pending: list[tuple[Any, ...]] = []
+        self._pairs: list[dict[str, Any]] = []
         self._pending_bytes = 0
         self._lock = threading.Lock()  # the pending list
         self._write_lock = threading.Lock()  # one batch written at a time
@@ -133,10 +155,7 @@ class Capture:
     def _offer(self, handler: Any, config: CaptureConfig, rid: str, body: bytes, status: int,
                data: bytes, node: str, started: float, v2: bool) -> None:
         latency = time.perf_counter() - started
-        request_id = handler.request.headers.get("X-Request-Id", "")
-        if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
-            request_id = uuid.uuid4().hex
-        handler.set_header("X-Request-Id", request_id)
+        request_id = query_id(handler)
         failed = status >= 400
         if not failed and not sampled(request_id, config.sample):
             return
@@ -174,6 +193,10 @@ class Capture:
         err.envelope = lambda: doc  # type: ignore[attr-defined]
         return orjson.dumps(doc, default=str)
 
+    def release_of(self, rid: str, node: str) -> str:
+        """The release version replica ``node`` of deployment ``rid`` serves."""
+        return self._release(rid, node, self.configs.get(rid) or CaptureConfig())
+
     def _release(self, rid: str, node: str, config: CaptureConfig) -> str:
         """The release version ``node`` serves (the deployment's served one for the gateway)."""
         version = self._releases.get((rid, node))
@@ -209,12 +232,39 @@ class Capture:
         with self._write_lock:
             with self._lock:
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
+                pairs, self._pairs = self._pairs, []
+            if pairs and self.pairs is not None:
+                self.pairs.write(pairs)
             if not batch:
                 return 0
             self.history.write([_record(r) for r in batch])
             for r in batch:
                 self.captured[r[1]] += 1
             return len(batch)
+
+    def keep_pair(self, pair: Pair) -> None:
+        """Two releases' answers to one query (the mirror's and the replay's), written with
+        the next flush; past ``max_records`` pending it is dropped and counted."""
+        limit = PAIR_MAX_BYTES
+        big = max(len(pair.request), len(pair.a_response), len(pair.b_response)) > limit
+        record = {"time": dt.datetime.fromtimestamp(pair.time, dt.UTC),
+                  "deployment_rid": pair.deployment_rid, "request_id": pair.request_id,
+                  "source": pair.source, "api": pair.api,
+                  "request": None if big else _text(pair.request),
+                  "a_release": pair.a_release, "a_node": pair.a_node,
+                  "a_status": pair.a_status, "a_latency_ms": pair.a_latency_ms,
+                  "a_response": None if big else _text(pair.a_response),
+                  "b_release": pair.b_release, "b_node": pair.b_node,
+                  "b_status": pair.b_status, "b_latency_ms": pair.b_latency_ms,
+                  "b_response": None if big else _text(pair.b_response),
+                  "b_error": pair.b_error, "truncated": big}
+        with self._lock:
+            if len(self._pairs) >= self.max_records:
+                self.dropped[pair.deployment_rid] += 1
+                return
+            self._pairs.append(record)
+        if len(self._pairs) > self.max_records // 2:
+            self._wake.set()  # write them now rather than at the next interval
 
     def stop(self) -> None:
         """Stop the writer and write what is pending (blocking: run it on a worker thread)."""

@@ -179,7 +179,7 @@ class Controller(ControllerBase):
                 reason=t.reason)
         return ObservedStatus(replicas=tuple(self.replicas(rid)), rollout=rollout,
                               desired_replicas=self.desired_count(rt, rt.want or 0),
-                              load=round(rt.load, 3))
+                              load=round(rt.load, 3), shadow=self.shadow_status(rid))
 
     async def reconcile(self, rt: Runtime) -> None:
         changes = rt.changes

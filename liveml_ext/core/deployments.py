@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..store.db import Deployment, Event, Release, Store, Submission, now
+from ..store.db import Deployment, Event, Release, Shadow, Store, Submission, now
 from . import models as m
 from .errors import ApiNameAlreadyExists, NoReleaseWithTag
 from .names import new_rid
@@ -32,6 +32,7 @@ class ObservedStatus:
     rollout: m.RolloutStatus | None = None
     desired_replicas: int = 0
     load: float = 0.0
+    shadow: m.DescribeShadow | None = None  # its shadow, when one runs
 
     @property
     def ready_replicas(self) -> int:
@@ -98,7 +99,8 @@ class Deployments:
             state=row.state if row.enabled else DeploymentState.DISABLED,
             is_ready=bool(row.enabled and seen.ready_replicas), reason=row.reason,
             ready_replicas=seen.ready_replicas, desired_replicas=seen.desired_replicas,
-            replicas=list(seen.replicas), rollout=seen.rollout, load=seen.load)
+            replicas=list(seen.replicas), rollout=seen.rollout, load=seen.load,
+            shadow=seen.shadow)
         return m.DescribeLiveDeployment(
             rid=row.rid, name=row.name, description=row.description, api_name=row.api_name,
             namespace=row.namespace, objective_rid=row.objective_rid,
@@ -242,6 +244,7 @@ class Deployments:
         with self.store.session() as s:
             row = self.row(s, ref, who, "manage")
             rid = row.rid
+            s.query(Shadow).filter(Shadow.deployment_rid == rid).delete()
             s.delete(row)
         self.observer.changed(rid, "deleted")
         return {"rid": rid, "deleted": True}

@@ -40,6 +40,8 @@ CrossSiteRequestRefused = error_class("CrossSiteRequestRefused", 403, "PERMISSIO
 DuplicateJsonKey = error_class("DuplicateJsonKey", 400, "INVALID_ARGUMENT")
 TokenNotFound = error_class("TokenNotFound", 404, "NOT_FOUND")
 CannotRevokeAdminToken = error_class("CannotRevokeAdminToken", 409, "CONFLICT")
+ShadowNotFound = error_class("ShadowNotFound", 404, "NOT_FOUND")
+ShadowNotPossible = error_class("ShadowNotPossible", 409, "CONFLICT")
 
 
 class StartupRefused(Exception):
@@ -69,6 +71,7 @@ __all__ = [  # the runtime's errors re-exported (explicitly, for mypy), and this
     "SubmissionAlreadyExists", "ApiNameAlreadyExists", "NoReleaseWithTag", "AmbiguousName",
     "InvalidModelArtifact", "MethodNotAllowed", "UnsupportedMediaType", "ReplicaFailed",
     "ThreadCountTooHigh", "InvalidGpuCount", "GpuTypeNotAvailable", "CrossSiteRequestRefused",
-    "DuplicateJsonKey", "TokenNotFound", "CannotRevokeAdminToken", "StartupRefused", "HomeInUse",
+    "DuplicateJsonKey", "TokenNotFound", "CannotRevokeAdminToken", "ShadowNotFound", "ShadowNotPossible",
+    "StartupRefused", "HomeInUse",
     "HomeNotPrivate",
 ]

@@ -17,12 +17,10 @@ from sqlalchemy.orm import Session
 from ..store.db import Deployment, Release, Shadow, Store, now
 from . import models as m
 from .deployments import Deployments
-from .errors import NoReleaseWithTag, ReleaseNotFound, error_class
+from .errors import NoReleaseWithTag, ReleaseNotFound, ShadowNotFound, ShadowNotPossible
 from .registry import Principal, Registry
 from .timewindow import parse_duration
 
-ShadowNotFound = error_class("ShadowNotFound", 404, "NOT_FOUND")
-ShadowNotPossible = error_class("ShadowNotPossible", 409, "CONFLICT")
 TAGS = {"staging": "STAGING", "production": "PRODUCTION"}
 
 

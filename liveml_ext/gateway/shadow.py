@@ -67,17 +67,17 @@ class Pair:
     request_id: str
     api: str
     request: bytes
-    live_release: str
-    live_node: str
-    live_status: int
-    live_latency_ms: float
-    live_response: bytes
-    other_release: str
-    other_node: str
-    other_status: int
-    other_latency_ms: float
-    other_response: bytes
-    other_error: str
+    a_release: str  # the live side: what the caller got
+    a_node: str
+    a_status: int
+    a_latency_ms: float
+    a_response: bytes
+    b_release: str  # the other side: the shadow (or a replay's release)
+    b_node: str
+    b_status: int
+    b_latency_ms: float
+    b_response: bytes
+    b_error: str
     source: str = "shadow"
 
 
@@ -85,19 +85,37 @@ class Mirror:
     """Schedules shadow copies of live queries; ``targets`` are set by the controller."""
 
     def __init__(self, gateway: Gateway, sink: Callable[[Pair], None],
-                 sampled: Callable[[str, float], bool]) -> None:
+                 sampled: Callable[[str, float], bool], query_id: Callable[[Any], str],
+                 release_of: Callable[[str, str], str]) -> None:
+        """``sink`` keeps each pair; ``sampled(request id, fraction)`` picks the queries;
+        ``query_id(handler)`` is a query's request id; ``release_of(rid, node)`` the release
+        a replica serves."""
         self.gateway = gateway
         self.sink = sink
         self.sampled = sampled
+        self.query_id = query_id
+        self.release_of = release_of
         self.targets: dict[str, ShadowTarget] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def offer(self, rid: str, body: bytes, v2: bool, status: int, data: bytes, node: str,
-              live_release: str, latency_ms: float, request_id: str) -> None:
+    def offer(self, handler: Any, rid: str, body: bytes, status: int, data: bytes, node: str,
+              started: float, v2: bool) -> None:
         """One live query that was answered (any status); never raises, never waits."""
         target = self.targets.get(rid)
-        if target is None or not self.sampled(request_id, target.sample):
+        if target is None:
             return
+        try:
+            self._offer(target, handler, body, status, data, node, started, v2)
+        except Exception:  # noqa: BLE001 - the mirror never fails a query
+            log.exception("mirroring a query of %s failed", rid)
+
+    def _offer(self, target: ShadowTarget, handler: Any, body: bytes, status: int, data: bytes,
+               node: str, started: float, v2: bool) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        request_id = self.query_id(handler)
+        if not self.sampled(request_id, target.sample):
+            return
+        live_release = self.release_of(target.rid, node)
         stats = target.stats
         capacity = PER_THREAD * target.threads * max(1, len(target.pool.members))
         if not target.pool.members or target.inflight >= capacity:

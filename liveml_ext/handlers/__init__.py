@@ -35,6 +35,8 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/deployments/([^/]+)/logs/download", mg.LogsDownloadHandler),
     (rf"{API}/deployments/([^/]+)/history", mg.HistoryHandler),
     (rf"{API}/deployments/([^/]+)/history/download", mg.HistoryDownloadHandler),
+    (rf"{API}/deployments/([^/]+)/shadow", mg.ShadowHandler),
+    (rf"{API}/deployments/([^/]+)/compare", mg.CompareHandler),
     (rf"{API}/deployments/([^/]+)/metrics", mg.MetricsHandler),
     (rf"{API}/metrics", mg.PrometheusHandler),
     (rf"{API}/profiles", mg.ProfilesHandler),

@@ -43,4 +43,5 @@ class InferenceHandler(StreamedBody):
         finally:
             self.cp.request_stats.observe(rid, node, status, time.perf_counter() - started)
             self.cp.capture.offer(self, rid, body, status, data, node, started, bool(v2))
+            self.cp.mirror.offer(self, rid, body, status, data, node, started, bool(v2))
         self.reply(data, status)

@@ -394,3 +394,38 @@ class WhoAmIHandler(ManagementHandler):
         self.reply(m.DescribeWhoAmI(name=p.name, scope=p.scope, namespace=p.namespace,
                                     backend=self.cp.backend_name, token_id=p.token_id,
                                     expires_at=p.expires_at).dump())
+
+
+class ShadowHandler(ManagementHandler):
+    """``deployments/{ref}/shadow``: start (POST), describe (GET) and stop (DELETE) a shadow."""
+
+    def get(self, ref: str) -> None:
+        self.reply(self.cp.shadows.get(ref, self.principal))
+
+    def post(self, ref: str) -> None:
+        self.reply(self.cp.shadows.start(ref, self.parse(m.CreateShadow), self.principal), 201)
+
+    def delete(self, ref: str) -> None:
+        self.reply(self.cp.shadows.stop(ref, self.principal))
+
+
+class CompareHandler(ManagementHandler):
+    """``GET deployments/{ref}/compare?since=|start=&end=&source=shadow|replay``."""
+
+    async def get(self, ref: str) -> None:
+        from ..compare import report
+
+        rid = self.cp.deployments.rid(ref, self.principal)
+        start, end = _window(self)
+        source = self.get_argument("source", "shadow")
+        if source not in ("shadow", "replay"):
+            raise InvalidArgument(f"source {source!r}: give shadow or replay", field="source",
+                                  value=source)
+        cp = self.cp
+
+        def read() -> m.DescribeComparison:
+            cp.capture.flush()
+            pairs = cp.comparisons.read(rid, start, end).to_pandas()
+            return report(pairs[pairs["source"] == source], rid, source, start, end)
+
+        self.reply((await asyncio.get_running_loop().run_in_executor(None, read)).dump())
