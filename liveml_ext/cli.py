@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -188,6 +189,65 @@ def cmd_history(c: Client, a: argparse.Namespace) -> Any:
     return c.history(a.deployment, limit=a.limit, **window)
 
 
+def cmd_shadow(c: Client, a: argparse.Namespace) -> Any:
+    """Start (``--release``), stop (``--stop``) or show a deployment's shadow."""
+    if a.stop:
+        return c.stop_shadow(a.deployment)
+    if a.release is None:
+        return c.shadow(a.deployment)
+    return c.start_shadow(a.deployment, a.release, sample=a.sample,
+                          duration=None if a.duration in ("", "0", "none") else a.duration,
+                          replicas=a.replicas, timeout=a.timeout)
+
+
+def _shadow_text(doc: dict[str, Any], stopped: bool = False) -> str:
+    ms = lambda v: "-" if v is None else f"{v:.1f} ms"  # noqa: E731
+    until = f"until {fmt.short_time(doc['until'])}" if doc.get("until") else "until stopped"
+    head = "stopped: " if stopped else ""
+    return (f"{head}shadow of release {doc['releaseVersion']} (serving "
+            f"{doc.get('servingVersion') or '-'}): {doc['state']}"
+            f"{' - ' + doc['reason'] if doc.get('reason') else ''}\n"
+            f"  {doc['sample']:.0%} of the queries, {doc['readyReplicas']}/{doc['replicas']} "
+            f"replica(s) ready, {until}\n"
+            f"  mirrored {doc['mirrored']}, answered {doc['answered']}, errors {doc['errors']}, "
+            f"skipped {doc['skipped']}\n"
+            f"  latency p50/p99: shadow {ms(doc.get('p50Ms'))} / {ms(doc.get('p99Ms'))}, live "
+            f"{ms(doc.get('liveP50Ms'))} / {ms(doc.get('liveP99Ms'))}\n"
+            f"  next: liveml compare DEPLOYMENT")
+
+
+def _compare_text(doc: dict[str, Any]) -> str:
+    a, b = doc["a"], doc["b"]
+    ms = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    if not doc["a"]["queries"]:
+        return ("no compared queries in this window: start a shadow (liveml shadow DEPLOYMENT "
+                "--release staging) and send traffic, or widen --since")
+    lines = [f"{doc['queries']} queries ({doc['rows']} rows) answered by both releases "
+             f"({doc['source']})", _rows([a, b], [
+                 ("RELEASE", lambda s: s["version"]), ("QUERIES", lambda s: s["queries"]),
+                 ("ERRORS", lambda s: s["errors"]), ("P50 MS", lambda s: ms(s.get("p50Ms"))),
+                 ("P99 MS", lambda s: ms(s.get("p99Ms")))])]
+    if doc["numeric"]:
+        lines += ["", _rows(doc["numeric"], [
+            ("OUTPUT", lambda n: n["column"]), ("MEAN |DIFF|", lambda n: f"{n['meanAbs']:.4g}"),
+            ("P50", lambda n: f"{n['p50Abs']:.4g}"), ("P95", lambda n: f"{n['p95Abs']:.4g}"),
+            ("MAX", lambda n: f"{n['maxAbs']:.4g}"),
+            ("MEAN REL", lambda n: "-" if n.get("meanRel") is None else f"{n['meanRel']:.2%}"),
+            ("MAX REL", lambda n: "-" if n.get("maxRel") is None else f"{n['maxRel']:.2%}")])]
+    for cat in doc["categorical"]:
+        lines += ["", f"{cat['column']}: {cat['agreement']:.1%} agreement over {cat['count']} rows"]
+    if doc["topDifferences"]:
+        lines += ["", "rows that differ most:", _rows(doc["topDifferences"][:5], [
+            (k.upper(), functools.partial(_cell, k))
+            for k in doc["topDifferences"][0] if k != "score"])]
+    lines += ["", f"promote it: liveml promote OBJECTIVE {b['version']}"]
+    return "\n".join(lines)
+
+
+def _cell(key: str, row: dict[str, Any]) -> Any:
+    return row.get(key)
+
+
 def _history_text(doc: dict[str, Any]) -> str:
     if "file" in doc:
         return f"wrote {fmt.size(doc['bytes'])} to {doc['file']}"
@@ -310,6 +370,9 @@ COMMANDS: dict[str, Handler] = {
     "logs": cmd_logs,
     "metrics": cmd_metrics,
     "history": cmd_history,
+    "shadow": cmd_shadow,
+    "compare": lambda c, a: c.compare(a.deployment, since=a.since, start=a.start, end=a.end,
+                                      source=a.source),
     "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": cmd_enable,
@@ -399,6 +462,10 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
         return ("\n".join(lines) if lines else "no log records in this window") + more
     if command == "history":
         return _history_text(doc)
+    if command == "shadow":
+        return _shadow_text(doc, stopped=bool(getattr(args, "stop", False)))
+    if command == "compare":
+        return _compare_text(doc)
     if command == "metrics":
         latest: dict[tuple[str, str], dict[str, Any]] = {}
         for row in doc:
@@ -602,6 +669,27 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=100)
     sp.add_argument("--download", metavar="FILE.parquet",
                     help="write every matching record to one Parquet file")
+
+    sp = add("shadow", "mirror a sample of a deployment's live queries to another release "
+                       "(--release), show the shadow, or stop it (--stop)")
+    sp.add_argument("deployment")
+    sp.add_argument("--release", help="staging, production or a release version")
+    sp.add_argument("--sample", type=float, default=1.0, metavar="FRACTION",
+                    help="the fraction of live queries mirrored, 0 to 1 (default 1)")
+    sp.add_argument("--duration", default="1h",
+                    help="how long it runs: 15m, 1h (default), 1d; none: until stopped")
+    sp.add_argument("--replicas", type=int, default=1, help="replicas of the shadow release")
+    sp.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds the shadow may take per query (its failures only count)")
+    sp.add_argument("--stop", action="store_true", help="stop the shadow")
+
+    sp = add("compare", "compare the serving release with the shadow (or a replay) on the "
+                        "same queries")
+    sp.add_argument("deployment")
+    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
+    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
+    sp.add_argument("--end", help="ISO time")
+    sp.add_argument("--source", choices=["shadow", "replay"], default="shadow")
 
     sp = add("events", "show a deployment's events (rollouts, scaling, failures)")
     sp.add_argument("deployment")

@@ -230,6 +230,27 @@ class Client:
                 written += fh.write(chunk)
         return written
 
+    def start_shadow(self, ref: str, release: str = "staging", sample: float = 1.0,
+                     duration: str | None = "1h", replicas: int = 1,
+                     timeout: float = 30.0) -> dict[str, Any]:
+        """Mirror ``sample`` of the live queries to ``release`` (staging, production or a
+        version) for ``duration`` (None: until stopped)."""
+        return self.api("POST", f"deployments/{_q(ref)}/shadow", json={
+            "release": release, "sample": sample, "duration": duration, "replicas": replicas,
+            "timeout": timeout})
+
+    def shadow(self, ref: str) -> dict[str, Any]:
+        return self.api("GET", f"deployments/{_q(ref)}/shadow")
+
+    def stop_shadow(self, ref: str) -> dict[str, Any]:
+        return self.api("DELETE", f"deployments/{_q(ref)}/shadow")
+
+    def compare(self, ref: str, since: str | None = None, start: str | None = None,
+                end: str | None = None, source: str = "shadow") -> dict[str, Any]:
+        """The serving release against the shadow (or a replay) on the same queries."""
+        return self.api("GET", f"deployments/{_q(ref)}/compare",
+                        params=_params(since=since, start=start, end=end, source=source))
+
     def history(self, ref: str, since: str | None = None, start: str | None = None,
                 end: str | None = None, status: str | None = None, release: str | None = None,
                 limit: int = 100) -> dict[str, Any]:

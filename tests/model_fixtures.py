@@ -40,6 +40,24 @@ class Offset:
         return self.model.predict(frame) + self.offset
 
 
+class Scaled(Offset):
+    """A fitted pipeline whose predictions are multiplied by ``factor`` (``offset`` here)."""
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        return self.model.predict(frame) * self.offset
+
+
+class AlwaysFails(Offset):
+    """A release that loads and declares its inputs as the pipeline does and passes the
+    replica's self-test (its first call in a process), then raises on every query."""
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        if not getattr(self, "tested", False):
+            self.tested = True
+            return self.model.predict(frame)
+        raise RuntimeError("this release fails on every query")
+
+
 class Picky(ModelAdapter):
     """Raises on negative input, the way a model rejects what it cannot handle."""
 

@@ -263,11 +263,16 @@ class Controller(ControllerBase):
         """Run the shadow's replicas in a pool of their own, and tell the mirror about them."""
         row, shadow, config = desired.row, desired.shadow, desired.runtime
         assert row is not None and config is not None
-        if shadow is not None and (shadow.expired() or not row.enabled):
-            self.end_shadow(rt.rid, "its duration is over" if shadow.expired() else
-                            "the deployment was disabled")
-            rt.desired = None
-            shadow = None
+        if shadow is not None:
+            why = "its duration is over" if shadow.expired() else \
+                "the deployment was disabled" if not row.enabled else \
+                f"release {shadow.release.version} now serves the deployment" \
+                if desired.release is not None and desired.release.rid == shadow.release.rid \
+                else ""
+            if why:
+                self.end_shadow(rt.rid, why)
+                rt.desired = None
+                shadow = None
         if shadow is None or self.mirror is None:
             self._stop_shadow(rt)
             return
@@ -312,14 +317,16 @@ class Controller(ControllerBase):
         rt = self.runtimes.get(rid)
         srt = rt.shadow if rt is not None else None
         desired = rt.desired.shadow if rt is not None and rt.desired is not None else None
-        if srt is None or srt.target is None or desired is None:
+        if rt is None or srt is None or srt.target is None or desired is None:
             return None
+        serving = rt.desired.release if rt.desired is not None else None
         ready = sum(1 for r in srt.replicas if r.state == READY)
         state = "FAILED" if srt.target.failed else ("ACTIVE" if ready else "STARTING")
         target = self.mirror.targets.get(rid) if self.mirror is not None else None
         stats = target.stats if target is not None else ShadowStats()
         return m.DescribeShadow(
             release_rid=desired.release.rid, release_version=desired.release.version,
+            serving_version=serving.version if serving is not None else "",
             sample=desired.sample, replicas=desired.replicas, ready_replicas=ready,
             state=state, reason=srt.target.reason, started_at=desired.started_at,
             until=desired.until, mirrored=stats.mirrored, answered=stats.answered,
