@@ -324,6 +324,25 @@ class Deployment:
         frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         return frame.sort_values("time", ascending=False, kind="stable", ignore_index=True)
 
+    def shadow(self, release: str = "staging", sample: float = 1.0, duration: str | None = "1h",
+               replicas: int = 1) -> ui.Record:
+        """Mirror ``sample`` of the live queries to ``release`` (staging, production or a
+        version) on replicas of its own; the live answers never change."""
+        return shadow_record(self.client.start_shadow(self.rid, release, sample=sample,
+                                                      duration=duration, replicas=replicas))
+
+    def shadow_status(self) -> ui.Record:
+        return shadow_record(self.client.shadow(self.rid))
+
+    def stop_shadow(self) -> ui.Record:
+        return shadow_record(self.client.stop_shadow(self.rid), "stopped")
+
+    def compare(self, since: str = "1h", source: str = "shadow") -> Comparison:
+        """The serving release against the shadow (or a replay) on the same queries: tables
+        and a plot; ``.promote()`` makes the other release Production."""
+        doc = self.client.compare(self.rid, since=since, source=source)
+        return Comparison(doc, self.describe()["objectiveRid"], self.client)
+
     def _release_apis(self) -> dict[str, dict[str, Any]]:
         """Each release version of the deployment's objective -> its submission's model API."""
         objective = self.describe()["objectiveRid"]
@@ -349,6 +368,80 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"Deployment({self.rid!r})"
+
+
+def shadow_record(doc: dict[str, Any], state: str = "") -> ui.Record:
+    items = [("release", ui.escape(doc["releaseVersion"])),
+             ("serving", ui.escape(doc.get("servingVersion") or "-")),
+             ("sample", f"{doc['sample']:.0%}"),
+             ("replicas", f"{doc['readyReplicas']}/{doc['replicas']} ready"),
+             ("mirrored", f"{doc['mirrored']:,} ({doc['answered']:,} answered, "
+                          f"{doc['errors']:,} errors, {doc['skipped']:,} skipped)"),
+             ("until", ui.escape(doc["until"] or "stopped by hand"))]
+    html = ui.card("Shadow", state or doc["state"], doc.get("reason", ""), items)
+    return ui.Record(doc, html, f"shadow of release {doc['releaseVersion']}: "
+                               f"{state or doc['state']}, {doc['mirrored']} mirrored")
+
+
+class Comparison(dict):
+    """``dep.compare()``: the report (a dict, as the API answers it), shown as tables;
+    ``numeric``, ``categorical`` and ``top`` as DataFrames, ``plot()``, ``promote()``."""
+
+    def __init__(self, doc: dict[str, Any], objective: str, client: Client) -> None:
+        super().__init__(doc)
+        self.objective, self.client = objective, client
+
+    @property
+    def numeric(self) -> pd.DataFrame:
+        return pd.DataFrame(self["numeric"])
+
+    @property
+    def categorical(self) -> pd.DataFrame:
+        return pd.DataFrame([{k: v for k, v in c.items() if k != "confusion"}
+                             for c in self["categorical"]])
+
+    def confusion(self, column: str) -> pd.DataFrame:
+        """The confusion table of a categorical output (first release's values down)."""
+        found = next(c for c in self["categorical"] if c["column"] == column)
+        return pd.DataFrame(found["confusion"]).T.fillna(0).astype(int)
+
+    @property
+    def top(self) -> pd.DataFrame:
+        return pd.DataFrame(self["topDifferences"])
+
+    def plot(self) -> Plot:
+        from .observability.plots import plot_comparison
+
+        return Plot(plot_comparison(dict(self)))
+
+    def promote(self) -> ui.Record:
+        """Make the compared release Production: the deployment then upgrades itself."""
+        version = self["b"]["version"]
+        doc = self.client.promote(self.objective, version)
+        return ui.Record(doc, ui.note(f"Release <b>{ui.escape(version)}</b> is Production now; "
+                                      "the deployment rolls it out with no downtime", "ok"),
+                         f"promoted {version}")
+
+    def _repr_html_(self) -> str:
+        a, b = self["a"], self["b"]
+        parts = [ui.card("Comparison", None, f"{self['queries']:,} queries, {self['rows']:,} "
+                         f"rows answered by both ({self['source']})"),
+                 ui.table([a, b], ["version", "queries", "errors", "p50Ms", "p99Ms"])]
+        if self["numeric"]:
+            parts.append(ui.table(self["numeric"]))
+        if self["categorical"]:
+            parts.append(ui.table([{k: v for k, v in c.items() if k != "confusion"}
+                                   for c in self["categorical"]]))
+        if self["topDifferences"]:
+            parts.append(ui.table(self["topDifferences"], max_rows=10))
+        if not a["queries"]:
+            parts = [ui.note("no compared queries in this window: start a shadow "
+                             "(<code>dep.shadow()</code>) and send traffic", "info")]
+        return ui.page(*parts)
+
+    def __repr__(self) -> str:
+        return f"Comparison({self['a']['version']} vs {self['b']['version']}: " \
+               f"{self['queries']} queries)"
 
 
 class Plot:

@@ -19,6 +19,8 @@ import requests
 from conftest import ROW, Loops, Server, deploy_reference, runtime_pids, start_server, wait_for
 from model_fixtures import AlwaysFails, Scaled, save
 
+from liveml_ext.notebook import Deployment
+
 ROWS = [dict(ROW, bedrooms=b, bathrooms=1.0 + b / 2) for b in range(1, 6)]
 FACTOR = 1.5
 
@@ -131,8 +133,15 @@ def test_shadow_mirrors_live_queries_and_compare_gives_the_known_factor(
     assert text.returncode == 0, text.stderr
     assert "answered by both releases" in text.stdout and "50.00%" in text.stdout
     assert "liveml promote OBJECTIVE 2.0" in text.stdout
+    # the notebook's view of the same report: tables, a plot, and promotion in one call
+    seen = Deployment(deployed, server.client).compare(since="1h")
+    assert seen.numeric.loc[0, "meanRel"] == pytest.approx(FACTOR - 1, rel=1e-9)
+    assert list(seen.top["b.prediction"])[:1] == [top["b.prediction"]]
+    assert "Comparison" in seen._repr_html_() and "2.0" in seen._repr_html_()
+    assert seen.plot().png()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Deployment(deployed, server.client).shadow_status()["mirrored"] >= 8
     # from the report, promotion is one action: the deployment upgrades, the shadow ends
-    assert cli(server, "promote", "shadowed", "2.0").returncode == 0
+    assert seen.promote()["tag"] == "PRODUCTION"
     wait_for(lambda: query(server, deployed, ROWS[:1])[0] == pytest.approx(before[0] * FACTOR),
              timeout=120, what="the deployment to serve 2.0")
     wait_for(lambda: shadow(server, deployed) is None, timeout=30, what="the shadow to end")

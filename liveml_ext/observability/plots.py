@@ -83,3 +83,47 @@ def plot_metrics(rows: list[dict[str, Any]], title: str = "", names: list[str] |
     axes[0].set_title(f"{low if low == high else f'{low}–{high}'} samples per series, {span}",
                       fontsize="small", loc="right", color="#555")
     return fig
+
+
+def plot_comparison(doc: dict[str, Any], title: str = "") -> Any:
+    """A comparison (``GET .../compare``) -> a Figure: each numeric output's absolute
+    difference (p50, p95, max), each categorical output's agreement, and both releases'
+    latency (p50, p99)."""
+    from matplotlib.figure import Figure
+
+    numeric, categorical = doc["numeric"], doc["categorical"]
+    panels = (1 if numeric else 0) + (1 if categorical else 0) + 1
+    fig = Figure(figsize=(9, 2.8 * panels), layout="constrained")
+    axes = list(fig.subplots(panels, 1, squeeze=False)[:, 0])
+    a, b = doc["a"], doc["b"]
+    if numeric:
+        ax = axes.pop(0)
+        names = [n["column"] for n in numeric]
+        for i, (key, label) in enumerate((("p50Abs", "p50"), ("p95Abs", "p95"),
+                                          ("maxAbs", "max"))):
+            ax.bar([j + (i - 1) * 0.27 for j in range(len(names))], [n[key] for n in numeric],
+                   width=0.27, label=label)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel(f"|{b['version']} - {a['version']}|")
+        ax.set_title("difference of the numeric outputs", fontsize="medium")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3, axis="y")
+    if categorical:
+        ax = axes.pop(0)
+        ax.barh([c["column"] for c in categorical], [100 * c["agreement"] for c in categorical])
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("rows where both releases agree (%)")
+        ax.grid(alpha=0.3, axis="x")
+    ax = axes.pop(0)
+    sides = [f"{a['version']} (serving)", f"{b['version']} ({doc['source']})"]
+    for i, (key, label) in enumerate((("p50Ms", "p50"), ("p99Ms", "p99"))):
+        ax.bar([j + (i - 0.5) * 0.35 for j in range(2)], [a.get(key) or 0, b.get(key) or 0],
+               width=0.35, label=label)
+    ax.set_xticks(range(2), sides)
+    ax.set_ylabel("latency (ms)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title or f"{doc['queries']} queries answered by both releases",
+                 fontsize="medium")
+    return fig
+
