@@ -14,6 +14,9 @@ export type DeploymentState = 'STARTING' | 'ACTIVE' | 'DEGRADED' | 'FAILED' | 'D
 /** openapi: RolloutStatus.state */
 export type RolloutState = 'PROGRESSING' | 'COMPLETE' | 'FAILED';
 
+/** openapi: DescribeShadow.state */
+export type ShadowState = 'STARTING' | 'ACTIVE' | 'FAILED';
+
 /** openapi: ErrorEnvelope.errorCode */
 export type ErrorCode =
   | 'CONFLICT'
@@ -68,6 +71,29 @@ export interface DeploymentStatus {
   reason?: string;
   replicas?: ReplicaStatus[];
   rollout?: RolloutStatus | null;
+  shadow?: Shadow | null;
+}
+
+/** openapi: DescribeShadow */
+export interface Shadow {
+  releaseRid: string;
+  releaseVersion: string;
+  servingVersion?: string;
+  sample: number;
+  replicas: number;
+  readyReplicas?: number;
+  state?: ShadowState;
+  reason?: string;
+  startedAt: string;
+  until?: string | null;
+  mirrored?: number;
+  answered?: number;
+  errors?: number;
+  skipped?: number;
+  p50Ms?: number | null;
+  p99Ms?: number | null;
+  liveP50Ms?: number | null;
+  liveP99Ms?: number | null;
 }
 
 /** openapi: RuntimeConfiguration */
