@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import formatting as fmt
+from . import progress
 from .client import Client, LiveMLClientError
 from .settings import Settings
 
@@ -200,6 +201,13 @@ def cmd_shadow(c: Client, a: argparse.Namespace) -> Any:
                           replicas=a.replicas, timeout=a.timeout)
 
 
+def cmd_replay(c: Client, a: argparse.Namespace) -> Any:
+    """Captured queries against another release; its replicas start first (a spinner)."""
+    with progress.spinner(f"replaying the captured queries of the last {a.since} against "
+                          f"release {a.release}"):
+        return c.replay(a.deployment, a.release, since=a.since, limit=a.limit)
+
+
 def _shadow_text(doc: dict[str, Any], stopped: bool = False) -> str:
     ms = lambda v: "-" if v is None else f"{v:.1f} ms"  # noqa: E731
     until = f"until {fmt.short_time(doc['until'])}" if doc.get("until") else "until stopped"
@@ -371,6 +379,7 @@ COMMANDS: dict[str, Handler] = {
     "metrics": cmd_metrics,
     "history": cmd_history,
     "shadow": cmd_shadow,
+    "replay": cmd_replay,
     "compare": lambda c, a: c.compare(a.deployment, since=a.since, start=a.start, end=a.end,
                                       source=a.source),
     "events": lambda c, a: c.events(a.deployment, a.limit),
@@ -464,7 +473,7 @@ def render(command: str, doc: Any, args: argparse.Namespace | None = None) -> st
         return _history_text(doc)
     if command == "shadow":
         return _shadow_text(doc, stopped=bool(getattr(args, "stop", False)))
-    if command == "compare":
+    if command in ("compare", "replay"):
         return _compare_text(doc)
     if command == "metrics":
         latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -690,6 +699,13 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
     sp.add_argument("--end", help="ISO time")
     sp.add_argument("--source", choices=["shadow", "replay"], default="shadow")
+
+    sp = add("replay", "run a deployment's captured queries against another release (in a "
+                       "short-lived pool) and compare")
+    sp.add_argument("deployment")
+    sp.add_argument("--release", required=True, help="staging, production or a release version")
+    sp.add_argument("--since", default="1h", help="the captured queries of this window")
+    sp.add_argument("--limit", type=int, default=1000, help="at most this many, the newest")
 
     sp = add("events", "show a deployment's events (rollouts, scaling, failures)")
     sp.add_argument("deployment")

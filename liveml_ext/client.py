@@ -251,6 +251,13 @@ class Client:
         return self.api("GET", f"deployments/{_q(ref)}/compare",
                         params=_params(since=since, start=start, end=end, source=source))
 
+    def replay(self, ref: str, release: str, since: str = "1h", limit: int = 1000,
+               replicas: int = 1) -> dict[str, Any]:
+        """Run the captured queries of ``since`` against ``release`` (a short-lived pool) and
+        compare; waits while its replicas start (up to the client's timeout)."""
+        return self.api("POST", f"deployments/{_q(ref)}/replay", json={
+            "release": release, "since": since, "limit": limit, "replicas": replicas})
+
     def history(self, ref: str, since: str | None = None, start: str | None = None,
                 end: str | None = None, status: str | None = None, release: str | None = None,
                 limit: int = 100) -> dict[str, Any]:

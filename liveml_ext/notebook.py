@@ -343,6 +343,15 @@ class Deployment:
         doc = self.client.compare(self.rid, since=since, source=source)
         return Comparison(doc, self.describe()["objectiveRid"], self.client)
 
+    def replay(self, release: str, since: str = "1h", limit: int = 1000) -> Comparison:
+        """Run the captured queries of ``since`` against ``release`` in a short-lived pool
+        (never the serving one) and compare, as ``compare()`` does for a shadow."""
+        from .progress import spinner
+
+        with spinner(f"replaying the last {since} against release {release}"):
+            doc = self.client.replay(self.rid, release, since=since, limit=limit)
+        return Comparison(doc, self.describe()["objectiveRid"], self.client)
+
     def _release_apis(self) -> dict[str, dict[str, Any]]:
         """Each release version of the deployment's objective -> its submission's model API."""
         objective = self.describe()["objectiveRid"]

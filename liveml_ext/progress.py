@@ -11,8 +11,12 @@ startup step. The texts come from ``progress_text`` (pure), the same for the thr
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -162,3 +166,32 @@ def wait_with_progress(client: Client, ref: str, file: TextIO | None = None,
     finally:
         display.close(final_line(progress_text(latest[0], final=True)))
     return doc
+
+
+@contextlib.contextmanager
+def spinner(text: str, file: TextIO | None = None) -> Iterator[None]:
+    """A wait of unknown length (a replay): ``text`` and the seconds so far, refreshed twice a
+    second on a terminal; one line when the output is not a terminal."""
+    out = file or sys.stderr
+    if not out.isatty():
+        print(f"{text} ...", file=out, flush=True)
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=None, desc=text, bar_format="{desc} {elapsed}", file=out, leave=False)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+

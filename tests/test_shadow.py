@@ -188,3 +188,36 @@ def test_a_shadow_ends_with_its_duration_and_on_disable(server: Server, deployed
     assert resp.status_code == 409 and "enable it first" in json.dumps(resp.json())
     server.client.enable(deployed)
     server.client.wait(deployed, timeout=120)
+
+
+def test_replay_runs_captured_queries_against_another_release(
+        server: Server, deployed: str) -> None:
+    """Release 2.0 serves now (promoted above); replay its captured queries against 1.0."""
+    resp = requests.post(f"{server.url}liveml/api/deployments/{deployed}/replay",
+                         json={"release": "1.0"}, headers=server.headers(), timeout=120)
+    assert resp.status_code == 400 and resp.json()["errorName"] == "NothingToReplay"
+    assert "--capture both" in resp.json()["parameters"]["message"]
+    server.client.update(deployed, runtimeConfiguration={"capture": "both"})
+    server.client.wait(deployed, timeout=120)
+    live = [query(server, deployed, ROWS) for _ in range(5)][-1]
+    report = server.client.replay(deployed, "1.0", since="1h")
+    assert report["source"] == "replay"
+    assert (report["a"]["version"], report["b"]["version"]) == ("2.0", "1.0")
+    assert report["queries"] == 5 and report["rows"] == 5 * len(ROWS)
+    [diff] = report["numeric"]
+    gaps = [abs(p / FACTOR - p) for p in live]  # by hand: 1.0 answers 1/FACTOR of 2.0's
+    assert diff["meanAbs"] == pytest.approx(sum(gaps) / len(gaps), rel=1e-9)
+    assert diff["meanRel"] == pytest.approx(1 - 1 / FACTOR, rel=1e-9)
+    assert report["b"]["errors"] == 0
+    wait_for(lambda: not [p for p in runtime_pids(deployed) if "-replay-" in
+                          Path(f"/proc/{p}/cmdline").read_text()], timeout=60,
+             what="the replay's replica to stop")
+    again = server.client.compare(deployed, since="1h", source="replay")
+    assert again["queries"] == 5 and again["numeric"][0]["meanRel"] == diff["meanRel"]
+    out = cli(server, "replay", "shadowed", "--release", "1.0", "--since", "1h")
+    assert out.returncode == 0, out.stderr
+    assert "5 queries (25 rows) answered by both releases (replay)" in out.stdout
+    assert "replaying the captured queries" in out.stderr
+    missing = requests.post(f"{server.url}liveml/api/deployments/{deployed}/replay",
+                            json={"release": "9.9"}, headers=server.headers(), timeout=60)
+    assert missing.status_code == 404 and missing.json()["errorName"] == "ReleaseNotFound"

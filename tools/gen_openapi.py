@@ -384,6 +384,14 @@ OPERATIONS: list[Op] = [
               {"name": "source", "in": "query", "required": False,
                "description": "shadow (default) or replay.",
                "schema": {"type": "string", "enum": ["shadow", "replay"]}})),
+    Op(f"{DEP}/replay", "post", mg.ReplayHandler, "replayHistory", "observability",
+       "Run captured queries against another release and compare its answers",
+       ref(m.DescribeComparison), body=m.CreateReplay,
+       errors=(*BODY, E.PermissionDenied, *DEPLOYMENT_ERRORS, E.NoReleaseWithTag,
+               E.ReleaseNotFound, E.NothingToReplay, E.ShadowNotPossible, E.SidePoolFailed),
+       description="The queries of the window captured with their request and answer "
+                   "(`captureMode` both) go to a short-lived pool of the release, never the "
+                   "serving one; the report is the one `GET .../compare` gives (source replay)."),
     Op(f"{DEP}/metrics", "get", mg.MetricsHandler, "getDeploymentMetrics", "observability",
        "Host, container and request metrics of a live deployment, oldest first",
        listing(m.MetricSample), errors=(*DEPLOYMENT_ERRORS, E.InvalidArgument),
@@ -448,6 +456,7 @@ DOC_MODELS: list[type[BaseModel]] = [
     m.DescribeToken, NamespaceCreated, ArtifactUploaded, m.SetApiName, m.DescribeProfiles,
     m.RuntimeConfiguration, m.DescribeEvent, m.LogPage, m.HistoryPage, m.HistoryRecord,
     m.MetricSample, DeploymentDeleted, m.CreateShadow, m.DescribeShadow, m.DescribeComparison,
+    m.CreateReplay,
     TagEvent,
     m.DescribeWhoAmI, TransformRequest, TransformResponse, TransformV2Request, TransformV2Response,
 ]

@@ -245,19 +245,7 @@ class Capture:
     def keep_pair(self, pair: Pair) -> None:
         """Two releases' answers to one query (the mirror's and the replay's), written with
         the next flush; past ``max_records`` pending it is dropped and counted."""
-        limit = PAIR_MAX_BYTES
-        big = max(len(pair.request), len(pair.a_response), len(pair.b_response)) > limit
-        record = {"time": dt.datetime.fromtimestamp(pair.time, dt.UTC),
-                  "deployment_rid": pair.deployment_rid, "request_id": pair.request_id,
-                  "source": pair.source, "api": pair.api,
-                  "request": None if big else _text(pair.request),
-                  "a_release": pair.a_release, "a_node": pair.a_node,
-                  "a_status": pair.a_status, "a_latency_ms": pair.a_latency_ms,
-                  "a_response": None if big else _text(pair.a_response),
-                  "b_release": pair.b_release, "b_node": pair.b_node,
-                  "b_status": pair.b_status, "b_latency_ms": pair.b_latency_ms,
-                  "b_response": None if big else _text(pair.b_response),
-                  "b_error": pair.b_error, "truncated": big}
+        record = pair_record(pair)
         with self._lock:
             if len(self._pairs) >= self.max_records:
                 self.dropped[pair.deployment_rid] += 1
@@ -277,6 +265,23 @@ class Capture:
 
 def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
+
+
+def pair_record(pair: Pair) -> dict[str, Any]:
+    """A pair as the comparison store keeps it (PAIR_SCHEMA): bodies as text, none of them
+    when one is past ``PAIR_MAX_BYTES`` (``truncated``)."""
+    big = max(len(pair.request), len(pair.a_response), len(pair.b_response)) > PAIR_MAX_BYTES
+    return {"time": dt.datetime.fromtimestamp(pair.time, dt.UTC),
+            "deployment_rid": pair.deployment_rid, "request_id": pair.request_id,
+            "source": pair.source, "api": pair.api,
+            "request": None if big else _text(pair.request),
+            "a_release": pair.a_release, "a_node": pair.a_node, "a_status": pair.a_status,
+            "a_latency_ms": pair.a_latency_ms,
+            "a_response": None if big else _text(pair.a_response),
+            "b_release": pair.b_release, "b_node": pair.b_node, "b_status": pair.b_status,
+            "b_latency_ms": pair.b_latency_ms,
+            "b_response": None if big else _text(pair.b_response),
+            "b_error": pair.b_error, "truncated": big}
 
 
 def _record(r: tuple[Any, ...]) -> dict[str, Any]:

@@ -10,10 +10,12 @@ serving; the deployment is DEGRADED with the reason until a new target replaces 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ from ..artifacts import ArtifactStore
 from ..backends.base import Backend, NoCapacity, ReplicaSpec
 from ..core import models as m
 from ..core.deployments import ObservedStatus
+from ..core.errors import SidePoolFailed
 from ..core.models import RuntimeConfiguration
 from ..core.registry import Registry
 from ..core.states import DeploymentState, ReplicaState, RolloutState, deployment_state, replica_health
@@ -90,8 +93,9 @@ class Runtime(RuntimeBase):
     heal_failures: int = 0
     settled: int = 0  # the replica count last all ready and current (scaling up from it is fine)
     shadow: Runtime | None = None  # the replicas of its shadow release, if it has one
-    pool: Pool | None = None  # a shadow's own pool (a deployment's is the gateway's)
-    owner: Runtime | None = None  # a shadow's deployment
+    side: list[Runtime] = field(default_factory=list)  # short-lived pools (replays)
+    pool: Pool | None = None  # a shadow's or a replay's own pool (a deployment's is the gateway's)
+    owner: Runtime | None = None  # a shadow's or a replay's deployment
 
 
 class Controller(ControllerBase):
@@ -305,6 +309,42 @@ class Controller(ControllerBase):
                 :max(0, len(live) - shadow.replicas)]:
             self._retire(srt, r)
 
+    @contextlib.asynccontextmanager
+    async def side_pool(self, rid: str, release: Release, sub: Submission, replicas: int = 1,
+                        what: str = "Replay") -> AsyncIterator[Pool]:
+        """A short-lived pool of ``release`` for deployment ``rid`` (a replay), with the
+        deployment's runtime configuration, never the serving pool: started, ready, yielded,
+        then stopped. Raises ``SidePoolFailed`` when no replica becomes ready."""
+        rt = self.runtimes.get(rid)
+        desired = self.desired(rt) if rt is not None else Desired()
+        row, config = desired.row, desired.runtime
+        if rt is None or row is None or config is None:
+            raise SidePoolFailed(f"no live deployment {rid!r}", deploymentRid=rid)
+        srt = Runtime(rid, rt.namespace, pool=Pool(rid, rt.namespace), owner=rt)
+        srt.target = Target((release.rid, -1), version=release.version, what=what)
+        rt.side.append(srt)
+        assert srt.pool is not None
+        try:
+            spec = self._spec(rt, row, release, sub, config)
+            for _ in range(replicas):
+                await self._start_spec(srt, f"{row.api_name[:33]}-{what.lower()}", spec)
+            deadline = time.monotonic() + self.startup_timeout
+            while len(srt.pool.members) < replicas:
+                live = [r for r in srt.replicas if r.state in (STARTING, READY)]
+                if srt.target.failed or not live or time.monotonic() > deadline:
+                    raise SidePoolFailed(
+                        f"no replica of release {release.version} became ready: "
+                        f"{srt.target.reason or 'not within the startup timeout'}; see "
+                        "`liveml events` and `liveml logs`", release=release.version)
+                await self._observe(srt, srt.pool)
+                await asyncio.sleep(0.1)
+            yield srt.pool
+        finally:
+            if srt in rt.side:
+                rt.side.remove(srt)
+            for r in list(srt.replicas):
+                self._retire(srt, r, drain=True)
+
     def _stop_shadow(self, rt: Runtime) -> None:
         srt, rt.shadow = rt.shadow, None
         if self.mirror is not None:
@@ -407,7 +447,7 @@ class Controller(ControllerBase):
             self.shipper.watch(path, {"node_id": node_id, "deployment_rid": rt.rid,
                                       "release": spec.release_version})
         if self.runtimes.get(rt.rid) is not (rt.owner or rt) or \
-                (rt.owner is not None and rt.owner.shadow is not rt):
+                (rt.owner is not None and rt.owner.shadow is not rt and rt not in rt.owner.side):
             # deleted (or the shadow stopped) while it started: nothing would stop it
             self._retire(rt, replica, drain=False)
             return False

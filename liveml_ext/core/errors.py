@@ -42,6 +42,8 @@ TokenNotFound = error_class("TokenNotFound", 404, "NOT_FOUND")
 CannotRevokeAdminToken = error_class("CannotRevokeAdminToken", 409, "CONFLICT")
 ShadowNotFound = error_class("ShadowNotFound", 404, "NOT_FOUND")
 ShadowNotPossible = error_class("ShadowNotPossible", 409, "CONFLICT")
+SidePoolFailed = error_class("SidePoolFailed", 502, "INTERNAL")
+NothingToReplay = error_class("NothingToReplay", 400, "INVALID_ARGUMENT")
 
 
 class StartupRefused(Exception):
@@ -71,7 +73,7 @@ __all__ = [  # the runtime's errors re-exported (explicitly, for mypy), and this
     "SubmissionAlreadyExists", "ApiNameAlreadyExists", "NoReleaseWithTag", "AmbiguousName",
     "InvalidModelArtifact", "MethodNotAllowed", "UnsupportedMediaType", "ReplicaFailed",
     "ThreadCountTooHigh", "InvalidGpuCount", "GpuTypeNotAvailable", "CrossSiteRequestRefused",
-    "DuplicateJsonKey", "TokenNotFound", "CannotRevokeAdminToken", "ShadowNotFound", "ShadowNotPossible",
-    "StartupRefused", "HomeInUse",
+    "DuplicateJsonKey", "TokenNotFound", "CannotRevokeAdminToken", "ShadowNotFound",
+    "ShadowNotPossible", "SidePoolFailed", "NothingToReplay", "StartupRefused", "HomeInUse",
     "HomeNotPrivate",
 ]

@@ -434,6 +434,16 @@ class CreateShadow(Model):
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds the shadow may take per query")
 
 
+class CreateReplay(Model):
+    """Run captured queries (with their answers) against another release, in a short-lived pool."""
+
+    release: str = Field(description="staging, production, or a release version")
+    since: str = Field("1h", description="The captured queries of this window (15m, 1h, 7d)")
+    limit: int = Field(1000, ge=1, le=10_000, description="At most this many, the newest")
+    replicas: int = Field(1, ge=1, le=8)
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds per query")
+
+
 class DescribeShadow(Model):
     """A deployment's shadow: its release, how much it mirrors, and how it answers."""
 

@@ -37,6 +37,7 @@ ROUTES: list[tuple[str, type]] = [
     (rf"{API}/deployments/([^/]+)/history/download", mg.HistoryDownloadHandler),
     (rf"{API}/deployments/([^/]+)/shadow", mg.ShadowHandler),
     (rf"{API}/deployments/([^/]+)/compare", mg.CompareHandler),
+    (rf"{API}/deployments/([^/]+)/replay", mg.ReplayHandler),
     (rf"{API}/deployments/([^/]+)/metrics", mg.MetricsHandler),
     (rf"{API}/metrics", mg.PrometheusHandler),
     (rf"{API}/profiles", mg.ProfilesHandler),

@@ -429,3 +429,14 @@ class CompareHandler(ManagementHandler):
             return report(pairs[pairs["source"] == source], rid, source, start, end)
 
         self.reply((await asyncio.get_running_loop().run_in_executor(None, read)).dump())
+
+
+class ReplayHandler(ManagementHandler):
+    """``POST deployments/{ref}/replay``: captured queries against another release."""
+
+    async def post(self, ref: str) -> None:
+        from ..replay import replay
+
+        report = await replay(self.cp, ref, self.parse(m.CreateReplay), self.principal)
+        self.reply(report.dump())
+
