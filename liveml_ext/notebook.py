@@ -325,11 +325,25 @@ class Deployment:
         return frame.sort_values("time", ascending=False, kind="stable", ignore_index=True)
 
     def shadow(self, release: str = "staging", sample: float = 1.0, duration: str | None = "1h",
-               replicas: int = 1) -> ui.Record:
+               replicas: int = 1, wait: bool = True, timeout: float = 300.0) -> ui.Record:
         """Mirror ``sample`` of the live queries to ``release`` (staging, production or a
-        version) on replicas of its own; the live answers never change."""
-        return shadow_record(self.client.start_shadow(self.rid, release, sample=sample,
-                                                      duration=duration, replicas=replicas))
+        version) on replicas of its own; the live answers never change. With ``wait``, a
+        progress bar until its replicas are ready (queries sampled before are skipped)."""
+        doc = self.client.start_shadow(self.rid, release, sample=sample, duration=duration,
+                                       replicas=replicas)
+        if wait:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=replicas, desc=f"shadow of release {doc['releaseVersion']}",
+                       bar_format="{desc} {bar} {n}/{total} replicas ready", leave=False)
+            deadline = time.monotonic() + timeout
+            while doc["state"] == "STARTING" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                doc = self.client.shadow(self.rid)
+                bar.n = doc["readyReplicas"]
+                bar.refresh()
+            bar.close()
+        return shadow_record(doc)
 
     def shadow_status(self) -> ui.Record:
         return shadow_record(self.client.shadow(self.rid))

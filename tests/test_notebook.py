@@ -77,6 +77,21 @@ def test_quickstart_notebook_runs_top_to_bottom(server, monkeypatch, tmp_path):
     Path(tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
 
 
+def test_compare_releases_notebook_runs_top_to_bottom(server, monkeypatch, tmp_path):
+    """notebooks/compare_releases.ipynb: deploy Production, shadow Staging, send traffic,
+    compare, promote from the report."""
+    nb, outputs = run_notebook(server, monkeypatch, "compare_releases")
+    html = [o.data.get("text/html", "") for o in outputs if "data" in o]
+    assert any("Shadow" in h and "ACTIVE" in h for h in html), "the shadow never got ready"
+    report = [h for h in html if "Comparison" in h]
+    assert report and "mean abs" in report[0] and "prediction" in report[0], "no comparison"
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no comparison plot"
+    assert any("is Production now" in h for h in html)
+    releases = server.client.releases("compare-houses")
+    assert [r["version"] for r in releases if r["tag"] == "PRODUCTION"] == ["2.0"]
+    Path(tmp_path / "executed.ipynb").write_text(nbformat.writes(nb))
+
+
 def test_widgets_drive_a_deployment_end_to_end(server, house_model, tmp_path):
     from liveml_ext.widgets import Panel, ReleasesView
 
