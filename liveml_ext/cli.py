@@ -381,7 +381,7 @@ COMMANDS: dict[str, Handler] = {
     "shadow": cmd_shadow,
     "replay": cmd_replay,
     "compare": lambda c, a: c.compare(a.deployment, since=a.since, start=a.start, end=a.end,
-                                      source=a.source),
+                                      source=a.source, release=a.release),
     "events": lambda c, a: c.events(a.deployment, a.limit),
     "disable": lambda c, a: c.disable(a.deployment),
     "enable": cmd_enable,
@@ -699,6 +699,8 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
     sp.add_argument("--end", help="ISO time")
     sp.add_argument("--source", choices=["shadow", "replay"], default="shadow")
+    sp.add_argument("--release", metavar="VERSION",
+                    help="the other release (default: the newest shadow or replay's)")
 
     sp = add("replay", "run a deployment's captured queries against another release (in a "
                        "short-lived pool) and compare")

@@ -246,10 +246,13 @@ class Client:
         return self.api("DELETE", f"deployments/{_q(ref)}/shadow")
 
     def compare(self, ref: str, since: str | None = None, start: str | None = None,
-                end: str | None = None, source: str = "shadow") -> dict[str, Any]:
-        """The serving release against the shadow (or a replay) on the same queries."""
+                end: str | None = None, source: str = "shadow",
+                release: str | None = None) -> dict[str, Any]:
+        """The serving release against the shadow (or a replay) on the same queries: the
+        newest one in the window, or the one of ``release``."""
         return self.api("GET", f"deployments/{_q(ref)}/compare",
-                        params=_params(since=since, start=start, end=end, source=source))
+                        params=_params(since=since, start=start, end=end, source=source,
+                                       release=release))
 
     def replay(self, ref: str, release: str, since: str = "1h", limit: int = 1000,
                replicas: int = 1) -> dict[str, Any]:

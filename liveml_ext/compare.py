@@ -82,6 +82,19 @@ def _ok(status: pd.Series) -> pd.Series:
     return (status >= 200) & (status < 300)
 
 
+def select(pairs: pd.DataFrame, release: str | None = None) -> pd.DataFrame:
+    """The pairs of one comparison: those of ``release`` (the other side's version), else of
+    the newest pair's two releases (a window may hold earlier shadows, and the serving
+    release may have changed in it)."""
+    if pairs.empty:
+        return pairs
+    if release:
+        return pairs[pairs["b_release"] == release]
+    newest = pairs.loc[pairs["time"].idxmax()]
+    return pairs[(pairs["b_release"] == newest["b_release"]) &
+                 (pairs["a_release"] == newest["a_release"])]
+
+
 def report(pairs: pd.DataFrame, deployment_rid: str, source: str, since: dt.datetime,
            until: dt.datetime) -> m.DescribeComparison:
     """Compare the two sides of ``pairs`` (a DataFrame with PAIR_SCHEMA's columns)."""
@@ -188,4 +201,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["answer_rows", "report", "request_rows"]
+__all__ = ["answer_rows", "report", "request_rows", "select"]

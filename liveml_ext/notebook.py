@@ -351,10 +351,12 @@ class Deployment:
     def stop_shadow(self) -> ui.Record:
         return shadow_record(self.client.stop_shadow(self.rid), "stopped")
 
-    def compare(self, since: str = "1h", source: str = "shadow") -> Comparison:
-        """The serving release against the shadow (or a replay) on the same queries: tables
-        and a plot; ``.promote()`` makes the other release Production."""
-        doc = self.client.compare(self.rid, since=since, source=source)
+    def compare(self, since: str = "1h", source: str = "shadow",
+                release: str | None = None) -> Comparison:
+        """The serving release against the shadow (or a replay) on the same queries (the
+        newest one in the window, or ``release``'s): tables and a plot; ``.promote()`` makes
+        the other release Production."""
+        doc = self.client.compare(self.rid, since=since, source=source, release=release)
         return Comparison(doc, self.describe()["objectiveRid"], self.client)
 
     def replay(self, release: str, since: str = "1h", limit: int = 1000) -> Comparison:

@@ -285,8 +285,9 @@ class DeploymentView(Base):
                           w.HBox([self.search, self.download]), self.logs_message,
                           self.logs_table, w.HBox([self.plot_kind, self.plot]),
                           self.plot_message, self.plot_image])
-        self.widget = w.Tab(children=[overview, query, observe])
-        for i, title in enumerate(["Overview", "Query", "Logs & Metrics"]):
+        self.compare = CompareView(rid, self.client, background, doc=doc)
+        self.widget = w.Tab(children=[overview, query, observe, self.compare.widget])
+        for i, title in enumerate(["Overview", "Query", "Logs & Metrics", "Compare"]):
             self.widget.set_title(i, title)
         self.show_status(doc)
 
@@ -455,6 +456,145 @@ class DeploymentView(Base):
         dep = notebook.Deployment(self.rid, self.client)
         self.run(lambda: dep.plot_metrics(kind, since=self.window.value, min_samples=3,
                                           timeout=30, progress=waiting), done, self.plot_message)
+
+
+class CompareView(Base):
+    """A deployment's Compare tab: shadow another release, compare (shadow or replay), and
+    promote the compared release from the report."""
+
+    def __init__(self, rid: str, client: Client | None = None, background: bool = True,
+                 doc: dict[str, Any] | None = None) -> None:
+        super().__init__(client, background)
+        self.rid = rid
+        doc = doc or self.client.deployment(rid)
+        self.objective = doc["objectiveRid"]
+        self.other = _field(w.Dropdown, "Release", "18em")
+        self.sample = _field(w.BoundedFloatText, "Sample", "13em", value=1.0, min=0.0, max=1.0,
+                             step=0.05)
+        self.duration = _field(w.Dropdown, "Duration", "13em",
+                               options=["15m", "1h", "4h", "1d", "until stopped"], value="1h")
+        self.start = _button("Start shadow", "primary", "clone")
+        self.stop = _button("Stop shadow", "warning", "stop")
+        self.shadow_status = w.HTML()
+        self.window = _field(w.Dropdown, "Window", "13em", options=["15m", "1h", "24h", "7d"],
+                             value="1h")
+        self.source = w.ToggleButtons(options=["shadow", "replay"], value="shadow",
+                                      description="Source", style=LABEL)
+        self.run_compare = _button("Compare", "primary", "balance-scale")
+        self.replay = _button("Replay captured queries", icon="repeat")
+        self.report_html = w.HTML()
+        self.plot_image = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        self.plot_image.layout.display = "none"
+        self.promote_button = _button("Promote the compared release", "warning")
+        self.confirm = _button("Confirm", "danger")
+        self.cancel = _button("Cancel")
+        self.promote_button.disabled = True
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.report: notebook.Comparison | None = None
+        self.start.on_click(lambda _: self.start_shadow())
+        self.stop.on_click(lambda _: self.stop_shadow())
+        self.run_compare.on_click(lambda _: self.compare())
+        self.replay.on_click(lambda _: self.compare(replay=True))
+        self.promote_button.on_click(lambda _: self.ask_promote())
+        self.confirm.on_click(lambda _: self.promote())
+        self.cancel.on_click(lambda _: self._cancel())
+        self.widget = w.VBox([
+            w.HBox([self.other, self.sample, self.duration]), w.HBox([self.start, self.stop]),
+            self.shadow_status, w.HBox([self.window, self.source]),
+            w.HBox([self.run_compare, self.replay]), self.report_html, self.plot_image,
+            w.HBox([self.promote_button, self.confirm, self.cancel]), self.message])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """The releases to pick from, and the shadow as it is now."""
+        releases = self.client.releases(self.objective)
+        self.other.options = [(f"{r['version']} ({(r.get('tag') or 'no tag').lower()})",
+                               r["version"]) for r in releases]
+        staging = [r["version"] for r in releases if r.get("tag") == "STAGING"]
+        if staging or releases:
+            self.other.value = (staging or [releases[0]["version"]])[0]
+        try:
+            shadow = self.client.shadow(self.rid)
+        except LiveMLClientError as err:
+            if err.status != 404:
+                raise
+            self.shadow_status.value = _note("no shadow: pick a release and start one")
+            return
+        self.shadow_status.value = notebook.shadow_record(shadow)._html
+
+    def start_shadow(self) -> None:
+        if not self.other.value:
+            self.message.value = _note("no release to shadow: release one to Staging first",
+                                       "error")
+            return
+        duration = None if self.duration.value == "until stopped" else self.duration.value
+
+        def done(doc: dict[str, Any]) -> None:
+            self.shadow_status.value = notebook.shadow_record(doc)._html
+            self.message.value = _note(f"shadow of {ui.escape(doc['releaseVersion'])} "
+                                       "starting: its replicas start, then it mirrors", "ok")
+
+        self.run(lambda: self.client.start_shadow(self.rid, self.other.value,
+                                                  sample=self.sample.value, duration=duration),
+                 done)
+
+    def stop_shadow(self) -> None:
+        def done(doc: dict[str, Any]) -> None:
+            self.shadow_status.value = notebook.shadow_record(doc, "stopped")._html
+            self.message.value = _note("shadow stopped", "ok")
+
+        self.run(lambda: self.client.stop_shadow(self.rid), done)
+
+    def compare(self, replay: bool = False) -> None:
+        dep = notebook.Deployment(self.rid, self.client)
+        window = self.window.value
+        self.report_html.value = _note(
+            f"replaying the last {window} against {ui.escape(str(self.other.value))}: its "
+            "replica starts first…" if replay else "comparing…")
+
+        def action() -> notebook.Comparison:
+            if replay:
+                return dep.replay(self.other.value, since=window)
+            return dep.compare(since=window, source=self.source.value)
+
+        def done(report: notebook.Comparison) -> None:
+            self.report = report
+            self.report_html.value = report._repr_html_()
+            if report["a"]["queries"]:
+                self.plot_image.value = report.plot().png()
+                self.plot_image.layout.display = None
+            self.promote_button.disabled = not report["queries"]
+            self.promote_button.description = \
+                f"Promote {report['b']['version'] or 'the compared release'}"
+
+        self.run(action, done, self.report_html)
+
+    def ask_promote(self) -> None:
+        if self.report is None or not self.report["queries"]:
+            self.message.value = _note("compare first: nothing to promote from yet", "error")
+            return
+        version = self.report["b"]["version"]
+        self.confirm.description = f"Confirm: {version} to Production"
+        self.confirm.layout.display = self.cancel.layout.display = None
+        self.message.value = _note(f"Deployments that follow Production will upgrade to "
+                                   f"<b>{ui.escape(version)}</b>.", "warn")
+
+    def _cancel(self) -> None:
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.message.value = ""
+
+    def promote(self) -> None:
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        report = self.report
+        if report is None:
+            return
+
+        def done(_: Any) -> None:
+            self.message.value = _note(f"{ui.escape(report['b']['version'])} is now Production: "
+                                       "the deployment is upgrading", "ok")
+            self.refresh()
+
+        self.run(report.promote, done)
 
 
 class ReleasesView(Base):

@@ -221,3 +221,39 @@ def test_replay_runs_captured_queries_against_another_release(
     missing = requests.post(f"{server.url}liveml/api/deployments/{deployed}/replay",
                             json={"release": "9.9"}, headers=server.headers(), timeout=60)
     assert missing.status_code == 404 and missing.json()["errorName"] == "ReleaseNotFound"
+
+
+def test_the_compare_view_shadows_compares_and_promotes(server: Server, deployed: str) -> None:
+    """The widgets' Compare tab, on the deployment that serves 2.0: shadow 1.0, compare,
+    promote 1.0 from the report (confirmed), and the deployment goes back to 1.0."""
+    from liveml_ext.widgets import DeploymentView
+
+    view = DeploymentView(deployed, server.client, background=False)
+    tab = view.compare
+    assert view.widget.get_title(3) == "Compare" and "no shadow" in tab.shadow_status.value
+    tab.other.value = "1.0"
+    tab.duration.value = "until stopped"
+    tab.start.click()
+    assert "starting" in tab.message.value, tab.message.value
+    active(server, deployed)
+    live = query(server, deployed, ROWS)
+    for _ in range(5):
+        query(server, deployed, ROWS)
+    wait_for(lambda: shadow(server, deployed)["answered"] >= 6, timeout=60,
+             what="the shadow to answer")
+    tab.refresh()
+    assert "ACTIVE" in tab.shadow_status.value and "1.0" in tab.shadow_status.value
+    tab.window.value = "15m"
+    tab.run_compare.click()
+    report = tab.report
+    assert report is not None and report["b"]["version"] == "1.0" and report["queries"] >= 6
+    assert report["numeric"][0]["meanRel"] == pytest.approx(1 - 1 / FACTOR, rel=1e-9)
+    assert "Comparison" in tab.report_html.value and tab.plot_image.value[:4] == b"\x89PNG"
+    assert tab.promote_button.description == "Promote 1.0" and not tab.promote_button.disabled
+    tab.promote_button.click()
+    assert server.client.deployment(deployed)["release"]["version"] == "2.0"  # not yet
+    tab.confirm.click()
+    assert "1.0 is now Production" in tab.message.value
+    wait_for(lambda: query(server, deployed, ROWS[:1])[0] == pytest.approx(live[0] / FACTOR),
+             timeout=120, what="the deployment to serve 1.0 again")
+    wait_for(lambda: shadow(server, deployed) is None, timeout=30, what="the shadow to end")

@@ -383,7 +383,12 @@ OPERATIONS: list[Op] = [
        query=(*WINDOW_QUERY,
               {"name": "source", "in": "query", "required": False,
                "description": "shadow (default) or replay.",
-               "schema": {"type": "string", "enum": ["shadow", "replay"]}})),
+               "schema": {"type": "string", "enum": ["shadow", "replay"]}},
+              {"name": "release", "in": "query", "required": False,
+               "description": "The other release's version (default: the newest pair's, with "
+                              "the release that served it).", "schema": {"type": "string"}}),
+       description="Pairs of one shadow (or replay) at a time: the newest one in the window, "
+                   "or the one of `release`."),
     Op(f"{DEP}/replay", "post", mg.ReplayHandler, "replayHistory", "observability",
        "Run captured queries against another release and compare its answers",
        ref(m.DescribeComparison), body=m.CreateReplay,

@@ -410,10 +410,10 @@ class ShadowHandler(ManagementHandler):
 
 
 class CompareHandler(ManagementHandler):
-    """``GET deployments/{ref}/compare?since=|start=&end=&source=shadow|replay``."""
+    """``GET deployments/{ref}/compare?since=|start=&end=&source=shadow|replay&release=``."""
 
     async def get(self, ref: str) -> None:
-        from ..compare import report
+        from ..compare import report, select
 
         rid = self.cp.deployments.rid(ref, self.principal)
         start, end = _window(self)
@@ -421,12 +421,14 @@ class CompareHandler(ManagementHandler):
         if source not in ("shadow", "replay"):
             raise InvalidArgument(f"source {source!r}: give shadow or replay", field="source",
                                   value=source)
+        release = self.get_argument("release", None)
         cp = self.cp
 
         def read() -> m.DescribeComparison:
             cp.capture.flush()
             pairs = cp.comparisons.read(rid, start, end).to_pandas()
-            return report(pairs[pairs["source"] == source], rid, source, start, end)
+            return report(select(pairs[pairs["source"] == source], release), rid, source,
+                          start, end)
 
         self.reply((await asyncio.get_running_loop().run_in_executor(None, read)).dump())
 
