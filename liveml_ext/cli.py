@@ -44,6 +44,14 @@ def _deployment_text(d: dict[str, Any]) -> str:
     if rc.get("capture", "off") != "off":
         lines.append(f"  capture:      {rc['capture']}, sample {rc['captureSample']:g}, bodies up "
                      f"to {fmt.size(rc['captureMaxBytes'])} (liveml history {d['apiName']})")
+    shadow = st.get("shadow")
+    if shadow:
+        p50 = "-" if shadow.get("p50Ms") is None else f"{shadow['p50Ms']:.1f} ms"
+        p99 = "-" if shadow.get("p99Ms") is None else f"{shadow['p99Ms']:.1f} ms"
+        lines.append(f"  shadow:       release {shadow['releaseVersion']} {shadow['state']}, "
+                     f"{shadow['sample']:.0%} mirrored: {shadow['mirrored']} sent, "
+                     f"{shadow['errors']} errors, p50 {p50}, p99 {p99} (liveml compare "
+                     f"{d['apiName']})")
     for r in st["replicas"]:
         restarts = f" ({r['restarts']} restarts)" if r.get("restarts") else ""
         lines.append(f"  replica {r['nodeId']}: {r['state']} {r['health']} "

@@ -110,6 +110,8 @@ def test_shadow_mirrors_live_queries_and_compare_gives_the_known_factor(
     assert len(shadow_pids(server, deployed)) == 1
     status = server.client.deployment(deployed)["status"]
     assert status["shadow"]["releaseVersion"] == "2.0" and status["readyReplicas"] == 1
+    shown = cli(server, "status", "shadowed")
+    assert "shadow:       release 2.0 ACTIVE, 100% mirrored" in shown.stdout, shown.stdout
     for _ in range(8):  # the callers' answers are release 1.0's, unchanged
         assert query(server, deployed, ROWS) == before
     wait_for(lambda: shadow(server, deployed)["answered"] >= 8, timeout=60,
@@ -168,6 +170,9 @@ def test_a_failing_shadow_never_changes_nor_fails_a_live_answer(
     stopped = cli(server, "shadow", "shadowed", "--stop")
     assert stopped.returncode == 0 and "stopped: shadow of release 3.0" in stopped.stdout
     assert shadow(server, deployed) is None
+    ended = [e["message"] for e in server.client.events(deployed, 100)
+             if e["message"].startswith("Shadow of release 3.0 stopped: stopped by")]
+    assert ended and " answered 0" not in ended[0] and "0 answered" in ended[0], ended
     wait_for(lambda: not shadow_pids(server, deployed), timeout=60, what="its replicas to stop")
 
 

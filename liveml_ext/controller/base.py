@@ -29,8 +29,7 @@ log = logging.getLogger("liveml.controller")
 DISABLED_REASON = "the live deployment is disabled; enable it to query"
 MESSAGES = {"created": "Deployment created", "updated": "Deployment edited",
             "disabled": "Deployment disabled", "enabled": "Deployment enabled",
-            "tag": "A release tag moved", "shadow": "Shadow started",
-            "shadow-stopped": "Shadow stopped"}
+            "tag": "A release tag moved", "shadow": "Shadow requested"}
 
 
 
@@ -159,15 +158,23 @@ class ControllerBase:
         return None
 
     def end_shadow(self, rid: str, why: str) -> None:
-        """Remove a deployment's shadow from the store (it ended: ``why``)."""
+        """Remove a deployment's shadow from the store (it ended: ``why``), with an event that
+        gives its figures; the next pass stops its replicas."""
+        status = self.shadow_status(rid)
         with self.store.session() as s:
             found = s.get(Shadow, rid)
             if found is None:
                 return
             version = found.release_version
             s.delete(found)
-        self.event(rid, "shadow", f"Shadow of release {version} stopped: {why}",
+        figures = f" ({status.mirrored} mirrored, {status.answered} answered, " \
+                  f"{status.errors} errors)" if status is not None else ""
+        self.event(rid, "shadow", f"Shadow of release {version} stopped: {why}{figures}",
                    release=version)
+        rt = self.runtimes.get(rid)
+        if rt is not None:
+            rt.desired = None
+        self._wake.set()
 
     def event(self, rid: str, kind: str, message: str, level: str = "INFO",
               **fields: Any) -> None:

@@ -27,6 +27,7 @@ TAGS = {"staging": "STAGING", "production": "PRODUCTION"}
 class ShadowObserver(Protocol):
     def changed(self, rid: str, event: str) -> None: ...
     def shadow_status(self, rid: str) -> m.DescribeShadow | None: ...
+    def end_shadow(self, rid: str, why: str) -> None: ...
 
 
 class Shadows:
@@ -103,9 +104,8 @@ class Shadows:
                 raise ShadowNotFound(f"deployment {row.name!r} has no shadow to stop",
                                      deploymentRid=row.rid)
             doc = self.describe(s, row, shadow).dump()
-            s.delete(shadow)
             rid = row.rid
-        self.observer.changed(rid, "shadow-stopped")
+        self.observer.end_shadow(rid, f"stopped by {who.name}")
         return doc
 
     # --- lookups ---------------------------------------------------------------------------
