@@ -262,3 +262,31 @@ def test_the_compare_view_shadows_compares_and_promotes(server: Server, deployed
     wait_for(lambda: query(server, deployed, ROWS[:1])[0] == pytest.approx(live[0] / FACTOR),
              timeout=120, what="the deployment to serve 1.0 again")
     wait_for(lambda: shadow(server, deployed) is None, timeout=30, what="the shadow to end")
+
+
+def test_a_shadow_survives_a_restart_of_the_control_plane(
+        house_model: Path, tmp_path: Path) -> None:
+    first = start_server(tmp_path / "home")
+    try:
+        rid = deploy_reference(first, house_model, "restarted", "restarted", replicas=1)["rid"]
+        model = joblib.load(house_model)
+        first.client.submit("restarted", save(Scaled(model, FACTOR), tmp_path / "s.pkl"),
+                            name="scaled")
+        first.client.release("restarted", "scaled", "2.0", tag="staging")
+        first.client.start_shadow(rid, "staging", duration="1h")
+        until = active(first, rid)["until"]
+    finally:
+        first.stop()
+    wait_for(lambda: not runtime_pids(rid), timeout=60, what="the replicas to stop")
+    second = start_server(tmp_path / "home")
+    try:
+        doc = active(second, rid)  # the same shadow, started again with its replicas
+        assert (doc["releaseVersion"], doc["until"]) == ("2.0", until)
+        before = query(second, rid, ROWS)
+        wait_for(lambda: shadow(second, rid)["answered"] >= 1, timeout=60,
+                 what="the shadow to answer after the restart")
+        report = second.client.compare(rid, since="1h")
+        assert report["numeric"][0]["meanRel"] == pytest.approx(FACTOR - 1, rel=1e-9)
+        assert query(second, rid, ROWS) == before
+    finally:
+        second.stop()
