@@ -556,6 +556,14 @@ def server_settings(args: argparse.Namespace) -> Settings:
     return Settings(**values)
 
 
+def _window_flags(sp: argparse.ArgumentParser) -> None:
+    """--since, or --start and --end: the time window of a read (logs, metrics, history,
+    compare)."""
+    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
+    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
+    sp.add_argument("--end", help="ISO time")
+
+
 def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Live model deployments from a notebook.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -678,9 +686,7 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp = add("history", "show a deployment's captured queries (inference history), newest "
                         "first, or download them as Parquet")
     sp.add_argument("deployment")
-    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
-    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
-    sp.add_argument("--end", help="ISO time")
+    _window_flags(sp)
     sp.add_argument("--status", help="2xx, 4xx, 5xx, error or a code such as 404")
     sp.add_argument("--release", metavar="VERSION", help="only queries this release answered")
     sp.add_argument("--limit", type=int, default=100)
@@ -703,9 +709,7 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp = add("compare", "compare the serving release with the shadow (or a replay) on the "
                         "same queries")
     sp.add_argument("deployment")
-    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
-    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
-    sp.add_argument("--end", help="ISO time")
+    _window_flags(sp)
     sp.add_argument("--source", choices=["shadow", "replay"], default="shadow")
     sp.add_argument("--release", metavar="VERSION",
                     help="the other release (default: the newest shadow or replay's)")
@@ -725,9 +729,7 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
                      "first (the newest at the bottom, as tail prints)")
     sp.add_argument("deployment")
     sp.add_argument("--query", "-q", help='e.g. tags.node_id:NODE AND level:ERROR, "free text"')
-    sp.add_argument("--since", help="a window back from now: 15m, 1h (default), 7d")
-    sp.add_argument("--start", help="ISO time, e.g. 2026-11-26T10:00:00Z")
-    sp.add_argument("--end", help="ISO time")
+    _window_flags(sp)
     sp.add_argument("--columns", help="comma-separated, e.g. time,level,node_id,message")
     sp.add_argument("--limit", type=int, default=100)
     sp.add_argument("--download", metavar="FILE", help="write every matching record to FILE")
@@ -736,9 +738,7 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp = add("metrics", "show a deployment's host, container and request metrics")
     sp.add_argument("deployment")
     sp.add_argument("--kind", choices=["host", "container", "requests"])
-    sp.add_argument("--since", help="a window back from now: 15m, 1h (default)")
-    sp.add_argument("--start")
-    sp.add_argument("--end")
+    _window_flags(sp)
     sp.add_argument("--node", help="only this replica (node id)")
     sp.add_argument("--plot", metavar="FILE.png", help="draw them with matplotlib")
 

@@ -17,21 +17,13 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from .capture.frame import json_or_none
 from .core import models as m
 
 #: rows listed under ``topDifferences``
 TOP = 10
 #: values kept per side in a confusion table (the rest are summed as "(other)")
 CONFUSION_VALUES = 20
-
-
-def _json(text: Any) -> Any:
-    if not isinstance(text, str):
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _table(value: Any) -> list[dict[str, Any]] | None:
@@ -114,8 +106,8 @@ def report(pairs: pd.DataFrame, deployment_rid: str, source: str, since: dt.date
     both = pairs[_ok(pairs["a_status"]) & ~b_failed] if n and b_failed is not None else pairs
     for api, req, ra, rb in zip(both["api"], both["request"], both["a_response"],
                                 both["b_response"]):
-        rows = request_rows(api, _json(req))
-        a_rows, b_rows = answer_rows(api, _json(ra)), answer_rows(api, _json(rb))
+        rows = request_rows(api, json_or_none(req))
+        a_rows, b_rows = answer_rows(api, json_or_none(ra)), answer_rows(api, json_or_none(rb))
         if rows is None or a_rows is None or b_rows is None or \
                 not len(rows) == len(a_rows) == len(b_rows):
             continue

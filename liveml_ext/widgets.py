@@ -458,7 +458,33 @@ class DeploymentView(Base):
                                           timeout=30, progress=waiting), done, self.plot_message)
 
 
-class CompareView(Base):
+class Promotes(Base):
+    """A view that marks a release as Production after a confirmation (``confirm``)."""
+
+    def __init__(self, client: Client | None = None, background: bool = True) -> None:
+        super().__init__(client, background)
+        self.confirm = _button("Confirm", "danger")
+        self.cancel = _button("Cancel")
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.confirm.on_click(lambda _: self.promote())
+        self.cancel.on_click(lambda _: self._cancel())
+
+    def offer(self, version: str) -> None:
+        """Show what promoting ``version`` does, and the Confirm and Cancel buttons."""
+        self.confirm.description = f"Confirm: {version} to Production"
+        self.confirm.layout.display = self.cancel.layout.display = None
+        self.message.value = _note(f"Deployments that follow Production will upgrade to "
+                                   f"<b>{ui.escape(version)}</b>.", "warn")
+
+    def _cancel(self) -> None:
+        self.confirm.layout.display = self.cancel.layout.display = "none"
+        self.message.value = ""
+
+    def promote(self) -> None:
+        raise NotImplementedError
+
+
+class CompareView(Promotes):
     """A deployment's Compare tab: shadow another release, compare (shadow or replay), and
     promote the compared release from the report."""
 
@@ -486,18 +512,13 @@ class CompareView(Base):
         self.plot_image = w.Image(format="png", layout=w.Layout(max_width="900px"))
         self.plot_image.layout.display = "none"
         self.promote_button = _button("Promote the compared release", "warning")
-        self.confirm = _button("Confirm", "danger")
-        self.cancel = _button("Cancel")
         self.promote_button.disabled = True
-        self.confirm.layout.display = self.cancel.layout.display = "none"
         self.report: notebook.Comparison | None = None
         self.start.on_click(lambda _: self.start_shadow())
         self.stop.on_click(lambda _: self.stop_shadow())
         self.run_compare.on_click(lambda _: self.compare())
         self.replay.on_click(lambda _: self.compare(replay=True))
         self.promote_button.on_click(lambda _: self.ask_promote())
-        self.confirm.on_click(lambda _: self.promote())
-        self.cancel.on_click(lambda _: self._cancel())
         self.widget = w.VBox([
             w.HBox([self.other, self.sample, self.duration]), w.HBox([self.start, self.stop]),
             self.shadow_status, w.HBox([self.window, self.source]),
@@ -573,15 +594,7 @@ class CompareView(Base):
         if self.report is None or not self.report["queries"]:
             self.message.value = _note("compare first: nothing to promote from yet", "error")
             return
-        version = self.report["b"]["version"]
-        self.confirm.description = f"Confirm: {version} to Production"
-        self.confirm.layout.display = self.cancel.layout.display = None
-        self.message.value = _note(f"Deployments that follow Production will upgrade to "
-                                   f"<b>{ui.escape(version)}</b>.", "warn")
-
-    def _cancel(self) -> None:
-        self.confirm.layout.display = self.cancel.layout.display = "none"
-        self.message.value = ""
+        self.offer(self.report["b"]["version"])
 
     def promote(self) -> None:
         self.confirm.layout.display = self.cancel.layout.display = "none"
@@ -597,7 +610,7 @@ class CompareView(Base):
         self.run(report.promote, done)
 
 
-class ReleasesView(Base):
+class ReleasesView(Promotes):
     """An objective's submissions and releases: release to Staging, mark as Production."""
 
     def __init__(self, objective: str, client: Client | None = None,
@@ -613,11 +626,6 @@ class ReleasesView(Base):
         self.release_pick = _field(w.Dropdown, "Release")
         self.promote_button = _button("Mark as Production", "warning")
         self.promote_button.on_click(lambda _: self.ask_promote())
-        self.confirm = _button("Confirm", "danger")
-        self.cancel = _button("Cancel")
-        self.confirm.layout.display = self.cancel.layout.display = "none"
-        self.confirm.on_click(lambda _: self.promote())
-        self.cancel.on_click(lambda _: self._cancel())
         self.widget = w.VBox([w.HTML(f"<b>Releases of {ui.escape(objective)}</b>"), self.table,
                               w.HBox([self.submission, self.version]),
                               w.HBox([self.note, self.release_button]),
@@ -660,15 +668,7 @@ class ReleasesView(Base):
         if not self.release_pick.value:
             self.message.value = _note("choose a release to mark as Production", "error")
             return
-        self.confirm.description = f"Confirm: {self.release_pick.value} to Production"
-        self.confirm.layout.display = self.cancel.layout.display = None
-        self.message.value = _note(
-            f"Deployments that follow Production will upgrade to <b>"
-            f"{ui.escape(self.release_pick.value)}</b>.", "warn")
-
-    def _cancel(self) -> None:
-        self.confirm.layout.display = self.cancel.layout.display = "none"
-        self.message.value = ""
+        self.offer(self.release_pick.value)
 
     def promote(self) -> None:
         self.confirm.layout.display = self.cancel.layout.display = "none"

@@ -25,7 +25,8 @@ META = ("time", "request_id", "status", "latency_ms", "release", "node_id", "tok
         "error", "request_truncated", "response_truncated")
 
 
-def _json(text: Any) -> Any:
+def json_or_none(text: Any) -> Any:
+    """A stored body (JSON text) as its value; None when it is missing or not JSON."""
     if not isinstance(text, str):
         return None
     try:
@@ -70,8 +71,8 @@ def history_frame(records: pd.DataFrame, api: dict[str, Any] | None) -> pd.DataF
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
     for rec in records.to_dict("records"):
-        rows = _request_rows(table, rec["api"], _json(rec.get("request"))) or [{}]
-        response = _json(rec.get("response"))
+        rows = _request_rows(table, rec["api"], json_or_none(rec.get("request"))) or [{}]
+        response = json_or_none(rec.get("response"))
         answered = _response_rows(model, rec["api"], response)
         if answered is None or len(answered) != len(rows):
             answered = [{}] * len(rows)
