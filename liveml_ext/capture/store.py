@@ -100,15 +100,28 @@ class HistoryStore:
 
     # --- writing ---------------------------------------------------------------------------
     def write(self, records: Sequence[dict[str, Any]]) -> int:
-        """Append records (dicts with the SCHEMA's names): one new file per day and
-        deployment. Returns the number of files written."""
-        groups: dict[tuple[dt.date, str], list[dict[str, Any]]] = {}
-        for r in records:
-            key = (r["time"].astimezone(dt.UTC).date(), r["deployment_rid"])
+        """Append records (dicts with the SCHEMA's names; bodies as text or bytes): one new
+        file per day and deployment. Returns the number of files written."""
+        return self.write_rows([(r["time"].timestamp(), *(r[name] for name in COLUMNS[1:]))
+                                for r in records])
+
+    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Append records given as tuples in SCHEMA order, the time in Unix seconds and the
+        bodies as bytes (or text, or None). Column by column, so the conversion is quick and
+        holds the interpreter briefly (the event loop serves queries meanwhile)."""
+        groups: dict[tuple[dt.date, str], list[tuple[Any, ...]]] = {}
+        for r in rows:
+            key = (dt.datetime.fromtimestamp(r[0], dt.UTC).date(), r[1])
             groups.setdefault(key, []).append(r)
-        for (day, rid), rows in groups.items():
-            table = pa.Table.from_pylist(rows, schema=SCHEMA)
-            self._write_file(self.partition(day, rid), table)
+        for (day, rid), group in groups.items():
+            columns = list(zip(*group))
+            arrays = [pa.array([round(t * 1e6) for t in columns[0]], pa.int64())
+                      .cast(SCHEMA.field("time").type)]
+            for f, values in zip(list(SCHEMA)[1:], columns[1:]):
+                arrays.append(_text(values) if f.name in ("request", "response") else
+                              pa.array(values, f.type))
+            self._write_file(self.partition(day, rid),
+                             pa.Table.from_arrays(arrays, schema=SCHEMA))
         return len(groups)
 
     def _write_file(self, folder: Path, table: pa.Table) -> Path:
@@ -172,6 +185,17 @@ class HistoryStore:
         self._write_file(folder, table.sort_by([("time", "ascending")]))
         for f in files:
             f.unlink(missing_ok=True)
+
+
+def _text(values: Sequence[bytes | str | None]) -> pa.Array:
+    """Bodies as a string column: UTF-8 checked by Arrow; one that is not is decoded with
+    replacement characters."""
+    raw = pa.array([v.encode() if isinstance(v, str) else v for v in values], pa.binary())
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                         for v in values], pa.string())
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:

@@ -11,7 +11,6 @@ record and counts it (``dropped``); a query never waits for the disk and never f
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import sys
@@ -211,7 +210,7 @@ class Capture:
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
             if not batch:
                 return 0
-            self.history.write([_record(r) for r in batch])
+            self.history.write_rows(batch)
             for r in batch:
                 self.captured[r[1]] += 1
             return len(batch)
@@ -223,18 +222,6 @@ class Capture:
         if self._thread is not None:
             self._thread.join(30)
         self.flush()
-
-
-def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode("utf-8", "replace")
-
-
-def _record(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {"time": dt.datetime.fromtimestamp(r[0], dt.UTC), "deployment_rid": r[1],
-            "release": r[2], "node_id": r[3], "request_id": r[4], "status": r[5],
-            "latency_ms": r[6], "api": r[7], "request": _text(r[8]), "request_bytes": r[9],
-            "request_truncated": r[10], "response": _text(r[11]), "response_bytes": r[12],
-            "response_truncated": r[13], "token_id": r[14]}
 
 
 class _Both:
