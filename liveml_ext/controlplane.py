@@ -70,8 +70,8 @@ class ControlPlane:
         kube = s.backend == "kubernetes"
         self.backend: Backend | None = None if kube else \
             (backend or LocalBackend(s.home, pin_cpus=s.pin_cpus, sandbox=self.sandbox))
-        self.backend_name = "kubernetes" if kube else self.backend.name  # type: ignore[union-attr]
-        limits = {"max_thread_count": s.max_thread_count,
+        self.backend_name = "kubernetes" if self.backend is None else self.backend.name
+        limits: dict[str, Any] = {"max_thread_count": s.max_thread_count,
                   "gpu_types": self.backend.gpu_types() if self.backend else [],
                   "check_gpus": not kube}
         profiles_file = s.profiles_file or (s.home / "profiles.json" if (s.home / "profiles.json")

@@ -131,10 +131,10 @@ def cell(value: Any, column: str = "", floats: str = "plain") -> tuple[str, str]
         return text, "lm-num"
     if isinstance(value, float) or hasattr(value, "dtype") and getattr(value.dtype, "kind",
                                                                        "") == "f":
-        number = float(value)
+        real = float(value)
         if column in SIZE_COLUMNS:
-            return fmt.size(number), "lm-num"
-        return (fmt.money(number) if floats == "money" else fmt.decimal(number)), "lm-num"
+            return fmt.size(real), "lm-num"
+        return (fmt.money(real) if floats == "money" else fmt.decimal(real)), "lm-num"
     if isinstance(value, (pd.Timestamp, dt.datetime)):
         return escape(value.strftime("%Y-%m-%d %H:%M:%S")), ""
     if isinstance(value, Mapping):

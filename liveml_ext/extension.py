@@ -5,7 +5,7 @@ authenticate with a liveml Bearer token or with Jupyter's own token or login coo
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
@@ -26,7 +26,7 @@ def _setting_traits() -> dict[str, Any]:
     for o in Settings.options():
         kw: dict[str, Any] = {"config": True, "help": o.describe(), "allow_none": o.nullable}
         if o.choices:
-            trait: TraitType = Enum(list(o.choices), o.default, **kw)
+            trait: TraitType[Any, Any] = Enum(list(o.choices), o.default, **kw)
         else:
             trait = {bool: Bool, int: Int, float: Float, str: Unicode}[o.kind](o.default, **kw)
         out[o.trait] = trait
@@ -48,6 +48,8 @@ class LiveMLExtension(ExtensionApp):
     backend_class = Type(LocalBackend, klass=Backend, config=True,
                          help="Backend class that runs replicas (with backend = local)")
     locals().update(_setting_traits())  # one trait per Settings option (runtime_image, ...)
+    if TYPE_CHECKING:  # the traits the code below reads
+        backend: str
 
     def liveml_settings(self) -> Settings:
         """The ``Settings`` its traits make (each one's default: the ``LIVEML_*`` variable's;

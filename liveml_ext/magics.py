@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import HTML, Image, display
 
 from . import cli, notebook
@@ -89,8 +89,13 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 
 @magics_class
 class LiveMLMagics(Magics):
-    @line_magic
-    def liveml(self, line: str) -> Any:
+    @line_cell_magic
+    def liveml(self, line: str, cell: str | None = None) -> Any:
+        """``%liveml COMMAND ...``: any `liveml` CLI command; ``%liveml -h`` lists them.
+        ``%%liveml query DEPLOYMENT [--v2] [-o NAME]`` with JSON rows, a v2 object or CSV."""
+        return self.liveml_line(line) if cell is None else self.liveml_cell(line, cell)
+
+    def liveml_line(self, line: str) -> Any:
         """``%liveml COMMAND ...``: any `liveml` CLI command; ``%liveml -h`` lists them."""
         argv = shlex.split(line)
         args = parse(cli.build_parser(prog="%liveml"), argv)
@@ -118,7 +123,6 @@ class LiveMLMagics(Magics):
             return None
         return rich(args.command, doc, args)
 
-    @cell_magic("liveml")
     def liveml_cell(self, line: str, cell: str) -> Any:
         """``%%liveml query DEPLOYMENT [--v2] [-o NAME]`` with JSON rows, a v2 object or CSV."""
         parser = argparse.ArgumentParser(prog="%%liveml query", add_help=True)
@@ -144,7 +148,7 @@ class LiveMLMagics(Magics):
             display(error_html(err))
             return None
         result = rich("query", doc, args)
-        if args.output:
+        if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = result
         return result
 

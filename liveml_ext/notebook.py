@@ -79,7 +79,7 @@ def submit(objective: str, model: Any, name: str = "", create: bool = True,
 
     example = None  # a Spark model's example travels in its artifact
     if isinstance(model, str) and (Path(model).is_dir() or zipfile.is_zipfile(model)):
-        data = pack(model, input_example, output_columns)  # a saved Spark model
+        data: str | bytes = pack(model, input_example, output_columns)  # a saved Spark model
     elif is_spark_model(model):
         data = pack_model(model, input_example, output_columns)
     else:

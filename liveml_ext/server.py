@@ -39,7 +39,7 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | No
                 stop: asyncio.Event | None = None) -> None:
     """Run the control plane until SIGINT/SIGTERM (or ``stop`` is set); without ``settings``,
     the ``LIVEML_*`` environment's (``Settings.load``)."""
-    settings = settings or Settings.load(**({"home": Path(home)} if home else {}))
+    settings = settings or (Settings.load(home=Path(home)) if home else Settings.load())
     try:
         cp = ControlPlane(settings)
     except (HomeInUse, HomeNotPrivate) as exc:  # before any replica or connection file

@@ -151,7 +151,7 @@ class Settings:
     @classmethod
     def options(cls) -> list[Option]:
         """Every option, in declaration order."""
-        return list(_options(cls))
+        return list(_options())
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -161,7 +161,8 @@ class Settings:
 
 
 @functools.cache
-def _options(cls: type) -> tuple[Option, ...]:
+def _options() -> tuple[Option, ...]:
+    cls = Settings
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):

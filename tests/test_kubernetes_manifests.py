@@ -253,6 +253,19 @@ def test_kubernetes_check_catches_each_broken_rule(rule: str) -> None:
     assert len(problems) == 1 and message in problems[0], problems
 
 
+@pytest.mark.parametrize("name,ok", [("http", True), ("p" * 15, True), ("8080-http", True),
+                                     ("p" * 16, False), ("8080", False), ("a--b", False),
+                                     ("-http", False), ("HTTP", False)])
+def test_kubernetes_check_port_names_are_iana_service_names(name: str, ok: bool) -> None:
+    manifests = render(spec())
+    container(manifests)["ports"][0]["name"] = name
+    problems = [p for p in check(manifests) if "port name" in p]
+    if ok:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and "is not an IANA service name" in problems[0], problems
+
+
 def test_kubernetes_check_compares_quantities_by_value() -> None:
     manifests = render(spec())
     resources = container(manifests)["resources"]

@@ -174,6 +174,18 @@ def test_parse_memory_lives_in_units_and_models_need_no_profiles():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_core_errors_export_every_error_of_theirs_and_of_the_runtime():
+    """``core.errors.__all__`` (what mypy sees re-exported) lists every error class there."""
+    import liveml_ext.core.errors as errors
+    from liveml_ext.core.errors import StartupRefused
+
+    classes = {name for name, value in vars(errors).items()
+               if isinstance(value, type) and issubclass(value, (LiveMLError, StartupRefused))}
+    assert classes - set(errors.__all__) == set()
+    assert {"PermissionDenied", "InvalidArgument", "LiveMLError", "HomeInUse"} <= classes
+    assert all(hasattr(errors, name) for name in errors.__all__)
+
+
 def test_names_rids_and_the_inference_path_are_defined_once():
     from liveml_ext import client, handlers, widgets
     from liveml_ext.core import deployments, models, names

@@ -76,7 +76,8 @@ DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-PORT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, at most 15
+#: IANA_SVC_NAME: at most 15 characters, a DNS-1123 label with a letter and no "--"
+PORT_NAME_RE = re.compile(r"(?=.{1,15}$)(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -566,8 +567,7 @@ def check(manifests: Iterable[Mapping[str, Any]]) -> list[str]:
             _check_name(cwhere, container.get("name"), out)
             for port in container.get("ports") or []:
                 pname = port.get("name")
-                if pname is not None and (len(pname) > 15 or not PORT_NAME_RE.fullmatch(pname)
-                                          or not re.search("[a-z]", pname)):
+                if pname is not None and not PORT_NAME_RE.fullmatch(pname):
                     out.append(f"{cwhere}: the port name {pname!r} is not an IANA service name")
             if not container.get("readinessProbe"):
                 out.append(f"{cwhere}: it has no readiness probe")

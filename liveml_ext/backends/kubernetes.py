@@ -30,7 +30,7 @@ import dataclasses
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kubernetes.client
@@ -168,9 +168,10 @@ class KubernetesCluster:
     # ------------------------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _json(response: Any) -> Any:
+    def _json(response: Any) -> dict[str, Any]:
         data = response.data
-        return json.loads(data) if data else {}
+        doc: dict[str, Any] = json.loads(data) if data else {}
+        return doc
 
     def _apply(self, kind: str, body: Mapping[str, Any], manager: str) -> dict[str, Any]:
         patch, _ = self._kinds[kind]
@@ -273,7 +274,9 @@ class KubernetesCluster:
             if container is not None:
                 kwargs["container"] = container
             try:
-                response = self.core.read_namespaced_pod_log(pod_name, self.namespace, **kwargs)
+                # with _preload_content=False (self._call): the raw urllib3 response
+                response: Any = self.core.read_namespaced_pod_log(pod_name, self.namespace,
+                                                                  **kwargs)
             except ApiException as exc:
                 if exc.status in (400, 404):  # container not started yet, or the pod just went
                     out[pod_name] = ""
@@ -307,12 +310,13 @@ class KubernetesCluster:
         if previous:
             kwargs["previous"] = True
         try:
-            response = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
+            response: Any = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
         except ApiException as exc:
             if exc.status in (400, 404):
                 return ""
             raise
-        return response.data.decode("utf-8", errors="replace")
+        text: str = response.data.decode("utf-8", errors="replace")
+        return text
 
     def follow_pod_log(self, pod: str, since_seconds: int | None = None, idle_timeout: float = 60.0,
                        container: str = CONTAINER) -> Iterator[str]:
@@ -325,7 +329,7 @@ class KubernetesCluster:
         if since_seconds is not None:
             kwargs["since_seconds"] = max(1, int(since_seconds))
         try:
-            response = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
+            response: Any = self.core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
         except ApiException as exc:
             if exc.status in (400, 404):
                 return
@@ -452,7 +456,8 @@ def _usage(item: Mapping[str, Any], key: str) -> dict[str, Any]:
 def _condition(conditions: Any, kind: str) -> dict[str, Any] | None:
     for condition in conditions or []:
         if condition.get("type") == kind:
-            return condition
+            found: dict[str, Any] = condition
+            return found
     return None
 
 
@@ -519,7 +524,7 @@ def _problem(pod: Mapping[str, Any]) -> str:
     return f"{text} ({pod['message']})" if pod["message"] else text
 
 
-def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]], settled: int = 0
+def summarize(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], settled: int = 0
               ) -> dict[str, Any]:
     """A Deployment and its pods (API JSON) in liveml's vocabulary. Pure.
 
@@ -554,7 +559,7 @@ def summarize(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]], sett
                     and progressing.get("reason") == "ProgressDeadlineExceeded")
     complete = observed and updated >= desired and total == updated and available >= updated
     rollout_reason = ""
-    if deadline:
+    if deadline and progressing is not None:
         rollout_state = RolloutState.FAILED
         rollout_reason = "the rollout exceeded its progress deadline" + (
             f": {progressing['message']}" if progressing.get("message") else "")

@@ -27,7 +27,7 @@ from .base import Backend, NoCapacity, Observation, ReplicaSpec
 @dataclass
 class LocalReplica:
     spec: ReplicaSpec
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     port_file: Path
     log_file: Path
     url: str | None = None
@@ -76,7 +76,7 @@ def _group(spec: ReplicaSpec) -> tuple[str, str, int]:
     return (spec.deployment_rid, spec.release_rid, spec.generation)
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL a replica and whatever it started (its own process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -160,7 +160,7 @@ class LocalBackend(Backend):
                "LIVEML_REPLICA_TOKEN": spec.token}
         sandbox = self.sandbox
 
-        def spawn() -> tuple[subprocess.Popen, Path]:
+        def spawn() -> tuple[subprocess.Popen[bytes], Path]:
             private = sandbox.private(spec.node_id)
             artifact = spec.artifact_uri
             source = Path(artifact.removeprefix("file://"))

@@ -78,7 +78,7 @@ class ControllerBase:
         self.refresh = refresh  # re-read desired state at least this often (changes also notify)
         self.runtimes: dict[str, Any] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -52,6 +52,9 @@ from ..store.db import Deployment, Release, Store, Submission
 from .base import ControllerBase, RuntimeBase
 from .kube_events import EventRelay
 from .kube_logs import PodLogs
+
+if TYPE_CHECKING:
+    from ..observability.metrics import MetricRow, Sampler
 
 log = logging.getLogger("liveml.controller.kubernetes")
 
@@ -141,7 +144,7 @@ class KubeController(ControllerBase):
         # late bound: ``self.event`` may be replaced (the tests record events that way)
         self.relay = EventRelay(self._by_name, lambda *a, **kw: self.event(*a, **kw), shipper)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="liveml-kube")
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._pending_deletes: set[str] = set()
         self._known_names: dict[str, set[str]] = {}  # rid -> object names found in the cluster
         self._namespace_at = -1e9
@@ -491,7 +494,7 @@ class KubeController(ControllerBase):
             self._namespace_busy = False
 
     # --- metrics ---------------------------------------------------------------------------
-    def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:
+    def sample(self, sampler: Sampler, inflight: dict[tuple[str, str], int]) -> list[MetricRow]:
         """Request metrics from the gateway, container metrics from ``metrics.k8s.io`` pods and
         host metrics from its nodes (as % of allocatable). Blocking: a worker thread calls it."""
         rows = sampler.rows([], inflight, host=False)

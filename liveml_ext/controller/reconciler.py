@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -29,6 +29,9 @@ from ..core.states import DeploymentState, ReplicaState, RolloutState, deploymen
 from ..gateway.pool import Gateway, Pool
 from ..store.db import Deployment, Release, Store
 from .base import ControllerBase, Desired, RuntimeBase
+
+if TYPE_CHECKING:
+    from ..observability.metrics import MetricRow, Sampler
 
 log = logging.getLogger("liveml.controller")
 
@@ -107,7 +110,7 @@ class Controller(ControllerBase):
         self.max_surge = max_surge
         self.crash_window = crash_window
         self.runtimes: dict[str, Runtime] = {}
-        self._stopping: set[asyncio.Task] = set()
+        self._stopping: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -134,7 +137,7 @@ class Controller(ControllerBase):
         for r in list(rt.replicas):
             self._retire(rt, r, drain=True)
 
-    def sample(self, sampler: Any, inflight: dict[tuple[str, str], int]) -> list[tuple]:
+    def sample(self, sampler: Sampler, inflight: dict[tuple[str, str], int]) -> list[MetricRow]:
         """Metric rows: this host, each replica's process tree, the gateway's requests."""
         replicas = [(rid, r.node_id, self.backend.pid(r.handle))
                     for rid, rt in list(self.runtimes.items()) for r in list(rt.replicas)]
@@ -181,7 +184,7 @@ class Controller(ControllerBase):
         now_ = time.monotonic()
         want = self._autoscale(rt, desired.runtime, pool, now_) if row.enabled else 0
         key = (release.rid, row.generation) if (row.enabled and release) else None
-        if key is None:
+        if key is None or release is None:
             rt.target = None
         elif rt.target is None or rt.target.key != key:
             if rt.target is not None:
@@ -352,7 +355,7 @@ class Controller(ControllerBase):
             for r, ok in zip(checks, results):
                 if r.state not in (STARTING, READY) or r not in rt.replicas:
                     continue
-                if r.state == STARTING and ok:
+                if r.state == STARTING and ok and r.url:
                     # a replica over its limits never takes traffic, however short the window
                     # between two of the backend's periodic checks
                     seen = self.backend.observe(r.handle, fresh=True)
@@ -448,7 +451,7 @@ class Controller(ControllerBase):
         elif target is not None and target.failed:
             failure = f"release {target.version}: {target.reason}" + \
                 (f"; {len(ready)} replica(s) of the previous version still serve" if ready else "")
-        elif crashing:
+        elif crashing and target is not None:
             failure = f"crash loop ({len(target.crashes)} crashes in {self.crash_window:.0f}s): " \
                       f"{target.reason}; backing off before the next restart"
         settled = len(ready_current) >= want and len(ready) == len(ready_current)

@@ -1,6 +1,7 @@
 """Live deployments: desired state (spec, enabled) in the store, observed state from the controller."""
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -245,7 +246,7 @@ class Deployments:
         self.observer.changed(rid, "deleted")
         return {"rid": rid, "deleted": True}
 
-    def events(self, ref: str, who: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    def events(self, ref: str, who: Principal, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The deployment's events, newest first."""
         with self.store.session() as s:
             row = self.row(s, ref, who)

@@ -1,7 +1,7 @@
 """Control-plane errors: the runtime's envelope plus the management API's named errors."""
 from __future__ import annotations
 
-from liveml_runtime.errors import (  # noqa: F401 - re-exported for the control plane
+from liveml_runtime.errors import (  # re-exported for the control plane (__all__)
     InferenceFailure,
     InferenceInvalidInput,
     Internal,
@@ -58,3 +58,17 @@ class HomeInUse(StartupRefused):
 
 class HomeNotPrivate(StartupRefused):
     """Others could write the home, or it is another user's."""
+
+
+__all__ = [  # the runtime's errors re-exported (explicitly, for mypy), and this module's own
+    "InferenceFailure", "InferenceInvalidInput", "Internal", "InvalidArgument", "LiveMLError",
+    "MalformedRequestBody", "RequestEntityTooLarge", "ServiceUnavailable", "TooManyRequests",
+    "Unauthorized", "error_class", "PermissionDenied", "NotFound", "LiveDeploymentNotFound",
+    "ObjectiveNotFound", "SubmissionNotFound", "ReleaseNotFound", "ArtifactNotFound",
+    "ProfileNotFound", "ObjectiveAlreadyExists", "ReleaseVersionAlreadyExists",
+    "SubmissionAlreadyExists", "ApiNameAlreadyExists", "NoReleaseWithTag", "AmbiguousName",
+    "InvalidModelArtifact", "MethodNotAllowed", "UnsupportedMediaType", "ReplicaFailed",
+    "ThreadCountTooHigh", "InvalidGpuCount", "GpuTypeNotAvailable", "CrossSiteRequestRefused",
+    "DuplicateJsonKey", "TokenNotFound", "CannotRevokeAdminToken", "StartupRefused", "HomeInUse",
+    "HomeNotPrivate",
+]

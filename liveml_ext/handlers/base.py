@@ -11,11 +11,12 @@ import inspect
 import logging
 import os
 import tempfile
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import pydantic
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 
 from liveml_runtime.api import repeated_key
 
@@ -68,30 +69,36 @@ def map_error(exc: BaseException | None, status: int = 500, reason: str = "") ->
     return Internal("an internal error happened; the server log has the details")
 
 
-class LiveMLHandlerMixin:
+if TYPE_CHECKING:  # what the mixins are mixed into (handlers.routes), for the type checker
+    _Handler = tornado.web.RequestHandler
+else:
+    _Handler = object
+
+
+class LiveMLHandlerMixin(_Handler):
     """Mixed into a tornado RequestHandler; ``self.cp`` is the control plane."""
 
     cp: ControlPlane
     principal: Principal
 
-    def initialize(self, cp: ControlPlane, **kwargs: Any) -> None:  # type: ignore[override]
+    def initialize(self, cp: ControlPlane, **kwargs: Any) -> None:
         self.cp = cp
         super_init = getattr(super(), "initialize", None)
         if super_init is not None and kwargs:
             super_init(**kwargs)
 
-    async def prepare(self) -> None:  # type: ignore[override]
-        result = super().prepare()  # type: ignore[misc]
+    async def prepare(self) -> None:
+        result = super().prepare()
         if inspect.isawaitable(result):
             await result
-        if self._finished:  # type: ignore[attr-defined]
+        if self._finished:
             return
         self.principal = self.authenticate()
         if self.cookie_authenticated() and not self._origin_ok():
             raise self._cross_site()
 
     def bearer(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")  # type: ignore[attr-defined]
+        header = self.request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() in ("bearer", "token") and value.strip():
             return value.strip()
@@ -101,7 +108,7 @@ class LiveMLHandlerMixin:
         token = self.bearer()
         if token and token.startswith(PREFIX):
             return self.cp.tokens.verify(token)
-        user = self.current_user  # type: ignore[attr-defined]  # Jupyter's, when hosted there
+        user = self.current_user  # Jupyter's, when hosted there
         if user is not None:
             return Principal(name=str(getattr(user, "username", user)), scope="admin")
         return self.cp.tokens.verify(token)
@@ -134,10 +141,10 @@ class LiveMLHandlerMixin:
 
     def check_xsrf_cookie(self) -> None:
         """Jupyter's XSRF and Origin checks, skipped only when a token authenticates."""
-        if not self.request.headers.get("Cookie") or self.by_token():  # type: ignore[attr-defined]
+        if not self.request.headers.get("Cookie") or self.by_token():
             return None  # no cookie to ride on: nothing to forge cross-site (auth still applies)
         try:
-            return super().check_xsrf_cookie()  # type: ignore[misc]
+            return super().check_xsrf_cookie()
         except tornado.web.HTTPError as exc:
             raise self._cross_site() from exc
 
@@ -150,7 +157,7 @@ class LiveMLHandlerMixin:
 
     # --- bodies and replies ----------------------------------------------------------------
     def body(self) -> bytes:
-        return self.request.body  # type: ignore[attr-defined,no-any-return]
+        return self.request.body
 
     def json_body(self) -> Any:
         body = self.body()
@@ -162,7 +169,7 @@ class LiveMLHandlerMixin:
     def require_json(self) -> None:
         """JSON only: ``application/json`` or ``application/*+json``, or no Content-Type (415
         otherwise)."""
-        given = self.request.headers.get("Content-Type", "")  # type: ignore[attr-defined]
+        given = self.request.headers.get("Content-Type", "")
         media = given.partition(";")[0].strip().lower()
         if media and media != "application/json" and not (
                 media.startswith("application/") and media.endswith("+json")):
@@ -178,28 +185,28 @@ class LiveMLHandlerMixin:
         return model.model_validate(doc)
 
     def reply(self, doc: Any, status: int = 200) -> None:
-        self.set_status(status)  # type: ignore[attr-defined]
-        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
-        self.finish(doc if isinstance(doc, bytes) else  # type: ignore[attr-defined]
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(doc if isinstance(doc, bytes) else
                     orjson.dumps(doc, default=str))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         err = map_error(exc, status_code, getattr(self, "_reason", ""))
         if err.status >= 500 and not isinstance(exc, LiveMLError):
-            log.error("unhandled error in %s %s", self.request.method,  # type: ignore[attr-defined]
-                      self.request.path, exc_info=kwargs.get("exc_info"))  # type: ignore[attr-defined]
-        self.clear_header("Content-Type")  # type: ignore[attr-defined]
+            log.error("unhandled error in %s %s", self.request.method,
+                      self.request.path, exc_info=kwargs.get("exc_info"))
+        self.clear_header("Content-Type")
         if err.status == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))  # type: ignore[attr-defined]
-        self.set_status(err.status)  # type: ignore[attr-defined]
-        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
-        self.finish(orjson.dumps(err.envelope()))  # type: ignore[attr-defined]
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.set_status(err.status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps(err.envelope()))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (LiveMLError, pydantic.ValidationError)):
             return  # an answer to the caller, not a server fault
-        super().log_exception(typ, value, tb)  # type: ignore[misc]
+        super().log_exception(typ, value, tb)
 
 
 def loads_strict(body: bytes) -> Any:
@@ -241,8 +248,10 @@ class StreamedBody(LiveMLHandlerMixin):
         """Let tornado stream up to twice the limit (past that it drops the connection; up to
         it we answer 413), and refuse at once a declared length over the limit."""
         limit = self.body_limit()
-        self.request.connection.set_max_body_size(max(2 * limit, 1 << 20))  # type: ignore[attr-defined]
-        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):  # always, in tornado's and Jupyter's server
+            connection.set_max_body_size(max(2 * limit, 1 << 20))
+        length = self.request.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > limit:
             raise self.too_large()
 
@@ -274,14 +283,14 @@ class ManagementHandler(StreamedBody):
     def body_limit(self) -> int:
         return self.cp.settings.max_json_bytes
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:
         self.start_body()
         self._refusal: LiveMLError | None = None
         try:
             await super().prepare()
-            if self._finished:  # type: ignore[attr-defined]
+            if self._finished:
                 return
-            method = self.request.method  # type: ignore[attr-defined]
+            method = self.request.method
             self.principal.require_scope(self.least_scope or
                                          ("read" if method in ("GET", "HEAD") else "manage"))
         except (LiveMLError, tornado.web.HTTPError) as exc:
@@ -290,12 +299,12 @@ class ManagementHandler(StreamedBody):
             # a small body is read (and dropped) first, so the client reads the answer
             # instead of a reset connection
             self._refusal = map_error(exc)
-            setattr(self, self.request.method.lower(), self._refuse)  # type: ignore[attr-defined]
+            setattr(self, self.request.method.lower(), self._refuse)
             return
         self.accept_body()
 
     def _small_body(self) -> bool:
-        length = self.request.headers.get("Content-Length", "")  # type: ignore[attr-defined]
+        length = self.request.headers.get("Content-Length", "")
         return length.isdigit() and 0 < int(length) <= DRAIN_BYTES
 
     def _refuse(self, *args: Any) -> None:
@@ -319,11 +328,11 @@ class UploadHandler(ManagementHandler):
     def body_limit(self) -> int:
         return self.cp.settings.max_artifact_bytes
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:
         self._upload: Any = None
         self._sha = hashlib.sha256()
         await super().prepare()
-        if not self._finished and self._refusal is None:  # type: ignore[attr-defined]
+        if not self._finished and self._refusal is None:
             folder = self.cp.settings.home / "uploads"
             folder.mkdir(mode=0o700, exist_ok=True)
             self._upload = tempfile.NamedTemporaryFile(dir=folder, prefix="upload-",
@@ -352,7 +361,7 @@ class UploadHandler(ManagementHandler):
 
     def on_connection_close(self) -> None:
         self._discard()
-        super().on_connection_close()  # type: ignore[misc]
+        super().on_connection_close()
 
     def _discard(self) -> None:
         upload = getattr(self, "_upload", None)
@@ -371,6 +380,6 @@ class FallbackHandler(ManagementHandler):
     least_scope = "query"
 
     def _not_found(self, *args: Any) -> None:
-        raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")  # type: ignore[attr-defined]
+        raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")
 
     get = post = put = patch = delete = _not_found

@@ -30,7 +30,7 @@ class IndexHandler(ManagementHandler):
                 "curl -H \"Authorization: Bearer $(liveml token show)\" " + self._root()) from exc
 
     def _root(self) -> str:
-        req = self.request  # type: ignore[attr-defined]
+        req = self.request
         return f"{req.protocol}://{req.host}{req.path.rstrip('/')}/"
 
     def get(self) -> None:

@@ -21,7 +21,7 @@ class InferenceHandler(StreamedBody):
     def too_large_hint(self) -> str:
         return f"{super().too_large_hint()}; send fewer rows per request"
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:
         self.start_body()
         await super().prepare()
         self.require_json()

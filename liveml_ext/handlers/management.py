@@ -33,7 +33,7 @@ class NamespacesHandler(ManagementHandler):
 
 class ObjectivesHandler(ManagementHandler):
     def get(self) -> None:
-        ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
+        ns = self.get_argument("namespace", None)
         self.reply({"data": self.cp.registry.list_objectives(self.principal, ns)})
 
     def post(self) -> None:
@@ -66,7 +66,7 @@ class ArtifactHandler(ManagementHandler):
     least_scope = "query"  # the replica's principal; get() checks who it is
 
     def authenticate(self) -> Principal:
-        given = self.request.headers.get("X-LiveML-Replica-Token", "")  # type: ignore[attr-defined]
+        given = self.request.headers.get("X-LiveML-Replica-Token", "")
         if given:
             self.replica_artifact = self.cp.gateway.credentials.artifact(given)
             if self.replica_artifact is not None:
@@ -83,14 +83,14 @@ class ArtifactHandler(ManagementHandler):
                                    requiredScope="admin")
         if not ARTIFACT_ID.fullmatch(sha256) or not self.cp.artifacts.exists(sha256):
             raise ArtifactNotFound(f"no artifact {sha256!r}", artifactId=sha256)
-        self.set_header("Content-Type", "application/octet-stream")  # type: ignore[attr-defined]
-        self.set_header("Content-Length", str(self.cp.artifacts.size(sha256)))  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", str(self.cp.artifacts.size(sha256)))
         loop = asyncio.get_running_loop()
         with self.cp.artifacts.open(sha256) as fh:
             while chunk := await loop.run_in_executor(None, fh.read, 1 << 20):
-                self.write(chunk)  # type: ignore[attr-defined]
-                await self.flush()  # type: ignore[attr-defined]
-        self.finish()  # type: ignore[attr-defined]
+                self.write(chunk)
+                await self.flush()
+        self.finish()
 
 
 class SubmissionsHandler(ManagementHandler):
@@ -145,7 +145,7 @@ class TagHistoryHandler(ManagementHandler):
 
 class DeploymentsHandler(ManagementHandler):
     def get(self) -> None:
-        ns = self.get_argument("namespace", None)  # type: ignore[attr-defined]
+        ns = self.get_argument("namespace", None)
         self.reply({"data": self.cp.deployments.list(self.principal, ns)})
 
     def post(self) -> None:
@@ -192,7 +192,7 @@ class RuntimeConfigurationHandler(ManagementHandler):
 
 def _limit(handler: LiveMLHandlerMixin, default: int = 100, most: int = MAX_LIMIT) -> int:
     """The ``limit`` query argument: a whole number from 1 to ``most``."""
-    text = handler.get_argument("limit", str(default))  # type: ignore[attr-defined]
+    text = handler.get_argument("limit", str(default))
     try:
         limit = int(text)
     except ValueError:
@@ -209,13 +209,13 @@ class EventsHandler(ManagementHandler):
 
 
 def _window(handler: LiveMLHandlerMixin) -> tuple[Any, Any]:
-    arg = handler.get_argument  # type: ignore[attr-defined]
+    arg = handler.get_argument
     return window(arg("since", None), arg("start", None), arg("end", None))
 
 
 def _log_args(handler: LiveMLHandlerMixin, ref: str) -> dict[str, Any]:
     """The deployment (checked for access) and the search arguments of a logs request."""
-    arg = handler.get_argument  # type: ignore[attr-defined]
+    arg = handler.get_argument
     rid = handler.cp.deployments.rid(ref, handler.principal)
     start, end = _window(handler)
     columns = [c.strip() for c in arg("columns", "").split(",") if c.strip()] or None
@@ -229,7 +229,7 @@ class LogsHandler(ManagementHandler):
     async def get(self, ref: str) -> None:
         args = _log_args(self, ref)
         limit = _limit(self)
-        token = self.get_argument("pageToken", None)  # type: ignore[attr-defined]
+        token = self.get_argument("pageToken", None)
         loop = asyncio.get_running_loop()
         page = await loop.run_in_executor(
             None, lambda: self.cp.logs.search(limit=limit, page_token=token, **args))
@@ -244,15 +244,15 @@ class LogsDownloadHandler(ManagementHandler):
         lines = self.cp.logs.export(**args)  # raises on a bad query before anything is sent
         loop = asyncio.get_running_loop()
         first = await loop.run_in_executor(None, next, lines, None)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")  # type: ignore[attr-defined]
-        self.set_header("Content-Disposition",  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Disposition",
                         f'attachment; filename="{ref.rsplit(".", 1)[-1]}-logs.txt"')
         chunk: str | None = first
         while chunk is not None:
-            self.write(chunk)  # type: ignore[attr-defined]
-            await self.flush()  # type: ignore[attr-defined]
+            self.write(chunk)
+            await self.flush()
             chunk = await loop.run_in_executor(None, next, lines, None)
-        self.finish()  # type: ignore[attr-defined]
+        self.finish()
 
 
 def _history(handler: LiveMLHandlerMixin, ref: str, limit: int | None) -> Any:
@@ -323,11 +323,11 @@ class MetricsHandler(ManagementHandler):
 
     async def get(self, ref: str) -> None:
         rid = self.cp.deployments.rid(ref, self.principal)
-        kind = self.get_argument("kind", None)  # type: ignore[attr-defined]
+        kind = self.get_argument("kind", None)
         if kind is not None and kind not in KINDS:
             raise InvalidArgument(f"kind must be one of {list(KINDS)}", field="kind", value=kind)
         start, end = _window(self)
-        node = self.get_argument("node", None)  # type: ignore[attr-defined]
+        node = self.get_argument("node", None)
         rows = await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.cp.metrics.query(rid, start, end, kind, node))
         self.reply({"data": rows})
@@ -338,8 +338,8 @@ class PrometheusHandler(ManagementHandler):
 
     def get(self) -> None:
         rids = self.cp.deployments.visible_rids(self.principal)
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)  # type: ignore[attr-defined]
-        self.finish(generate_latest(_Only(self.cp.request_stats.registry, rids)))  # type: ignore[attr-defined,arg-type]
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(_Only(self.cp.request_stats.registry, rids)))
 
 
 class _Only:

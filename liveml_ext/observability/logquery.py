@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from liveml_ext.core.errors import error_class
+from liveml_ext.core.errors import LiveMLError, error_class
 
 InvalidLogQuery = error_class("InvalidLogQuery", 400, "INVALID_ARGUMENT")
 
@@ -118,7 +118,7 @@ def resolve_field(name: str) -> FieldRef | None:
     return None
 
 
-def _fail(query: str, position: int, message: str) -> InvalidLogQuery:
+def _fail(query: str, position: int, message: str) -> LiveMLError:
     return InvalidLogQuery(message, query=query, position=position)
 
 
@@ -269,7 +269,7 @@ class _Parser:
             raise self.unexpected(tok)
         return node
 
-    def unexpected(self, tok: _Token) -> InvalidLogQuery:
+    def unexpected(self, tok: _Token) -> LiveMLError:
         if tok.kind == "EOF":
             return _fail(self.q, tok.pos, f"unexpected end of query at position {tok.pos}")
         return _fail(self.q, tok.pos, f"unexpected '{tok.text}' at position {tok.pos}")
@@ -362,7 +362,7 @@ class _Compiler:
         self.rowid_range = rowid_range
         self.params: list[Any] = []
 
-    def fail(self, term: Term, message: str) -> InvalidLogQuery:
+    def fail(self, term: Term, message: str) -> LiveMLError:
         return _fail(self.query, term.position, f"{message} at position {term.position}")
 
     def bind(self, *values: Any) -> str:

@@ -384,7 +384,8 @@ class LogStore:
     @staticmethod
     def _window(plan: _Plan, after: tuple[float, int] | None) -> tuple[str, list[Any]]:
         """The deployment, the time window and the page token, as one range on the indexes."""
-        conds, params = ["dep = ?"], [plan.dep]
+        conds: list[str] = ["dep = ?"]
+        params: list[Any] = [plan.dep]
         high = plan.high
         if after is not None:
             high = after[0] if high is None else min(high, after[0])

@@ -145,6 +145,10 @@ class MetricsStore:
             self.db.close()
 
 
+MetricRow = tuple[float, str, str, str, str, float]
+"""(time, deployment rid, node, kind, metric, value): one sample, as the store keeps it."""
+
+
 class Sampler:
     """Takes one sample of every kind; the control plane calls ``sample()`` every few seconds."""
 
@@ -156,7 +160,7 @@ class Sampler:
 
     def rows(self, replicas: list[tuple[str, str, int | None]],
              inflight: dict[tuple[str, str], int], host: bool = True
-             ) -> list[tuple[float, str, str, str, str, float]]:
+             ) -> list[MetricRow]:
         """``replicas``: (deployment rid, node id, pid) of the live replicas on this host;
         ``host``: sample this host too (not when replicas run elsewhere)."""
         now = time.time()

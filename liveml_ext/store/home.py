@@ -30,7 +30,7 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def private_file(path: Path) -> Path:
+def private_file(path: str | Path) -> Path:
     """Create ``path`` empty when missing, and make it 0600 (e.g. before SQLite opens it)."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
     os.chmod(path, FILE_MODE)

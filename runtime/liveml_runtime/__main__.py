@@ -5,7 +5,8 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import orjson
 
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_loop(run(config, args.host, args.port, args.port_file))
 
 
-def run_loop(main: Any) -> Any:
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop when it is installed (faster sockets), else on asyncio's loop."""
     try:
         import uvloop

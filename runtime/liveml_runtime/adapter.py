@@ -47,7 +47,8 @@ class ModelAdapter:
     def load(self) -> None:
         """Called once in the replica before the self-test (start a Spark session, warm caches)."""
 
-    def predict(self, **inputs: Any) -> Any:
+    def predict(self, *args: Any, **inputs: Any) -> Any:
+        """The model's inputs by name (``api()``), its outputs returned."""
         raise NotImplementedError("override predict() or run_inference()")
 
     def run_inference(self, inputs: dict[str, Any], outputs: Outputs) -> None:
@@ -84,7 +85,7 @@ class Output:
         self.value, self.written = value, True
 
 
-class Outputs(dict):
+class Outputs(dict[str, "Output"]):
     """The outputs a ``run_inference`` call writes, by name (also as attributes)."""
 
     def __init__(self, names: list[str]) -> None:
@@ -112,10 +113,17 @@ class EstimatorAdapter(ModelAdapter):
             inputs=[Tabular("input_df", estimator_columns(model))],
             outputs=[Tabular("output_df", [])],
         )
-        self._features = [c.name for c in self._api.inputs[0].columns]
+        self._features = [c.name for c in self._table.columns]
 
     def api(self) -> ModelApi:
         return self._api
+
+    @property
+    def _table(self) -> Tabular:
+        """The one input table (``input_df``)."""
+        table = self._api.inputs[0]
+        assert isinstance(table, Tabular)
+        return table
 
     def accept_input_example(self, example: InputExample) -> None:
         """The example's columns (and types) become the input: all of them when the model has no
@@ -148,7 +156,7 @@ class EstimatorAdapter(ModelAdapter):
 
     def example_inputs(self) -> dict[str, Any]:
         cats = _categories(self.model)
-        row = {c.name: cats.get(c.name, sample_value(c.type)) for c in self._api.inputs[0].columns}
+        row = {c.name: cats.get(c.name, sample_value(c.type)) for c in self._table.columns}
         return {"input_df": [row]}
 
 
@@ -165,7 +173,8 @@ def _ct(model: Any) -> Any:
 
 def _categories(model: Any) -> dict[str, Any]:
     """Column -> its first known category, for encoders inside a ColumnTransformer."""
-    ct, out = _ct(model), {}
+    ct = _ct(model)
+    out: dict[str, Any] = {}
     if ct is None:
         return out
     for _, transformer, cols in ct.transformers_:
@@ -375,7 +384,7 @@ def model_modules(model: Any) -> set[str]:
 
     found: set[str] = set()
 
-    class Recorder(cloudpickle.CloudPickler):
+    class Recorder(cloudpickle.CloudPickler):  # type: ignore[misc]  # cloudpickle has no types
         def reducer_override(self, obj: Any) -> Any:
             kind = obj if isinstance(obj, type) else type(obj)
             found.add((getattr(kind, "__module__", None) or "builtins").split(".")[0])

@@ -69,9 +69,9 @@ MAX_DEPTH = 254
 def type_name(kind: Any) -> str:
     """Normalize a column or parameter type given as a Python type or a name (or an alias)."""
     if isinstance(kind, str):
-        kind = ALIASES.get(kind.lower(), kind.lower())
-        if kind in TYPES:
-            return kind
+        name = ALIASES.get(kind.lower(), kind.lower())
+        if name in TYPES:
+            return name
     elif isinstance(kind, type) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
     raise ValueError(f"unknown type {kind!r}; use one of {', '.join(TYPES)}")

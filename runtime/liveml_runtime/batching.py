@@ -25,7 +25,7 @@ class _Item:
     inputs: dict[str, Any]
     key: Any
     rows: int
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class InferenceQueue:
@@ -63,7 +63,8 @@ class InferenceQueue:
         if self.busy < self.workers:
             self.busy += 1
             asyncio.get_running_loop().create_task(self._work())
-        return await item.future
+        result: dict[str, Any] = await item.future
+        return result
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,8 +109,10 @@ class InferenceQueue:
         runner = self.runner
         if len(batch) == 1:
             return [self._one(batch[0])]
+        table = self.table
+        assert table is not None  # a batch forms only for a model of one table (``add``)
         merged = dict(batch[0].inputs)
-        merged[self.table] = [row for item in batch for row in item.inputs[self.table]]
+        merged[table] = [row for item in batch for row in item.inputs[table]]
         try:
             out = runner.infer(runner.to_frames(merged))
         except Exception:  # noqa: BLE001 - find which request fails by running each alone

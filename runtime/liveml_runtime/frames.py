@@ -130,4 +130,5 @@ def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         columns = [str(c) for c in frame.columns]
         values = [frame[c].tolist() for c in frame.columns]
         return [dict(zip(columns, row)) for row in zip(*values)]
-    return frame.to_dict(orient="records")
+    rows: list[dict[str, Any]] = frame.to_dict(orient="records")
+    return rows

@@ -179,13 +179,16 @@ def json_rows(data: Any) -> list[dict[str, Any]]:
     if not hasattr(data, "dtypes"):
         rows = _rows_of(data)
         try:  # plain JSON values (and datetimes): no pandas needed
-            return orjson.loads(orjson.dumps(rows, option=option))
+            plain: list[dict[str, Any]] = orjson.loads(orjson.dumps(rows, option=option))
+            return plain
         except TypeError:
             pass
     from .frames import frame_rows, json_default
 
     rows = frame_rows(data) if hasattr(data, "dtypes") else _rows_of(data)
-    return orjson.loads(orjson.dumps(rows, default=json_default, option=option))
+    out: list[dict[str, Any]] = orjson.loads(orjson.dumps(rows, default=json_default,
+                                                          option=option))
+    return out
 
 
 @dataclass

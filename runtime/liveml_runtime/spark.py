@@ -155,6 +155,7 @@ def session(threads: int | None = None) -> Any:
         spark.sparkContext.setLogLevel("WARN")
         seconds = time.perf_counter() - start
         jvm = spark.sparkContext._jvm
+        assert jvm is not None  # a started session has its gateway to the JVM
         java_version = str(jvm.System.getProperty("java.version"))
         logs.step(log, f"Starting local Spark: Spark {spark.version} on Java {java_version}, "
                   f"local[{threads}], in {seconds:.3f}s", spark=spark.version, java=java_version,

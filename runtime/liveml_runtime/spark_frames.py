@@ -139,7 +139,7 @@ def _value(kind: str, value: Any, col: Column) -> Any:
         return out
     if kind == "array":
         if isinstance(value, (list, tuple, np.ndarray)):
-            return [_value(col.items, v, col) for v in value]
+            return [_value(col.items or "any", v, col) for v in value]
         raise TypeError(type(value).__name__)
     raise _unsupported(col, kind)
 
@@ -157,7 +157,8 @@ def _timestamp(value: Any) -> dt.datetime:
     else:
         raise TypeError(type(value).__name__)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime(warn=False)
+    out: dt.datetime = ts.to_pydatetime(warn=False)
+    return out
 
 
 def _mismatch(col: Column, row: int | None, detail: str) -> Exception:
