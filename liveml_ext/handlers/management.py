@@ -262,7 +262,7 @@ def _history(handler: LiveMLHandlerMixin, ref: str, limit: int | None) -> Any:
     query answered before it."""
     from ..capture import status_filter
 
-    arg = handler.get_argument  # type: ignore[attr-defined]
+    arg = handler.get_argument
     rid = handler.cp.deployments.rid(ref, handler.principal)
     start, end = _window(handler)
     status, release = arg("status", None), arg("release", None)
@@ -312,10 +312,10 @@ class HistoryDownloadHandler(ManagementHandler):
         _, reading = _history(self, ref, None)
         table = await reading
         data = await asyncio.get_running_loop().run_in_executor(None, to_parquet_bytes, table)
-        self.set_header("Content-Type", "application/vnd.apache.parquet")  # type: ignore[attr-defined]
-        self.set_header("Content-Disposition",  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/vnd.apache.parquet")
+        self.set_header("Content-Disposition",
                         f'attachment; filename="{ref.rsplit(".", 1)[-1]}-history.parquet"')
-        self.finish(data)  # type: ignore[attr-defined]
+        self.finish(data)
 
 
 class MetricsHandler(ManagementHandler):
