@@ -67,9 +67,11 @@ def status_filter(status: str | None) -> tuple[int, int] | None:
 class HistoryStore:
     """Writes batches of records, reads them back with filters, sweeps old days."""
 
-    def __init__(self, root: Path, retention: dt.timedelta = dt.timedelta(days=7)) -> None:
+    def __init__(self, root: Path, retention: dt.timedelta = dt.timedelta(days=7),
+                 schema: pa.Schema = SCHEMA) -> None:
         self.root = Path(root)
         self.retention = retention
+        self.schema = schema  # its first columns: time, deployment_rid
         self.lock = threading.RLock()  # reads and merges; writes only add whole files
 
     # --- layout ----------------------------------------------------------------------------
@@ -102,13 +104,15 @@ class HistoryStore:
     def write(self, records: Sequence[dict[str, Any]]) -> int:
         """Append records (dicts with the SCHEMA's names; bodies as text or bytes): one new
         file per day and deployment. Returns the number of files written."""
-        return self.write_rows([(r["time"].timestamp(), *(r[name] for name in COLUMNS[1:]))
+        names = self.schema.names[1:]
+        return self.write_rows([(r["time"].timestamp(), *(r[name] for name in names))
                                 for r in records])
 
     def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Append records given as tuples in SCHEMA order, the time in Unix seconds and the
-        bodies as bytes (or text, or None). Column by column, so the conversion is quick and
-        holds the interpreter briefly (the event loop serves queries meanwhile)."""
+        """Append records given as tuples in the schema's order, the time in Unix seconds, text
+        columns as str or bytes (UTF-8; the bodies) or None. Column by column, so the
+        conversion is quick and holds the interpreter briefly (the event loop serves queries
+        meanwhile)."""
         groups: dict[tuple[dt.date, str], list[tuple[Any, ...]]] = {}
         for r in rows:
             key = (dt.datetime.fromtimestamp(r[0], dt.UTC).date(), r[1])
@@ -116,12 +120,12 @@ class HistoryStore:
         for (day, rid), group in groups.items():
             columns = list(zip(*group))
             arrays = [pa.array([round(t * 1e6) for t in columns[0]], pa.int64())
-                      .cast(SCHEMA.field("time").type)]
-            for f, values in zip(list(SCHEMA)[1:], columns[1:]):
-                arrays.append(_text(values) if f.name in ("request", "response") else
+                      .cast(self.schema.field("time").type)]
+            for f, values in zip(list(self.schema)[1:], columns[1:]):
+                arrays.append(_text(values) if f.type == pa.string() else
                               pa.array(values, f.type))
             self._write_file(self.partition(day, rid),
-                             pa.Table.from_arrays(arrays, schema=SCHEMA))
+                             pa.Table.from_arrays(arrays, schema=self.schema))
         return len(groups)
 
     def _write_file(self, folder: Path, table: pa.Table) -> Path:
@@ -144,14 +148,14 @@ class HistoryStore:
         with self.lock:
             files = self.files(rid, start, end)
             if not files:
-                return SCHEMA.empty_table()
-            expr = (pc.field("time") >= pa.scalar(start, SCHEMA.field("time").type)) & \
-                   (pc.field("time") <= pa.scalar(end, SCHEMA.field("time").type))
+                return self.schema.empty_table()
+            expr = (pc.field("time") >= pa.scalar(start, self.schema.field("time").type)) & \
+                   (pc.field("time") <= pa.scalar(end, self.schema.field("time").type))
             if codes is not None:
                 expr &= (pc.field("status") >= codes[0]) & (pc.field("status") <= codes[1])
             if release:
                 expr &= pc.field("release") == release
-            table = ds.dataset([str(f) for f in files], schema=SCHEMA,
+            table = ds.dataset([str(f) for f in files], schema=self.schema,
                                format="parquet").to_table(filter=expr)
         table = table.sort_by([("time", "descending")])
         return table.slice(0, limit) if limit is not None else table
@@ -181,15 +185,15 @@ class HistoryStore:
         files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
         if len(files) <= COMPACT_FILES:
             return
-        table = ds.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+        table = ds.dataset([str(f) for f in files], schema=self.schema, format="parquet").to_table()
         self._write_file(folder, table.sort_by([("time", "ascending")]))
         for f in files:
             f.unlink(missing_ok=True)
 
 
 def _text(values: Sequence[bytes | str | None]) -> pa.Array:
-    """Bodies as a string column: UTF-8 checked by Arrow; one that is not is decoded with
-    replacement characters."""
+    """A text column from str, UTF-8 bytes (the bodies, checked by Arrow) or None; bytes that
+    are not UTF-8 are decoded with replacement characters."""
     raw = pa.array([v.encode() if isinstance(v, str) else v for v in values], pa.binary())
     try:
         return raw.cast(pa.string())
