@@ -140,7 +140,7 @@ class Capture:
         if not failed and not sampled(request_id, config.sample):
             return
         if failed and not data:  # the gateway's own error: the envelope the caller gets
-            data = self._envelope(status)
+            data, node = self._envelope(node)
         mode, limit = config.mode, config.max_bytes
         want_request = mode in ("request", "both")
         want_response = failed or mode in ("response", "both")
@@ -161,17 +161,17 @@ class Capture:
             self._pending_bytes += size
 
     @staticmethod
-    def _envelope(status: int) -> bytes:
+    def _envelope(node: str) -> tuple[bytes, str]:
         """The envelope of the error being raised (pinned on it, so the error mapper sends the
-        same errorInstanceId the record keeps)."""
+        same errorInstanceId the record keeps), and the replica it names (a ReplicaFailed's)."""
         err = sys.exc_info()[1]
         envelope = getattr(err, "envelope", None)
         if err is None or envelope is None:
             return orjson.dumps({"errorCode": "INTERNAL", "errorName": "Internal",
-                                 "errorInstanceId": str(uuid.uuid4()), "parameters": {}})
+                                 "errorInstanceId": str(uuid.uuid4()), "parameters": {}}), node
         doc = envelope()
         err.envelope = lambda: doc  # type: ignore[attr-defined]
-        return orjson.dumps(doc, default=str)
+        return orjson.dumps(doc, default=str), str(doc["parameters"].get("nodeId") or node)
 
     def _release(self, rid: str, node: str, config: CaptureConfig) -> str:
         """The release version ``node`` serves (the deployment's served one for the gateway)."""
