@@ -224,8 +224,8 @@ class Client:
             raise LiveMLClientError(resp.status_code, resp.json())
         written = 0
         with contextlib.ExitStack() as stack:
-            fh = target if hasattr(target, "write") else \
-                stack.enter_context(open(target, "wb"))
+            fh = stack.enter_context(open(target, "wb")) if isinstance(target, (str, Path)) \
+                else target
             for chunk in resp.iter_content(1 << 16):
                 written += fh.write(chunk)
         return written

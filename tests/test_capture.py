@@ -13,19 +13,21 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import cloudpickle
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import requests
 from conftest import ROW, Server, deploy_reference, start_server, wait_for
 
+from liveml_ext import Column, ModelAdapter, ModelApi, Tabular
 from liveml_ext.capture import HistoryStore, sampled
 from liveml_ext.notebook import Deployment
-from liveml_runtime.api import ModelApi
 from liveml_runtime.frames import to_frame
 
 BAD = {"house-location": "Boston", "bedrooms": "three", "bathrooms": 1.0}  # a 400
@@ -284,6 +286,46 @@ def test_retention_sweep_and_restart_keep_history(tmp_path: Path, house_model: P
         server.client.delete(rid)
     finally:
         server.stop()
+
+
+class Killer(ModelAdapter):
+    """Doubles x; a row with x < 0 kills the replica while it handles the query."""
+
+    def api(self) -> ModelApi:
+        return ModelApi(inputs=[Tabular("input_df", [Column("x", float), Column("n", int)])],
+                        outputs=[Tabular("output_df")])
+
+    def predict(self, input_df: pd.DataFrame) -> pd.DataFrame:
+        if (input_df["x"] < 0).any():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return input_df.assign(y=input_df["x"] * 2)
+
+
+def test_a_replica_that_dies_loses_no_record(server: Server, tmp_path: Path) -> None:
+    c = server.client
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    path = tmp_path / "killer.pkl"
+    path.write_bytes(cloudpickle.dumps(Killer()))
+    c.create_objective("killer")
+    c.submit("killer", path, name="k1")
+    c.release("killer", "k1", "1.0", tag="production")
+    rid = c.wait(c.deploy("killer", name="killer", replicas=1)["rid"], timeout=120)["rid"]
+    capture(server, rid, capture="both", captureSample=1.0)
+    node = c.deployment(rid)["status"]["replicas"][0]["nodeId"]
+    for i in range(3):
+        assert post(server, rid, [{"x": 1.5, "n": i}], f"live-{i}").status_code == 200
+    resp = post(server, rid, [{"x": -1.0, "n": 7}], "kills")
+    assert resp.status_code == 502 and resp.json()["errorName"] == "ReplicaFailed"
+    by_id = {r["requestId"]: r for r in history(server, rid)["data"]}
+    assert {"live-0", "live-1", "live-2", "kills"} <= set(by_id)
+    record = by_id["kills"]
+    assert record["status"] == 502 and record["response"] == resp.json()
+    assert record["nodeId"] == node and record["release"] == "1.0"
+    assert record["request"] == {"requestData": [{"x": -1.0, "n": 7}], "requestParams": {}}
+    frame = Deployment(rid, c).history(status="2xx")
+    assert frame["n"].dtype == "int64" and frame["x"].dtype == "float64"  # as declared
+    assert sorted(frame["n"]) == [0, 1, 2] and (frame["output.y"] == 3.0).all()
+    c.delete(rid)
 
 
 def test_download_reads_back_as_the_schema(server: Server, deployed: str) -> None:

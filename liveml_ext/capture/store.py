@@ -94,7 +94,8 @@ class HistoryStore:
                  schema: pa.Schema = SCHEMA) -> None:
         self.root = Path(root)
         self.retention = retention
-        self.schema = schema  # SCHEMA (the history) or PAIR_SCHEMA (the comparisons)
+        self.schema = schema  # SCHEMA (the history) or PAIR_SCHEMA (the comparisons); its first
+        # columns: time, deployment_rid
         self.lock = threading.RLock()  # reads and merges; writes only add whole files
 
     # --- layout ----------------------------------------------------------------------------
@@ -125,15 +126,30 @@ class HistoryStore:
 
     # --- writing ---------------------------------------------------------------------------
     def write(self, records: Sequence[dict[str, Any]]) -> int:
-        """Append records (dicts with the SCHEMA's names): one new file per day and
-        deployment. Returns the number of files written."""
-        groups: dict[tuple[dt.date, str], list[dict[str, Any]]] = {}
-        for r in records:
-            key = (r["time"].astimezone(dt.UTC).date(), r["deployment_rid"])
+        """Append records (dicts with the SCHEMA's names; bodies as text or bytes): one new
+        file per day and deployment. Returns the number of files written."""
+        names = self.schema.names[1:]
+        return self.write_rows([(r["time"].timestamp(), *(r[name] for name in names))
+                                for r in records])
+
+    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Append records given as tuples in the schema's order, the time in Unix seconds, text
+        columns as str or bytes (UTF-8; the bodies) or None. Column by column, so the
+        conversion is quick and holds the interpreter briefly (the event loop serves queries
+        meanwhile)."""
+        groups: dict[tuple[dt.date, str], list[tuple[Any, ...]]] = {}
+        for r in rows:
+            key = (dt.datetime.fromtimestamp(r[0], dt.UTC).date(), r[1])
             groups.setdefault(key, []).append(r)
-        for (day, rid), rows in groups.items():
-            table = pa.Table.from_pylist(rows, schema=self.schema)
-            self._write_file(self.partition(day, rid), table)
+        for (day, rid), group in groups.items():
+            columns = list(zip(*group))
+            arrays = [pa.array([round(t * 1e6) for t in columns[0]], pa.int64())
+                      .cast(self.schema.field("time").type)]
+            for f, values in zip(list(self.schema)[1:], columns[1:]):
+                arrays.append(_text(values) if f.type == pa.string() else
+                              pa.array(values, f.type))
+            self._write_file(self.partition(day, rid),
+                             pa.Table.from_arrays(arrays, schema=self.schema))
         return len(groups)
 
     def _write_file(self, folder: Path, table: pa.Table) -> Path:
@@ -198,6 +214,17 @@ class HistoryStore:
         self._write_file(folder, table.sort_by([("time", "ascending")]))
         for f in files:
             f.unlink(missing_ok=True)
+
+
+def _text(values: Sequence[bytes | str | None]) -> pa.Array:
+    """A text column from str, UTF-8 bytes (the bodies, checked by Arrow) or None; bytes that
+    are not UTF-8 are decoded with replacement characters."""
+    raw = pa.array([v.encode() if isinstance(v, str) else v for v in values], pa.binary())
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                         for v in values], pa.string())
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:

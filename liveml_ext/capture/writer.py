@@ -160,7 +160,7 @@ class Capture:
         if not failed and not sampled(request_id, config.sample):
             return
         if failed and not data:  # the gateway's own error: the envelope the caller gets
-            data = self._envelope(status)
+            data, node = self._envelope(node)
         mode, limit = config.mode, config.max_bytes
         want_request = mode in ("request", "both")
         want_response = failed or mode in ("response", "both")
@@ -181,17 +181,17 @@ class Capture:
             self._pending_bytes += size
 
     @staticmethod
-    def _envelope(status: int) -> bytes:
+    def _envelope(node: str) -> tuple[bytes, str]:
         """The envelope of the error being raised (pinned on it, so the error mapper sends the
-        same errorInstanceId the record keeps)."""
+        same errorInstanceId the record keeps), and the replica it names (a ReplicaFailed's)."""
         err = sys.exc_info()[1]
         envelope = getattr(err, "envelope", None)
         if err is None or envelope is None:
             return orjson.dumps({"errorCode": "INTERNAL", "errorName": "Internal",
-                                 "errorInstanceId": str(uuid.uuid4()), "parameters": {}})
+                                 "errorInstanceId": str(uuid.uuid4()), "parameters": {}}), node
         doc = envelope()
         err.envelope = lambda: doc  # type: ignore[attr-defined]
-        return orjson.dumps(doc, default=str)
+        return orjson.dumps(doc, default=str), str(doc["parameters"].get("nodeId") or node)
 
     def release_of(self, rid: str, node: str) -> str:
         """The release version replica ``node`` of deployment ``rid`` serves."""
@@ -237,7 +237,7 @@ class Capture:
                 self.pairs.write(pairs)
             if not batch:
                 return 0
-            self.history.write([_record(r) for r in batch])
+            self.history.write_rows(batch)
             for r in batch:
                 self.captured[r[1]] += 1
             return len(batch)
@@ -282,14 +282,6 @@ def pair_record(pair: Pair) -> dict[str, Any]:
             "b_latency_ms": pair.b_latency_ms,
             "b_response": None if big else _text(pair.b_response),
             "b_error": pair.b_error, "truncated": big}
-
-
-def _record(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {"time": dt.datetime.fromtimestamp(r[0], dt.UTC), "deployment_rid": r[1],
-            "release": r[2], "node_id": r[3], "request_id": r[4], "status": r[5],
-            "latency_ms": r[6], "api": r[7], "request": _text(r[8]), "request_bytes": r[9],
-            "request_truncated": r[10], "response": _text(r[11]), "response_bytes": r[12],
-            "response_truncated": r[13], "token_id": r[14]}
 
 
 class _Both:
