@@ -282,6 +282,7 @@ def test_a_shadow_survives_a_restart_of_the_control_plane(
     try:
         doc = active(second, rid)  # the same shadow, started again with its replicas
         assert (doc["releaseVersion"], doc["until"]) == ("2.0", until)
+        second.client.wait(rid, timeout=120)  # its own replica may be ready after the shadow's
         before = query(second, rid, ROWS)
         wait_for(lambda: shadow(second, rid)["answered"] >= 1, timeout=60,
                  what="the shadow to answer after the restart")
