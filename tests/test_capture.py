@@ -337,3 +337,23 @@ def test_download_reads_back_as_the_schema(server: Server, deployed: str) -> Non
     times = table.column("time").to_pylist()
     assert times == sorted(times, reverse=True)  # newest first
     server.client.delete(deployed)
+
+
+def test_sweep_merges_a_partitions_small_files_and_reads_see_each_record_once(
+        tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history")
+    now = dt.datetime.combine(dt.date.today(), dt.time(12), dt.UTC)  # one day, whenever it runs
+    record = {"time": now, "deployment_rid": "ri.x", "release": "1.0", "node_id": "n",
+              "request_id": "", "status": 200, "latency_ms": 1.0, "api": "v1",
+              "request": b'{"requestData": []}', "request_bytes": 19,
+              "request_truncated": False, "response": None, "response_bytes": 0,
+              "response_truncated": False, "token_id": None}
+    for i in range(20):  # one flush each: 20 small files
+        store.write([{**record, "request_id": f"r{i}", "time": now - dt.timedelta(seconds=i)}])
+    folder = store.partition(now.date(), "ri.x")
+    assert len(list(folder.glob("*.parquet"))) == 20
+    store.sweep(now)
+    assert len(list(folder.glob("*.parquet"))) == 1
+    table = store.read("ri.x", now - dt.timedelta(minutes=1), now)
+    assert table.column("request_id").to_pylist() == [f"r{i}" for i in range(20)]  # newest first
+    assert table.column("request").to_pylist()[0] == '{"requestData": []}'
