@@ -124,6 +124,11 @@ def refuse_infinite(frame: pd.DataFrame) -> None:
                 errorType={"type": "nonFiniteOutput", "column": name, "row": row})
 
 
+class Rows(list[dict[str, Any]]):
+    """An output table already checked (``refuse_infinite``) and encoded (``frame_rows``): a
+    batch's rows, written once for all its requests."""
+
+
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A DataFrame -> a list of row objects of Python values (JSON via ``json_default``)."""
     if frame.columns.is_unique:
