@@ -18,7 +18,7 @@ from typing import Any
 
 from .adapter import ModelRunner
 from .errors import LiveMLError, TooManyRequests
-from .frames import Rows, frame_rows, refuse_infinite
+from .frames import Rows, checked_rows
 
 
 @dataclass
@@ -121,8 +121,7 @@ class InferenceQueue:
         results: list[Any] = []
         start = 0
         try:  # checked and encoded once for the batch, then split: each request gets its rows
-            refuse_infinite(frame)
-            rows: list[Any] = frame_rows(frame)
+            rows: list[Any] = checked_rows(frame)
         except LiveMLError:  # the rows at fault are named per request, on its own slice
             for item in batch:
                 results.append({name: frame.iloc[start:start + item.rows]})

@@ -29,7 +29,6 @@ from typing import Any
 
 import httptools
 import orjson
-import pandas as pd
 
 from . import logs
 from .adapter import ModelRunner, encode, load_model, prepare
@@ -45,7 +44,7 @@ from .errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from .frames import json_default, refuse_infinite
+from .frames import json_default
 from .schema import InputExample
 
 log = logging.getLogger("liveml.replica")
@@ -176,10 +175,7 @@ class Replica:
         doc = decode_body(body)
         api, limit = self.runner.api, self.config.max_columns
         inputs = api.decode_v2(doc, limit) if v2 else api.decode_v1(doc, limit)
-        outputs = await self.queue.infer(inputs)
-        for value in outputs.values():
-            if isinstance(value, pd.DataFrame):
-                refuse_infinite(value)
+        outputs = await self.queue.infer(inputs)  # encode() refuses +-inf
         if v2:
             return dumps({name: encode(value) for name, value in outputs.items()})
         return dumps({"modelUuid": self.config.model_uuid,
