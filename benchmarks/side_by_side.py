@@ -63,6 +63,8 @@ MLSERVER = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
 MLSERVER_PINS = ("uvloop<0.22",)
 LIVEML, PLAIN, BATCHING = "liveml", "MLServer, no batching", "MLServer, batching"
 SYSTEMS = (LIVEML, PLAIN, BATCHING)
+#: What ``--skip`` calls them.
+KEYS = {"liveml": LIVEML, "mlserver": PLAIN, "mlserver-batching": BATCHING}
 TARGET_P50_OVERHEAD_MS = 0.7
 TARGET_RATIO_AT_64 = 2.5
 TARGET_P99_OVER_P50 = 2.5
@@ -451,13 +453,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a virtualenv that already has mlserver and mlserver-sklearn (else one "
                         "is installed under the temporary folder)")
     p.add_argument("--skip", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                   default=[], help=f"systems to leave out, comma-separated, of: {SYSTEMS}")
+                   default=[], help=f"systems to leave out, comma-separated, of: {', '.join(KEYS)}")
     add_output_options(p, "keep the temporary folder (logs, MLServer's virtualenv)")
     args = p.parse_args(argv)
     if args.duration < 1 or args.warmup < 0 or any(n < 1 for n in args.concurrency):
         p.error("--duration must be ≥ 1, --warmup ≥ 0 and each concurrency ≥ 1")
-    if unknown := set(args.skip) - set(SYSTEMS):
-        p.error(f"--skip: unknown system(s) {sorted(unknown)}; known: {SYSTEMS}")
+    if unknown := set(args.skip) - set(KEYS):
+        p.error(f"--skip: unknown system(s) {sorted(unknown)}; known: {', '.join(KEYS)}")
+    args.skip = [KEYS[k] for k in args.skip]
     return args
 
 
