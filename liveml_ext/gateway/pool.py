@@ -79,12 +79,18 @@ class Gateway:
         return LiveDeploymentNotFound(f"no live deployment {rid!r}", deploymentRid=rid)
 
     def _pick(self, pool: Pool, tried: set[str]) -> Member | None:
-        members = [m for m in pool.members if m.node_id not in tried]
-        if not members:
+        """The least loaded member not tried yet; ties go round-robin (one pass, no lists)."""
+        members = pool.members
+        n = len(members)
+        if not n:
             return None
-        start = next(self._rr) % len(members)
-        ordered = members[start:] + members[:start]
-        return min(ordered, key=lambda m: m.inflight)
+        start = next(self._rr) % n
+        best: Member | None = None
+        for i in range(start, start + n):
+            m = members[i % n]
+            if (best is None or m.inflight < best.inflight) and m.node_id not in tried:
+                best = m
+        return best
 
     async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes, str]:
         """Send one request to a ready replica of ``pool``; retry where it is safe.
