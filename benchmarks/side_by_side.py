@@ -320,45 +320,42 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
                    args.baseline_calls)
     report.predict_p50_ms, report.predict_p99_ms = t.p50_ms, t.p99_ms
 
-    def levels(system: str, url: str, script: Path,
-               groups: dict[str, list[psutil.Process]]) -> None:
-        for n in args.concurrency:
-            log(f"{system}: {n} client(s), {args.warmup:g}s warm-up + {args.duration:g}s")
-            r = wrk.run(system, url, script, n, args.duration, args.warmup, groups)
-            report.runs.append(r)
-            log(f"  {r.rps:.1f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
-                f"errors {r.errors or 0}")
-
-    venv: Path | None = None
-    if LIVEML not in args.skip:
-        cp = ControlPlaneProcess(tmp / "home", tmp / "server.log")
-        try:
+    # every system is started first, then each level drives them in turn: a change in the
+    # machine's other load spreads over all of them instead of tilting the ratios
+    targets: list[tuple[str, str, Path, dict[str, list[psutil.Process]]]] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(wrk.stop)
+        if LIVEML not in args.skip:
+            cp = ControlPlaneProcess(tmp / "home", tmp / "server.log")
+            stack.callback(cp.teardown, report.notes)
             cp.start()
             log(f"deploying liveml with {args.replicas} replicas")
             rid = cp.release_and_deploy(model_path, "side-by-side", args.replicas,
                                         "side_by_side benchmark").rid
             url, headers = gateway_url(cp, rid)
-            script = wrk.script("liveml", orjson.dumps(BODY), headers)
-            levels(LIVEML, url, script, {"front": [cp.process()], "workers": cp.replicas()})
-        finally:
-            wrk.stop()
-            cp.teardown(report.notes)
-    for system, batching in ((PLAIN, False), (BATCHING, True)):
-        if system in args.skip:
-            continue
-        venv = venv or mlserver_venv(args.mlserver_venv, tmp)
-        server = MLServerProcess(venv, model_path, tmp / ("mlserver-batching" if batching
-                                                          else "mlserver"), batching)
-        try:
+            targets.append((LIVEML, url, wrk.script("liveml", orjson.dumps(BODY), headers),
+                            {"front": [cp.process()], "workers": cp.replicas()}))
+        venv: Path | None = None
+        for system, batching in ((PLAIN, False), (BATCHING, True)):
+            if system in args.skip:
+                continue
+            venv = venv or mlserver_venv(args.mlserver_venv, tmp)
+            server = MLServerProcess(venv, model_path, tmp / ("mlserver-batching" if batching
+                                                              else "mlserver"), batching)
+            stack.callback(server.stop)
             log(f"starting {system} on {HOST}:{server.port}")
             server.start()
-            script = wrk.script("mlserver", orjson.dumps(MLSERVER_BODY),
-                                {"Content-Type": "application/json"})
             front, workers = server.processes()
-            levels(system, server.url, script, {"front": front, "workers": workers})
-        finally:
-            wrk.stop()
-            server.stop()
+            targets.append((system, server.url, wrk.script(
+                "mlserver", orjson.dumps(MLSERVER_BODY), {"Content-Type": "application/json"}),
+                {"front": front, "workers": workers}))
+        for n in args.concurrency:
+            for system, url, script, groups in targets:
+                log(f"{system}: {n} client(s), {args.warmup:g}s warm-up + {args.duration:g}s")
+                r = wrk.run(system, url, script, n, args.duration, args.warmup, groups)
+                report.runs.append(r)
+                log(f"  {r.rps:.1f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
+                    f"errors {r.errors or 0}")
 
 
 # --- report ----------------------------------------------------------------------------------
