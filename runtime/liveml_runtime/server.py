@@ -1,4 +1,4 @@
-"""The replica server: one model release behind HTTP.
+"""The replica server: one model release behind HTTP (a small HTTP/1.1 server on httptools).
 
 Routes (all JSON, errors in the platform's envelope):
     POST /v1/transform   {"requestData": [rows], "requestParams": {}} -> {"modelUuid", "responseData"}
