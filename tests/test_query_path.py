@@ -14,7 +14,8 @@ from pathlib import Path
 import httptools
 import joblib
 import pytest
-from conftest import ROW, terminate, wait_for
+import requests
+from conftest import ROW, start_server, terminate, wait_for
 from model_fixtures import Slow, save
 
 from liveml_runtime.adapter import ModelRunner, encode, wrap
@@ -248,3 +249,25 @@ def test_a_batch_is_encoded_once_and_split_per_request(house_model):
                                                  "column": "prediction", "row": 1}
     assert encode(results[2]["output_df"])[0]["bedrooms"] == 2
     queue.shutdown()
+
+
+# --- the gateway's timeout ------------------------------------------------------------------
+def test_a_query_slower_than_the_inference_timeout_is_a_504(tmp_path):
+    """The gateway's one timer per request ends in a 504 ``InferenceTimeout`` that says what to
+    do (a timeout is an ``OSError`` too, which once made it a 502 ``ReplicaFailed``)."""
+    server = start_server(tmp_path / "home", args=("--inference-timeout", "1"))
+    try:
+        c = server.client
+        c.create_objective("slow")
+        c.submit("slow", save(Slow(3.0), tmp_path / "slow.pkl"), name="s")
+        c.release("slow", "s", "1", tag="production")
+        rid = c.wait(c.deploy("slow", name="Slow", replicas=1)["rid"], timeout=120)["rid"]
+        resp = requests.post(server.infer_url(rid), headers=server.headers(), timeout=30,
+                             json={"requestData": [{"x": 1.0}], "requestParams": {}})
+        assert resp.status_code == 504, resp.text
+        doc = resp.json()
+        assert doc["errorName"] == "InferenceTimeout"
+        assert "--inference-timeout" in doc["parameters"]["message"]
+        c.delete(rid)
+    finally:
+        server.stop()
