@@ -79,12 +79,18 @@ class Gateway:
         return LiveDeploymentNotFound(f"no live deployment {rid!r}", deploymentRid=rid)
 
     def _pick(self, pool: Pool, tried: set[str]) -> Member | None:
-        members = [m for m in pool.members if m.node_id not in tried]
-        if not members:
+        """The least loaded member not tried yet; ties go round-robin (one pass, no lists)."""
+        members = pool.members
+        n = len(members)
+        if not n:
             return None
-        start = next(self._rr) % len(members)
-        ordered = members[start:] + members[:start]
-        return min(ordered, key=lambda m: m.inflight)
+        start = next(self._rr) % n
+        best: Member | None = None
+        for i in range(start, start + n):
+            m = members[i % n]
+            if (best is None or m.inflight < best.inflight) and m.node_id not in tried:
+                best = m
+        return best
 
     async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes, str]:
         """Send one request to a ready replica of ``pool``; retry where it is safe.
@@ -107,6 +113,12 @@ class Gateway:
                                                       token=member.token)
             except ReplicaUnreachable:
                 continue  # the request never reached it: another replica takes it
+            except TimeoutError as exc:  # before OSError, of which it is a subclass
+                raise InferenceTimeout(
+                    f"the model did not answer within {self.timeout:g}s; send fewer rows per "
+                    "query, or raise the control plane's inference timeout "
+                    "(`liveml server --inference-timeout`)",
+                    deploymentRid=pool.rid) from exc
             except OSError as exc:  # it may have died of this very request: never resend it
                 raise ReplicaFailed(
                     f"replica {member.node_id} failed while handling the request (it may have "
@@ -114,10 +126,6 @@ class Gateway:
                     "replica, as it may be what made this one fail. See `liveml events` and "
                     "`liveml logs` of the deployment; send it again if it was not the cause",
                     deploymentRid=pool.rid, nodeId=member.node_id) from exc
-            except TimeoutError as exc:
-                raise InferenceTimeout(
-                    f"the model did not answer within {self.timeout:.0f}s",
-                    deploymentRid=pool.rid) from exc
             finally:
                 member.inflight -= 1
             if status == 503 or (status == 429 and self._pick(pool, tried) is not None):

@@ -62,16 +62,31 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((self.status, b"".join(self.body)))
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
 
-    def send(self, head: bytes, body: bytes) -> asyncio.Future:
+    def _timed_out(self) -> None:
+        self._fail(TimeoutError())
+        self.close()
+
+    async def send(self, head: bytes, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """Write one request and wait for its answer (``TimeoutError`` after ``timeout``
+        seconds: one timer per request, not ``asyncio.wait_for``'s extra future)."""
         self.body, self.status, self.got_bytes = [], 0, False
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
         assert self.transport is not None
-        self.transport.writelines((head, body))
-        return self.waiter
+        if len(body) < 1 << 16:
+            self.transport.write(head + body)  # one write for the common small query
+        else:
+            self.transport.writelines((head, body))  # no copy of a large body
+        timer = loop.call_later(timeout, self._timed_out)
+        try:
+            result: tuple[int, bytes] = await waiter
+            return result
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         self.open = False
@@ -85,6 +100,23 @@ class ReplicaClient:
     def __init__(self, headers: dict[str, str] | None = None) -> None:
         self.extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()).encode()
         self.idle: dict[tuple[str, int], list[_Connection]] = defaultdict(list)
+        self._heads: dict[tuple[str, str, str], tuple[tuple[str, int], bytes, bytes]] = {}
+
+    def _head(self, url: str, path: str, token: str) -> tuple[tuple[str, int], bytes, bytes]:
+        """(host, port), and the request head before and after its Content-Length value:
+        worked out once per replica, path and token."""
+        known = self._heads.get((url, path, token))
+        if known is None:
+            parts = urlsplit(url)
+            key = (parts.hostname or "127.0.0.1", parts.port or 80)
+            before = (f"POST {path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
+                      "Content-Type: application/json\r\nContent-Length: ").encode()
+            after = b"\r\n" + (f"X-LiveML-Replica-Token: {token}\r\n".encode() if token
+                                else self.extra) + b"\r\n"
+            if len(self._heads) > 4096:  # replicas come and go: never grow without bound
+                self._heads.clear()
+            known = self._heads[(url, path, token)] = (key, before, after)
+        return known
 
     async def _connect(self, host: str, port: int) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -98,11 +130,8 @@ class ReplicaClient:
         byte of answer is replaced once by a fresh connection to the same replica (an idle
         connection the replica closed as the request went out). Raises ``ReplicaUnreachable``
         when the request was never sent, ``ReplicaGone`` when it may have been received."""
-        parts = urlsplit(url)
-        key = (parts.hostname or "127.0.0.1", parts.port or 80)
-        head = (f"POST {path} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode() + \
-            (f"X-LiveML-Replica-Token: {token}\r\n".encode() if token else self.extra) + b"\r\n"
+        key, before, after = self._head(url, path, token)
+        head = b"%s%d%s" % (before, len(body), after)
         pool = self.idle[key]
         sent = False
         while True:
@@ -120,7 +149,7 @@ class ReplicaClient:
                             from exc
                     raise ReplicaUnreachable(f"cannot connect to the replica: {exc}") from exc
             try:
-                status, data = await asyncio.wait_for(conn.send(head, body), timeout)
+                status, data = await conn.send(head, body, timeout)
             except ReplicaGone:
                 conn.close()
                 if reused and not conn.got_bytes and not sent:

@@ -15,9 +15,11 @@ import importlib.metadata as md
 import platform
 from typing import Any, ClassVar
 
+import pandas as pd
+
 from .api import Column, ModelApi, Parameter, Tabular, sample_value
 from .errors import InferenceFailure, InvalidArgument, LiveMLError
-from .frames import frame_rows, to_frame
+from .frames import checked_rows, frame_rows, to_frame
 from .schema import InputExample
 
 #: What to do when liveml cannot tell a model's input columns (said at submission).
@@ -300,7 +302,10 @@ class ModelRunner:
 
 
 def encode(value: Any) -> Any:
-    """A model output -> JSON-ready value (DataFrames become lists of row objects)."""
+    """A model output -> JSON-ready value (DataFrames become lists of row objects; a pandas
+    one holding +-inf is refused: ``frames.checked_rows``)."""
+    if isinstance(value, pd.DataFrame):
+        return checked_rows(value)
     if hasattr(value, "to_dict") and hasattr(value, "columns"):
         return frame_rows(value)
     if hasattr(value, "to_list"):

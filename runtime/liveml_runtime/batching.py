@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .adapter import ModelRunner
-from .errors import TooManyRequests
+from .errors import LiveMLError, TooManyRequests
+from .frames import Rows, checked_rows
 
 
 @dataclass
@@ -120,9 +121,17 @@ class InferenceQueue:
         name, frame = next(iter(out.items()))
         if not hasattr(frame, "iloc") or len(frame) != sum(item.rows for item in batch):
             return [self._one(item) for item in batch]
-        results, start = [], 0
+        results: list[Any] = []
+        start = 0
+        try:  # checked and encoded once for the batch, then split: each request gets its rows
+            rows: list[Any] = checked_rows(frame)
+        except LiveMLError:  # the rows at fault are named per request, on its own slice
+            for item in batch:
+                results.append({name: frame.iloc[start:start + item.rows]})
+                start += item.rows
+            return results
         for item in batch:
-            results.append({name: frame.iloc[start:start + item.rows]})
+            results.append({name: Rows(rows[start:start + item.rows])})
             start += item.rows
         return results
 

@@ -45,6 +45,8 @@ ServiceUnavailable = error_class("ServiceUnavailable", 503, "SERVICE_UNAVAILABLE
 TooManyRequests = error_class("TooManyRequests", 429, "TOO_MANY_REQUESTS")
 Internal = error_class("Internal", 500, "INTERNAL")
 Unauthorized = error_class("Unauthorized", 401, "UNAUTHORIZED")
+NotFound = error_class("NotFound", 404, "NOT_FOUND")
+MethodNotAllowed = error_class("MethodNotAllowed", 405, "INVALID_ARGUMENT")
 
 
 def invalid_input(kind: str, message: str, **details: Any) -> LiveMLError:

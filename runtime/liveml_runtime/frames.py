@@ -108,20 +108,38 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def refuse_infinite(frame: pd.DataFrame) -> None:
-    """Raise ``InferenceFailure`` naming the first float column and row holding +-inf."""
-    for i, dtype in enumerate(frame.dtypes):
-        if getattr(dtype, "kind", "") != "f":
-            continue
-        values = frame.iloc[:, i].to_numpy()
-        infinite = np.isinf(values)
-        if infinite.any():
-            row, name = int(infinite.argmax()), str(frame.columns[i])
-            raise InferenceFailure(
-                f"the model computed {values[row]} for output column {name!r} at row {row}, "
-                "which JSON cannot carry; an input is probably outside the range the model "
-                "handles (e.g. 1e308): check that row's values",
-                errorType={"type": "nonFiniteOutput", "column": name, "row": row})
+def checked_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """An output DataFrame -> its rows (``frame_rows``), in one pass over the columns that also
+    refuses +-inf: ``InferenceFailure`` naming the first float column and row holding one."""
+    if not frame.columns.is_unique:
+        for i in range(frame.shape[1]):
+            _refuse_infinite(frame.iloc[:, i])
+        return frame_rows(frame)
+    names, values = [], []
+    for name, column in frame.items():
+        _refuse_infinite(column)
+        names.append(str(name))
+        values.append(column.tolist())
+    return [dict(zip(names, row)) for row in zip(*values)]
+
+
+def _refuse_infinite(column: pd.Series) -> None:
+    if getattr(column.dtype, "kind", "") != "f":
+        return
+    values = column.to_numpy()
+    infinite = np.isinf(values)
+    if infinite.any():
+        row, name = int(infinite.argmax()), str(column.name)
+        raise InferenceFailure(
+            f"the model computed {values[row]} for output column {name!r} at row {row}, "
+            "which JSON cannot carry; an input is probably outside the range the model "
+            "handles (e.g. 1e308): check that row's values",
+            errorType={"type": "nonFiniteOutput", "column": name, "row": row})
+
+
+class Rows(list[dict[str, Any]]):
+    """An output table already checked and encoded (``checked_rows``): a
+    batch's rows, written once for all its requests."""
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The replica server: one model release behind HTTP.
+"""The replica server: one model release behind HTTP (a small HTTP/1.1 server on httptools).
 
 Routes (all JSON, errors in the platform's envelope):
     POST /v1/transform   {"requestData": [rows], "requestParams": {}} -> {"modelUuid", "responseData"}
@@ -22,19 +22,29 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
+import httptools
 import orjson
-import pandas as pd
-from aiohttp import web
 
 from . import logs
 from .adapter import ModelRunner, encode, load_model, prepare
 from .api import MAX_COLUMNS, decode_body
 from .batching import InferenceQueue
-from .errors import Internal, LiveMLError, ServiceUnavailable, Unauthorized
-from .frames import json_default, refuse_infinite
+from .errors import (
+    Internal,
+    InvalidArgument,
+    LiveMLError,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from .frames import json_default
 from .schema import InputExample
 
 log = logging.getLogger("liveml.replica")
@@ -165,82 +175,250 @@ class Replica:
         doc = decode_body(body)
         api, limit = self.runner.api, self.config.max_columns
         inputs = api.decode_v2(doc, limit) if v2 else api.decode_v1(doc, limit)
-        outputs = await self.queue.infer(inputs)
-        for value in outputs.values():
-            if isinstance(value, pd.DataFrame):
-                refuse_infinite(value)
+        outputs = await self.queue.infer(inputs)  # encode() refuses +-inf
         if v2:
             return dumps({name: encode(value) for name, value in outputs.items()})
         return dumps({"modelUuid": self.config.model_uuid,
                       "responseData": encode(next(iter(outputs.values())))})
 
 
-def _reply(status: int, doc: Any) -> web.Response:
-    return web.Response(status=status, body=doc if isinstance(doc, bytes) else dumps(doc),
-                        content_type="application/json")
+# --- HTTP: a small HTTP/1.1 server on httptools ------------------------------------------------
+#: The largest request body a replica reads (the control plane's own limit is far lower).
+MAX_BODY_BYTES = 1 << 30
+#: Pipelined requests a connection may queue before the server stops reading from it.
+MAX_PIPELINED = 16
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+Answer = tuple[int, bytes]
 
 
-def make_app(replica: Replica) -> web.Application:
-    """The replica's routes on aiohttp (its C HTTP parser keeps the per-request cost low)."""
-    token = replica.config.token
+def answer(status: int, doc: Any) -> Answer:
+    """A status and a JSON body (bytes pass through)."""
+    return status, doc if isinstance(doc, bytes) else dumps(doc)
 
-    def authorized(request: web.Request) -> bool:
-        return not token or request.headers.get("X-LiveML-Replica-Token") == token
 
-    def unauthorized() -> web.Response:
-        err = Unauthorized("the replica takes requests from its control plane only: send them "
-                           "to the deployment's inference URL")
-        return _reply(err.status, err.envelope())
+def error_answer(err: LiveMLError) -> Answer:
+    return answer(err.status, err.envelope())
 
-    def transform(v2: bool) -> Any:
-        async def handle(request: web.Request) -> web.Response:
-            if not authorized(request):
-                return unauthorized()
-            replica.inflight += 1
-            try:
-                return _reply(200, await replica.transform(await request.read(), v2))
-            except LiveMLError as err:
-                return _reply(err.status, err.envelope())
-            except Exception as exc:  # noqa: BLE001 - an envelope, never a bare 500 page
-                log.exception("unexpected error in a transform")
-                return _reply(500, Internal(f"{type(exc).__name__}: {exc}").envelope())
-            finally:
-                replica.inflight -= 1
-        return handle
 
-    async def live(request: web.Request) -> web.Response:
-        return _reply(200, {"status": "alive", "state": replica.state})
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+    too_large: bool = False
 
-    async def ready(request: web.Request) -> web.Response:
-        r = replica
-        return _reply(200 if r.state == "ready" else 503,
+
+class Routes:
+    """The replica's routes: (method, path) -> an answer; authentication, 404, 405, 413."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.token = replica.config.token
+        self.table: dict[str, dict[str, Any]] = {
+            "/v1/transform": {"POST": self.transform_v1},
+            "/v2/transform": {"POST": self.transform_v2},
+            "/health/live": {"GET": self.live},
+            "/health/ready": {"GET": self.ready},
+            "/api": {"GET": self.api},
+        }
+
+    async def __call__(self, request: Request) -> Answer:
+        methods = self.table.get(request.path)
+        if methods is None:
+            return error_answer(NotFound(f"no such endpoint: {request.path}; the replica serves "
+                                         f"{', '.join(self.table)}"))
+        handler = methods.get(request.method) or methods.get(
+            "GET" if request.method == "HEAD" else "")
+        if handler is None:
+            return error_answer(MethodNotAllowed(
+                f"{request.path} takes {', '.join(methods)}, not {request.method}"))
+        if request.too_large:
+            return error_answer(RequestEntityTooLarge(
+                f"the request body is over the replica's {MAX_BODY_BYTES} byte limit; send "
+                "fewer rows per request", maxBytes=MAX_BODY_BYTES))
+        result: Answer = await handler(request)
+        return result
+
+    def authorized(self, request: Request) -> bool:
+        return not self.token or request.headers.get("x-liveml-replica-token") == self.token
+
+    @staticmethod
+    def unauthorized() -> Answer:
+        return error_answer(Unauthorized("the replica takes requests from its control plane "
+                                         "only: send them to the deployment's inference URL"))
+
+    async def transform_v1(self, request: Request) -> Answer:
+        return await self.transform(request, False)
+
+    async def transform_v2(self, request: Request) -> Answer:
+        return await self.transform(request, True)
+
+    async def transform(self, request: Request, v2: bool) -> Answer:
+        if not self.authorized(request):
+            return self.unauthorized()
+        replica = self.replica
+        replica.inflight += 1
+        try:
+            return 200, await replica.transform(request.body, v2)
+        except LiveMLError as err:
+            return error_answer(err)
+        except Exception as exc:  # noqa: BLE001 - an envelope, never a bare 500 page
+            log.exception("unexpected error in a transform")
+            return error_answer(Internal(f"{type(exc).__name__}: {exc}"))
+        finally:
+            replica.inflight -= 1
+
+    async def live(self, request: Request) -> Answer:
+        return answer(200, {"status": "alive", "state": self.replica.state})
+
+    async def ready(self, request: Request) -> Answer:
+        r = self.replica
+        return answer(200 if r.state == "ready" else 503,
                       {"ready": r.state == "ready", "state": r.state, "reason": r.reason,
                        "inflight": r.inflight})
 
-    async def api(request: web.Request) -> web.Response:
-        if not authorized(request):
-            return unauthorized()
-        if replica.runner is None:
-            err = ServiceUnavailable("the model is not loaded yet")
-            return _reply(err.status, err.envelope())
-        return _reply(200, replica.runner.api.to_dict())
+    async def api(self, request: Request) -> Answer:
+        if not self.authorized(request):
+            return self.unauthorized()
+        if self.replica.runner is None:
+            return error_answer(ServiceUnavailable("the model is not loaded yet"))
+        return answer(200, self.replica.runner.api.to_dict())
 
-    app = web.Application(client_max_size=1 << 30)
-    app.router.add_post("/v1/transform", transform(False))
-    app.router.add_post("/v2/transform", transform(True))
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
-    app.router.add_get("/api", api)
-    return app
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: requests parsed by httptools (the C parser uvicorn uses), keep-alive
+    and pipelining (answers in request order, one request handled at a time), chunked bodies,
+    ``Expect: 100-continue``; a malformed request gets a 400 envelope and the connection closes."""
+
+    def __init__(self, routes: Routes, connections: set[HttpConnection]) -> None:
+        self.routes = routes
+        self.connections = connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[Request] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self.refusal: Answer | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.task is None and not self.queue
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refusal is not None:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse("the replica does not upgrade connections")
+        except httptools.HttpParserError as exc:
+            self._refuse(f"malformed HTTP request: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self.queue.clear()  # nobody to answer; a request being handled still finishes
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._start()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if self.headers.get("expect", "").lower() == "100-continue" and self.transport:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size <= MAX_BODY_BYTES:
+            self.chunks.append(body)
+        else:
+            self.chunks.clear()
+
+    def on_message_complete(self) -> None:
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        path = self.url.decode("latin-1").partition("?")[0]
+        self.queue.append(Request(self.parser.get_method().decode(), path, self.headers, body,
+                                  self.parser.should_keep_alive(),
+                                  too_large=self.size > MAX_BODY_BYTES))
+        if len(self.queue) >= MAX_PIPELINED and self.transport and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    # answers
+    async def _serve(self) -> None:
+        try:
+            while self.queue:
+                request = self.queue.popleft()
+                status, body = await self.routes(request)
+                self._write(status, body, request.keep_alive, request.method == "HEAD")
+                if not request.keep_alive:
+                    return
+                if self.paused and self.refusal is None and self.transport and \
+                        len(self.queue) < MAX_PIPELINED // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+            if self.refusal is not None:
+                self._write(*self.refusal, keep_alive=False)
+        finally:
+            self.task = None
+
+    def _write(self, status: int, body: bytes, keep_alive: bool, head: bool = False) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n%s\r\n%s" % (
+                            status, _PHRASES.get(status, "Unknown").encode(), len(body),
+                            b"" if keep_alive else b"Connection: close\r\n",
+                            b"" if head else body))
+        if not keep_alive:
+            transport.close()
+
+    def _refuse(self, message: str) -> None:
+        """A 400 for what the parser rejects, written after the answers due before it; then the
+        connection closes."""
+        self.refusal = error_answer(InvalidArgument(message))
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self.task is None:
+            self._write(*self.refusal, keep_alive=False)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | None) -> int:
+    """Listen, load the model, serve until SIGTERM/SIGINT (or the parent goes), then drain."""
     replica = Replica(config)
+    routes = Routes(replica)
+    connections: set[HttpConnection] = set()
+    loop = asyncio.get_running_loop()
     sock = socket.create_server((host, port), reuse_port=False)
-    runner = web.AppRunner(make_app(replica), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=30)
-    await site.start()
+    server = await loop.create_server(lambda: HttpConnection(routes, connections), sock=sock,
+                                      backlog=1024)
     bound = sock.getsockname()[1]
     logs.step(log, f"Replica listening on {host}:{bound}", port=bound, pid=os.getpid(),
               python=sys.version.split()[0])
@@ -250,7 +428,6 @@ async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | No
             fh.write(str(bound))
         os.replace(tmp, port_file)
 
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -263,6 +440,11 @@ async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | No
                 log.warning("The control plane went away; stopping")
                 stop.set()
 
+    def close_all() -> None:
+        server.close()
+        for conn in list(connections):
+            conn.close()
+
     watcher = loop.create_task(watch_parent())
     try:
         await loop.run_in_executor(None, replica.load)
@@ -270,7 +452,7 @@ async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | No
         replica.state, replica.reason = "failed", f"{type(exc).__name__}: {exc}"
         log.error("Model failed to start: %s", replica.reason, exc_info=True)
         watcher.cancel()
-        await runner.cleanup()
+        close_all()
         return 3
     # the model's imports leave a large heap: collect it now and keep it out of later full
     # collections, which would otherwise stall the first seconds of serving
@@ -279,12 +461,14 @@ async def serve(config: ReplicaConfig, host: str, port: int, port_file: str | No
     replica.state = "ready"
     logs.step(log, "Replica ready", state="ready")
     await stop.wait()
-    replica.state = "draining"
+    replica.state = "draining"  # new queries get a 503, which the gateway sends elsewhere
+    server.close()  # no new connection
     log.info("Draining: %d request(s) in flight", replica.inflight)
     deadline = time.monotonic() + 30
-    while replica.inflight and time.monotonic() < deadline:
+    while (replica.inflight or not all(c.idle for c in connections)) and \
+            time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    await runner.cleanup()
+    close_all()
     if replica.queue:
         replica.queue.shutdown()
     watcher.cancel()
