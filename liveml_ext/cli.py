@@ -204,9 +204,11 @@ def cmd_shadow(c: Client, a: argparse.Namespace) -> Any:
         return c.stop_shadow(a.deployment)
     if a.release is None:
         return c.shadow(a.deployment)
+    overrides = {k: v for k, v in (("cpu", a.cpu), ("memory", a.memory),
+                                   ("threadCount", a.thread_count)) if v is not None}
     return c.start_shadow(a.deployment, a.release, sample=a.sample,
                           duration=None if a.duration in ("", "0", "none") else a.duration,
-                          replicas=a.replicas, timeout=a.timeout)
+                          replicas=a.replicas, timeout=a.timeout, **overrides)
 
 
 def cmd_replay(c: Client, a: argparse.Namespace) -> Any:
@@ -225,6 +227,8 @@ def _shadow_text(doc: dict[str, Any], stopped: bool = False) -> str:
             f"{' - ' + doc['reason'] if doc.get('reason') else ''}\n"
             f"  {doc['sample']:.0%} of the queries, {doc['readyReplicas']}/{doc['replicas']} "
             f"replica(s) ready, {until}\n"
+            + ("  runs with: " + ", ".join(f"{k} {v}" for k, v in doc["overrides"].items())
+               + "\n" if doc.get("overrides") else "") +
             f"  mirrored {doc['mirrored']}, answered {doc['answered']}, errors {doc['errors']}, "
             f"skipped {doc['skipped']}\n"
             f"  latency p50/p99: shadow {ms(doc.get('p50Ms'))} / {ms(doc.get('p99Ms'))}, live "
@@ -704,6 +708,10 @@ def build_parser(prog: str = "liveml") -> argparse.ArgumentParser:
     sp.add_argument("--replicas", type=int, default=1, help="replicas of the shadow release")
     sp.add_argument("--timeout", type=float, default=30.0,
                     help="seconds the shadow may take per query (its failures only count)")
+    sp.add_argument("--cpu", type=float, help="vCPU per shadow replica (default: the "
+                                              "deployment's)")
+    sp.add_argument("--memory", help="memory per shadow replica, e.g. 2GiB")
+    sp.add_argument("--thread-count", type=int, help="model calls at once per shadow replica")
     sp.add_argument("--stop", action="store_true", help="stop the shadow")
 
     sp = add("compare", "compare the serving release with the shadow (or a replay) on the "

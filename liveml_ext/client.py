@@ -232,12 +232,13 @@ class Client:
 
     def start_shadow(self, ref: str, release: str = "staging", sample: float = 1.0,
                      duration: str | None = "1h", replicas: int = 1,
-                     timeout: float = 30.0) -> dict[str, Any]:
+                     timeout: float = 30.0, **overrides: Any) -> dict[str, Any]:
         """Mirror ``sample`` of the live queries to ``release`` (staging, production or a
-        version) for ``duration`` (None: until stopped)."""
+        version) for ``duration`` (None: until stopped); ``overrides``: cpu, memory,
+        threadCount of its replicas."""
         return self.api("POST", f"deployments/{_q(ref)}/shadow", json={
             "release": release, "sample": sample, "duration": duration, "replicas": replicas,
-            "timeout": timeout})
+            "timeout": timeout, **overrides})
 
     def shadow(self, ref: str) -> dict[str, Any]:
         return self.api("GET", f"deployments/{_q(ref)}/shadow")

@@ -325,12 +325,14 @@ class Deployment:
         return frame.sort_values("time", ascending=False, kind="stable", ignore_index=True)
 
     def shadow(self, release: str = "staging", sample: float = 1.0, duration: str | None = "1h",
-               replicas: int = 1, wait: bool = True, timeout: float = 300.0) -> ui.Record:
+               replicas: int = 1, wait: bool = True, timeout: float = 300.0,
+               **overrides: Any) -> ui.Record:
         """Mirror ``sample`` of the live queries to ``release`` (staging, production or a
-        version) on replicas of its own; the live answers never change. With ``wait``, a
+        version) on replicas of its own; the live answers never change. ``overrides``: cpu,
+        memory, threadCount of its replicas (default: the deployment's). With ``wait``, a
         progress bar until its replicas are ready (queries sampled before are skipped)."""
         doc = self.client.start_shadow(self.rid, release, sample=sample, duration=duration,
-                                       replicas=replicas)
+                                       replicas=replicas, **overrides)
         if wait:
             from tqdm.auto import tqdm
 

@@ -86,7 +86,8 @@ def test_bad_shadows_get_clear_errors(server: Server, deployed: str) -> None:
     cases = [({"release": "production"}, 409, "ShadowNotPossible"),  # the one it serves
              ({"release": "9.9"}, 404, "ReleaseNotFound"),
              ({"release": "staging", "sample": 1.5}, 400, "InvalidArgument"),
-             ({"release": "staging", "duration": "soon"}, 400, "InvalidArgument")]
+             ({"release": "staging", "duration": "soon"}, 400, "InvalidArgument"),
+             ({"release": "staging", "memory": "lots"}, 400, "InvalidArgument")]
     for body, status, name in cases:
         resp = requests.post(url, json=body, headers=server.headers(), timeout=30)
         assert (resp.status_code, resp.json()["errorName"]) == (status, name), resp.text
@@ -102,12 +103,18 @@ def test_bad_shadows_get_clear_errors(server: Server, deployed: str) -> None:
 def test_shadow_mirrors_live_queries_and_compare_gives_the_known_factor(
         server: Server, deployed: str) -> None:
     before = query(server, deployed, ROWS)  # release 1.0's answers, no shadow yet
-    out = cli(server, "shadow", "shadowed", "--release", "staging", "--duration", "1h")
+    out = cli(server, "shadow", "shadowed", "--release", "staging", "--duration", "1h",
+              "--thread-count", "2")
     assert out.returncode == 0, out.stderr
     assert "shadow of release 2.0 (serving 1.0)" in out.stdout
+    assert "runs with: threadCount 2" in out.stdout
     doc = active(server, deployed)
     assert (doc["releaseVersion"], doc["sample"], doc["readyReplicas"]) == ("2.0", 1.0, 1)
-    assert len(shadow_pids(server, deployed)) == 1
+    assert doc["overrides"] == {"threadCount": 2}
+    [pid] = shadow_pids(server, deployed)  # its own replica, with its own thread count
+    assert "--thread-count\x002\x00" in Path(f"/proc/{pid}/cmdline").read_text()
+    [live_pid] = [p for p in runtime_pids(deployed) if p != pid]
+    assert "--thread-count\x001\x00" in Path(f"/proc/{live_pid}/cmdline").read_text()
     status = server.client.deployment(deployed)["status"]
     assert status["shadow"]["releaseVersion"] == "2.0" and status["readyReplicas"] == 1
     shown = cli(server, "status", "shadowed")

@@ -5,6 +5,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import joblib
@@ -237,3 +238,31 @@ def test_replica_fetches_an_artifact_by_url_and_reads_inline_requirements(tmp_pa
     assert any("numpy 0.0.1 is required" in m for m in warnings)
     assert any("surely-not-installed 1 is required but it is not installed" in m for m in warnings)
     assert any("0 of 2 required packages match" in r.getMessage() for r in records)
+
+
+def test_process_tree_from_the_kernels_children_files_matches_psutil():
+    """The memory check of each local replica (twice a second) reads its process tree from
+    /proc/<pid>/task/*/children, not every process of the machine as psutil's children() does."""
+    import psutil
+
+    from liveml_ext.observability.metrics import descendants, tree_usage
+
+    tree = subprocess.Popen(["bash", "-c", "sleep 30 & sleep 30 & (sleep 30 & wait); wait"])
+    try:
+        want = None
+        for _ in range(100):  # until bash has started the three sleeps and the subshell
+            want = sorted(c.pid for c in psutil.Process(tree.pid).children(recursive=True))
+            if len(want) == 4:
+                break
+            time.sleep(0.05)
+        assert want is not None and len(want) == 4
+        assert sorted(descendants(tree.pid) or []) == want
+        rss, _ = tree_usage(tree.pid)
+        assert rss >= sum(psutil.Process(p).memory_info().rss for p in want)
+    finally:
+        for p in psutil.Process(tree.pid).children(recursive=True):
+            p.kill()
+        tree.kill()
+        tree.wait()
+    assert descendants(2 ** 22 + 1) == []  # no such process: nothing below it
+

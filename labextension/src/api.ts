@@ -81,6 +81,7 @@ export interface Shadow {
   servingVersion?: string;
   sample: number;
   replicas: number;
+  overrides?: Record<string, unknown>;
   readyReplicas?: number;
   state?: ShadowState;
   reason?: string;

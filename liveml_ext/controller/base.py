@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..artifacts import ArtifactStore
@@ -45,6 +45,13 @@ class ShadowDesired:
     timeout: float
     started_at: dt.datetime
     until: dt.datetime | None
+    overrides: dict[str, Any] = field(default_factory=dict)  # camelCase runtime configuration
+
+    def runtime(self, deployment: RuntimeConfiguration) -> RuntimeConfiguration:
+        """The deployment's runtime configuration with the shadow's own values."""
+        if not self.overrides:
+            return deployment
+        return RuntimeConfiguration.model_validate({**deployment.dump(), **self.overrides})
 
     @property
     def key(self) -> tuple[str, int]:
@@ -248,7 +255,8 @@ class ControllerBase:
             other_sub = s.get(Submission, other.submission_rid) if other else None
             if found is not None and other is not None and other_sub is not None:
                 shadow = ShadowDesired(other, other_sub, found.sample, found.replicas,
-                                       found.timeout, found.started_at, found.until)
+                                       found.timeout, found.started_at, found.until,
+                                       dict(found.overrides or {}))
             s.expunge_all()
             return Desired(row, release, sub, typed_runtime(row.runtime_configuration), shadow)
 

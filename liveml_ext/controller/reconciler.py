@@ -295,13 +295,14 @@ class Controller(ControllerBase):
             target = self.mirror.targets[rt.rid] = ShadowTarget(
                 rt.rid, shadow.release.version, shadow.sample, shadow.timeout, srt.pool)
         target.sample, target.timeout = shadow.sample, shadow.timeout
-        target.threads = config.thread_count
+        target.threads = shadow.runtime(config).thread_count
         await self._observe(srt, srt.pool)
         if self.outdated(rt, changes) or rt.shadow is not srt:
             return
         live = [r for r in srt.replicas if r.state in (STARTING, READY)]
         if not srt.target.failed and time.monotonic() >= srt.target.retry_at:
-            spec = self._spec(rt, row, shadow.release, shadow.submission, config)
+            spec = self._spec(rt, row, shadow.release, shadow.submission,
+                              shadow.runtime(config))
             for _ in range(max(0, shadow.replicas - len(live))):
                 if not await self._start_spec(srt, f"{row.api_name[:33]}-shadow", spec):
                     break
@@ -367,7 +368,8 @@ class Controller(ControllerBase):
         return m.DescribeShadow(
             release_rid=desired.release.rid, release_version=desired.release.version,
             serving_version=serving.version if serving is not None else "",
-            sample=desired.sample, replicas=desired.replicas, ready_replicas=ready,
+            sample=desired.sample, replicas=desired.replicas,
+            overrides=dict(desired.overrides), ready_replicas=ready,
             state=state, reason=srt.target.reason, started_at=desired.started_at,
             until=desired.until, mirrored=stats.mirrored, answered=stats.answered,
             errors=stats.errors, skipped=stats.skipped,

@@ -432,6 +432,26 @@ class CreateShadow(Model):
                                                     "stopped")
     replicas: int = Field(1, ge=1, le=8, description="Replicas of the shadow release")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds the shadow may take per query")
+    cpu: float | None = Field(None, gt=0, description="vCPU per shadow replica (default: the "
+                                                       "deployment's)")
+    memory: str | None = Field(None, description="Memory per shadow replica, e.g. 2GiB "
+                                                 "(default: the deployment's)")
+    thread_count: int | None = Field(None, ge=1, le=1024,
+                                     description="Model calls at once per shadow replica "
+                                                 "(default: the deployment's)")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory(value)
+        return value
+
+    def overrides(self) -> dict[str, Any]:
+        """What the shadow changes in the deployment's runtime configuration (camelCase)."""
+        return {to_camel(k): v for k, v in
+                self.model_dump(include={"cpu", "memory", "thread_count"}).items()
+                if v is not None}
 
 
 class CreateReplay(Model):
@@ -452,6 +472,8 @@ class DescribeShadow(Model):
     serving_version: str = Field("", description="The release the live answers come from")
     sample: float
     replicas: int
+    overrides: dict[str, Any] = Field({}, description="What its replicas run with other than the "
+                                                      "deployment's runtime configuration")
     ready_replicas: int = 0
     state: Literal["STARTING", "ACTIVE", "FAILED"] = "STARTING"
     reason: str = ""

@@ -63,10 +63,13 @@ class Shadows:
             if existing is not None:
                 s.delete(existing)
                 s.flush()
+            m.RuntimeConfiguration.model_validate({**row.runtime_configuration,
+                                                   **req.overrides()})  # 400 when it cannot run
             s.add(Shadow(deployment_rid=row.rid, release_rid=release.rid,
                          release_version=release.version, sample=req.sample,
-                         replicas=req.replicas, timeout=req.timeout, started_at=now(),
-                         until=until, created_by=who.name))
+                         replicas=req.replicas, timeout=req.timeout,
+                         overrides=req.overrides(), started_at=now(), until=until,
+                         created_by=who.name))
             rid = row.rid
         self.observer.changed(rid, "shadow")
         return self.get(rid, who)
@@ -87,13 +90,15 @@ class Shadows:
         base = m.DescribeShadow(
             release_rid=shadow.release_rid, release_version=shadow.release_version,
             serving_version=serving.version if serving else "", sample=shadow.sample,
-            replicas=shadow.replicas, started_at=shadow.started_at, until=shadow.until)
+            replicas=shadow.replicas, overrides=dict(shadow.overrides or {}),
+            started_at=shadow.started_at, until=shadow.until)
         if seen is None:
             return base
         return seen.model_copy(update={"release_rid": base.release_rid,
                                        "release_version": base.release_version,
                                        "serving_version": base.serving_version,
                                        "sample": base.sample, "replicas": base.replicas,
+                                       "overrides": base.overrides,
                                        "started_at": base.started_at, "until": base.until})
 
     def stop(self, ref: str, who: Principal) -> dict[str, Any]:

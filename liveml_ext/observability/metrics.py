@@ -8,6 +8,7 @@ one-minute averages up to ``retention``. The same request counters feed a Promet
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import sqlite3
 import threading
@@ -212,13 +213,46 @@ def _request_rows(now: float, rid: str, node: str, codes: Tally, latencies: list
     return out
 
 
+def descendants(pid: int) -> list[int] | None:
+    """The process ids below ``pid``, from Linux's ``/proc/<pid>/task/<tid>/children`` (a few
+    small reads, where psutil's ``children()`` reads every process of the machine); None where
+    the kernel does not offer those files."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as fh:
+                    found = [int(c) for c in fh.read().split()]
+            except FileNotFoundError:
+                if parent == pid and not out:
+                    return None  # no children files in this kernel (CONFIG_PROC_CHILDREN)
+                continue
+            except OSError:
+                continue
+            out += found
+            todo += found
+    return out
+
+
 def tree_usage(pid: int) -> tuple[int, float]:
     """(RSS bytes, CPU seconds) of a process and its children."""
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        below = descendants(pid)
+        procs = [proc, *proc.children(recursive=True)] if below is None else [proc]
     except psutil.Error:
         return 0, 0.0
+    for child in below or ():
+        try:
+            procs.append(psutil.Process(child))
+        except psutil.Error:  # gone since
+            pass
     rss, cpu = 0, 0.0
     for p in procs:
         try:

@@ -151,6 +151,7 @@ class Shadow(Base):
     sample: Mapped[float] = mapped_column(default=1.0)
     replicas: Mapped[int] = mapped_column(Integer, default=1)
     timeout: Mapped[float] = mapped_column(default=30.0)
+    overrides: Mapped[dict] = mapped_column(default=dict)  # camelCase runtime configuration
     started_at: Mapped[dt.datetime] = mapped_column(default=now)
     until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[str] = mapped_column(default="")
