@@ -380,6 +380,18 @@ class Deployment:
     def update(self, **changes: Any) -> ui.Record:
         return deployment_record(self.client.update(self.rid, **changes))
 
+    def capture(self, mode: str = "both", sample: float | None = None,
+                max_bytes: int | None = None) -> ui.Record:
+        """Inference history: capture ``mode`` (off, request, response or both) for a
+        ``sample`` of the successful queries (failed ones always), bodies up to ``max_bytes``;
+        read it with ``history()``. No replica restarts."""
+        config: dict[str, Any] = {"capture": mode}
+        if sample is not None:
+            config["captureSample"] = sample
+        if max_bytes is not None:
+            config["captureMaxBytes"] = max_bytes
+        return self.update(runtimeConfiguration=config)
+
     def disable(self) -> ui.Record:
         return deployment_record(self.client.disable(self.rid))
 

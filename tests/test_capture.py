@@ -158,7 +158,9 @@ def test_token_id_is_kept_never_the_token_and_the_route_needs_read_rights(
 
 def test_history_filters_and_dataframe_with_declared_dtypes(server: Server,
                                                             deployed: str) -> None:
-    capture(server, deployed, capture="both", captureSample=1.0)
+    doc = Deployment(deployed, server.client).capture("both", sample=1.0)  # the notebook API
+    assert (doc["runtimeConfiguration"]["capture"], doc["runtimeConfiguration"]["captureSample"]) \
+        == ("both", 1.0)
     rows = [{"house-location": "Chicago", "bedrooms": 2, "bathrooms": 1.0},
             {"house-location": "Seattle", "bedrooms": 4, "bathrooms": 2.5}]
     assert post(server, deployed, rows, "frame-two").status_code == 200
