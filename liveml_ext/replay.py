@@ -23,7 +23,7 @@ from .core.errors import NothingToReplay, ShadowNotPossible
 from .core.registry import Principal
 from .core.timewindow import window
 from .gateway.pool import Pool
-from .gateway.shadow import Pair
+from .gateway.shadow import Pair, side_call
 from .store.db import Submission
 
 if TYPE_CHECKING:
@@ -74,30 +74,12 @@ async def replay(cp: ControlPlane, ref: str, req: m.CreateReplay,
 async def _one(cp: ControlPlane, pool: Pool, gate: asyncio.Semaphore, record: dict[str, Any],
                version: str, timeout: float) -> Pair:
     body = record["request"].encode()
-    status, data, node, error = 0, b"", "", ""
     async with gate:
-        started = time.perf_counter()
-        member = min(pool.members, key=lambda x: x.inflight) if pool.members else None
-        if member is None:
-            error = "no ready replica"
-        else:
-            node = member.node_id
-            member.inflight += 1
-            try:
-                status, data = await asyncio.wait_for(cp.gateway.client.post(
-                    member.url, "/v2/transform" if record["api"] == "v2" else "/v1/transform",
-                    body, timeout, token=member.token), timeout)
-            except TimeoutError:
-                error = f"no answer within {timeout:g}s"
-            except Exception as exc:  # noqa: BLE001 - counted in the report as an error
-                error = f"{type(exc).__name__}: {exc}"
-            finally:
-                member.inflight -= 1
-        took = (time.perf_counter() - started) * 1000.0
+        answer = await side_call(cp.gateway, pool, body, record["api"] == "v2", timeout)
     return Pair(time.time(), record["deployment_rid"], record["request_id"], record["api"], body,
                 record["release"], record["node_id"], record["status"], record["latency_ms"],
-                record["response"].encode(), version, node, status, took, data, error,
-                source="replay")
+                record["response"].encode(), version, answer.node, answer.status, answer.ms,
+                answer.data, answer.error, source="replay")
 
 
 __all__ = ["replay"]

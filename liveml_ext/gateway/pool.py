@@ -92,6 +92,10 @@ class Gateway:
                 best = m
         return best
 
+    def least_loaded(self, pool: Pool) -> Member | None:
+        """The member of ``pool`` with the fewest requests in flight (None when empty)."""
+        return self._pick(pool, set())
+
     async def forward(self, pool: Pool, body: bytes, v2: bool) -> tuple[int, bytes, str]:
         """Send one request to a ready replica of ``pool``; retry where it is safe.
 

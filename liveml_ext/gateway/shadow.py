@@ -34,6 +34,42 @@ def percentile(values: Any, q: float) -> float | None:
     return float(ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))])
 
 
+@dataclass(frozen=True)
+class SideAnswer:
+    """What one query sent to a side pool (a shadow's, a replay's) got."""
+
+    status: int  # 0 when no answer came
+    data: bytes
+    node: str
+    error: str  # why no answer came ("" when one did)
+    ms: float
+
+
+async def side_call(gateway: Gateway, pool: Pool, body: bytes, v2: bool,
+                    timeout: float) -> SideAnswer:
+    """Send ``body`` to the least loaded member of a side pool, once, within ``timeout``;
+    never raises (a failure is the answer's ``error``)."""
+    started = time.perf_counter()
+    status, data, node, error = 0, b"", "", ""
+    member = gateway.least_loaded(pool)
+    if member is None:
+        error = "no ready replica"
+    else:
+        node = member.node_id
+        member.inflight += 1
+        try:
+            status, data = await asyncio.wait_for(gateway.client.post(
+                member.url, "/v2/transform" if v2 else "/v1/transform", body, timeout,
+                token=member.token), timeout)
+        except TimeoutError:
+            error = f"no answer within {timeout:g}s"
+        except Exception as exc:  # noqa: BLE001 - a side pool's failure is only counted
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            member.inflight -= 1
+    return SideAnswer(status, data, node, error, (time.perf_counter() - started) * 1000.0)
+
+
 @dataclass
 class ShadowStats:
     mirrored: int = 0
@@ -131,41 +167,22 @@ class Mirror:
     async def _send(self, target: ShadowTarget, body: bytes, v2: bool, status: int,
                     data: bytes, node: str, live_release: str, latency_ms: float,
                     request_id: str) -> None:
-        stats, started = target.stats, time.perf_counter()
-        other_status, other_data, other_node, error = 0, b"", "", ""
+        stats = target.stats
         try:
-            member = min(target.pool.members, key=lambda m: m.inflight) \
-                if target.pool.members else None
-            if member is None:
-                error = "no ready shadow replica"
-            else:
-                other_node = member.node_id
-                member.inflight += 1
-                try:
-                    other_status, other_data = await asyncio.wait_for(
-                        self.gateway.client.post(member.url, "/v2/transform" if v2 else
-                                                 "/v1/transform", body, target.timeout,
-                                                 token=member.token), target.timeout)
-                finally:
-                    member.inflight -= 1
-        except TimeoutError:
-            error = f"no answer within {target.timeout:g}s"
-        except Exception as exc:  # noqa: BLE001 - a shadow's failure is only counted
-            error = f"{type(exc).__name__}: {exc}"
+            answer = await side_call(self.gateway, target.pool, body, v2, target.timeout)
         finally:
             target.inflight -= 1
-        took = (time.perf_counter() - started) * 1000.0
-        if error or other_status >= 400:
+        if answer.error or answer.status >= 400:
             stats.errors += 1
         else:
             stats.answered += 1
-        stats.latencies.append(took)
+        stats.latencies.append(answer.ms)
         stats.live_latencies.append(latency_ms)
         try:
             self.sink(Pair(time.time(), target.rid, request_id, "v2" if v2 else "v1", body,
                            live_release, node, status, latency_ms, data,
-                           target.release_version, other_node, other_status, took, other_data,
-                           error))
+                           target.release_version, answer.node, answer.status, answer.ms,
+                           answer.data, answer.error))
         except Exception:  # noqa: BLE001 - the comparison store must not break the mirror
             log.exception("could not keep a shadow answer of %s", target.rid)
 
@@ -176,4 +193,5 @@ class Mirror:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-__all__ = ["Mirror", "Pair", "ShadowStats", "ShadowTarget", "percentile"]
+__all__ = ["Mirror", "Pair", "ShadowStats", "ShadowTarget", "SideAnswer", "percentile",
+           "side_call"]
