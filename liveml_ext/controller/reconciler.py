@@ -295,14 +295,14 @@ class Controller(ControllerBase):
             target = self.mirror.targets[rt.rid] = ShadowTarget(
                 rt.rid, shadow.release.version, shadow.sample, shadow.timeout, srt.pool)
         target.sample, target.timeout = shadow.sample, shadow.timeout
-        target.threads = shadow.runtime(config).thread_count
+        runtime = shadow.runtime(config)  # the deployment's, with the shadow's overrides
+        target.threads = runtime.thread_count
         await self._observe(srt, srt.pool)
         if self.outdated(rt, changes) or rt.shadow is not srt:
             return
         live = [r for r in srt.replicas if r.state in (STARTING, READY)]
         if not srt.target.failed and time.monotonic() >= srt.target.retry_at:
-            spec = self._spec(rt, row, shadow.release, shadow.submission,
-                              shadow.runtime(config))
+            spec = self._spec(rt, row, shadow.release, shadow.submission, runtime)
             for _ in range(max(0, shadow.replicas - len(live))):
                 if not await self._start_spec(srt, f"{row.api_name[:33]}-shadow", spec):
                     break
