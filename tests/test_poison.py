@@ -208,3 +208,35 @@ def test_the_gateway_resends_only_what_no_replica_received(replicas):
     wait_for(lambda: first.poll() is not None or second.poll() is not None, timeout=30,
              what="the replica that took the query to die")
     assert [first.poll() is None, second.poll() is None].count(True) == 1  # the other lives
+
+
+def test_a_batch_call_that_kills_its_replica_is_not_resent(replicas):
+    """Under load the gateway sends waiting queries together (one batch call): when the batch
+    carrying the poison row kills its replica, every query of that call gets the 502 naming
+    it, none is sent to the other replica, and the other replica lives."""
+    (first, first_url), (second, second_url) = replicas
+    fine, poison = orjson.dumps({"requestData": [{"x": 1.0}]}), orjson.dumps(
+        {"requestData": [{"x": -1.0}]})
+
+    async def scenario() -> list:
+        gateway = Gateway(timeout=60)
+        pool = Pool("rid", "default")
+        pool.add("a", first_url)
+        pool.add("b", second_url)
+        queries = [fine] * 40 + [poison]
+        try:
+            return await asyncio.gather(*(gateway.forward(pool, q, v2=False) for q in queries),
+                                        return_exceptions=True)
+        finally:
+            await gateway.close()
+
+    answers = asyncio.run(scenario())
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert failed and all(isinstance(a, ReplicaFailed) for a in failed), failed
+    assert len(failed) > 1  # the poison's batch companions: received, so not resent
+    dead = {a.parameters["nodeId"] for a in failed}
+    assert len(dead) == 1
+    assert all(a[0] == 200 for a in answers if not isinstance(a, BaseException))
+    wait_for(lambda: first.poll() is not None or second.poll() is not None, timeout=30,
+             what="the replica that took the poison to die")
+    assert [first.poll() is None, second.poll() is None].count(True) == 1  # the other lives

@@ -18,9 +18,11 @@ import requests
 from conftest import ROW, start_server, terminate, wait_for
 from model_fixtures import Slow, save
 
+from liveml_ext.gateway.pool import Gateway, Pool
 from liveml_runtime.adapter import ModelRunner, encode, wrap
 from liveml_runtime.batching import InferenceQueue, _Item
 from liveml_runtime.errors import InferenceFailure
+from liveml_runtime.wire import BATCH_PATH, CONTENT_TYPE, pack_queries, unpack_answers
 
 TOKEN = "replica-secret"
 
@@ -271,3 +273,91 @@ def test_a_query_slower_than_the_inference_timeout_is_a_504(tmp_path):
         c.delete(rid)
     finally:
         server.stop()
+
+
+# --- the gateway's batch call (liveml_runtime.wire) -------------------------------------------
+def raw_exchange(replica: Replica, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request; the answer's status, headers and raw body (the batch answer is binary)."""
+    got: dict = {"headers": {}, "body": b""}
+
+    class Raw:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            got["headers"][name.decode().lower()] = value.decode()
+
+        def on_body(self, body: bytes) -> None:
+            got["body"] += body
+
+        def on_message_complete(self) -> None:
+            got["done"] = True
+
+    parser = httptools.HttpResponseParser(Raw())
+    with replica.connect() as sock:
+        sock.sendall(data)
+        while "done" not in got:
+            chunk = sock.recv(65536)
+            assert chunk, "the replica closed the connection"
+            parser.feed_data(chunk)
+    return parser.get_status_code(), got["headers"], got["body"]
+
+
+def test_a_batch_call_answers_each_query_as_if_it_came_alone(replica):
+    """Queries of one batch call: each gets exactly the status and body it gets alone, in
+    order, a bad one included (it costs the others nothing)."""
+    rows = [dict(ROW, bedrooms=n) for n in (1, 2, 3)]
+    queries = [(False, v1(rows[0])), (False, v1({"bedrooms": "many"})), (True, json.dumps(
+        {"input_df": [rows[1], rows[2]]}).encode()), (False, b"{not json")]
+    alone = [raw_exchange(replica, post("/v2/transform" if v2 else "/v1/transform", body))
+             for v2, body in queries]
+    status, headers, data = raw_exchange(replica, post(BATCH_PATH, pack_queries(queries)))
+    assert status == 200 and headers["content-type"] == CONTENT_TYPE
+    answers = unpack_answers(data, len(queries))
+    assert [s for s, _ in answers] == [a[0] for a in alone] == [200, 400, 200, 422]
+    for (s, body), (_, _, want) in zip(answers, alone):
+        got, expected = json.loads(body), json.loads(want)
+        if s != 200:  # an error's instance id is its own
+            got.pop("errorInstanceId"), expected.pop("errorInstanceId")
+            assert got == expected
+        else:
+            assert same_rows([got.popitem()[1]], [expected.popitem()[1]]) and got == expected
+
+
+def test_a_malformed_or_unauthenticated_batch_call_is_an_envelope(replica):
+    good = pack_queries([(False, v1(ROW))])
+    bad = raw_exchange(replica, post(BATCH_PATH, good[:-3]))  # cut short
+    assert bad[0] == 400 and json.loads(bad[2])["errorName"] == "InvalidArgument"
+    assert "malformed batch call" in json.loads(bad[2])["parameters"]["message"]
+    kinds = raw_exchange(replica, post(BATCH_PATH, b"\x07" + good[1:]))
+    assert kinds[0] == 400 and "unknown kind 7" in json.loads(kinds[2])["parameters"]["message"]
+    denied = raw_exchange(replica, post(BATCH_PATH, good, token="wrong"))
+    assert denied[0] == 401 and json.loads(denied[2])["errorName"] == "Unauthorized"
+
+
+def test_concurrent_queries_share_batch_calls_and_each_gets_its_own_rows(replica):
+    """64 queries at once to a replica that takes one call at a time: they go out in a few
+    batch calls, and each caller gets the prediction of its own row."""
+    counted: list[str] = []
+
+    async def scenario() -> list[tuple[int, bytes, str]]:
+        gateway = Gateway(timeout=60)
+        post_ = gateway.client.post
+
+        async def counting(url: str, path: str, body: bytes, timeout: float,
+                           token: str = "") -> tuple[int, bytes]:
+            counted.append(path)
+            return await post_(url, path, body, timeout, token=token)
+
+        gateway.client.post = counting  # type: ignore[method-assign]
+        pool = Pool("rid", "default")
+        pool.add("only", f"http://127.0.0.1:{replica.port}", token=TOKEN)
+        try:
+            return await asyncio.gather(*(gateway.forward(pool, v1(dict(ROW, bedrooms=n)),
+                                                          v2=False) for n in range(64)))
+        finally:
+            await gateway.close()
+
+    answers = asyncio.run(scenario())
+    alone = [json.loads(raw_exchange(replica, post("/v1/transform", v1(dict(
+        ROW, bedrooms=n))))[2])["responseData"] for n in range(64)]
+    assert same_rows([json.loads(data)["responseData"] for _, data, _ in answers], alone)
+    assert {status for status, _, _ in answers} == {200}
+    assert BATCH_PATH in counted and len(counted) < 64 / 4, counted

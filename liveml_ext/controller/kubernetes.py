@@ -390,7 +390,7 @@ class KubeController(ControllerBase):
             if rt.apply_error:
                 state = DeploymentState.DEGRADED if ready else DeploymentState.FAILED
                 reason = "; ".join(x for x in (rt.apply_error, reason) if x)
-        self._route(pool, rt, ready)
+        self._route(pool, rt, ready, typed_runtime(row.runtime_configuration).thread_count)
         self.unavailable(pool, state, reason)
         serving = [p["release_rid"] for p in ready if p.get("release_rid")]
         served = release.rid if release.rid in serving else (
@@ -407,8 +407,10 @@ class KubeController(ControllerBase):
             rt.rolled_out = key
         self.record_state(rt, row, state, reason, served)
 
-    def _route(self, pool: Pool, rt: KubeRuntime, ready: list[dict[str, Any]]) -> None:
-        """The gateway pool: the ready pods, or the Service while any pod is ready."""
+    def _route(self, pool: Pool, rt: KubeRuntime, ready: list[dict[str, Any]],
+               threads: int) -> None:
+        """The gateway pool: the ready pods, or the Service while any pod is ready (which
+        takes as many calls at a time as the pods behind it, ``threads`` each)."""
         if self.settings.gateway_route == "service":
             wanted = {rt.name: f"http://{rt.name}.{self.cluster.namespace}.svc:{SERVICE_PORT}"} \
                 if ready else {}
@@ -419,7 +421,8 @@ class KubeController(ControllerBase):
                 pool.remove(member.node_id)
                 self.gateway.client.forget(member.url)
         for node_id, url in sorted(wanted.items()):
-            pool.add(node_id, url, self.gateway.credentials.hop(rt.rid))
+            pool.add(node_id, url, self.gateway.credentials.hop(rt.rid),
+                     depth=threads * (len(ready) if node_id == rt.name else 1))
 
     def replicas(self, rid: str) -> list[m.ReplicaStatus]:
         rt = self.runtimes.get(rid)

@@ -386,8 +386,7 @@ class Controller(ControllerBase):
             return want
         ready = max(1, len(pool.members))
         capacity = ready * config.thread_count
-        inflight = sum(m.inflight for m in pool.members)
-        rt.load = 0.7 * rt.load + 0.3 * (inflight / capacity)
+        rt.load = 0.7 * rt.load + 0.3 * (pool.queries / capacity)
         threshold = config.scale_up_load_threshold
         if rt.load > threshold:
             rt.below_since = None
@@ -504,7 +503,9 @@ class Controller(ControllerBase):
                     if rt.target is None or r.key != rt.target.key:
                         rt.heal_failures = 0  # a replacement of the serving version made it
                     r.next_check = r.ready_at + 2.0
-                    pool.add(r.node_id, r.url, r.token)
+                    spec = rt.specs.get(r.key)
+                    pool.add(r.node_id, r.url, r.token, depth=spec.runtime_configuration
+                             .thread_count if spec else 1)
                     self.event(rt.rid, "replica", f"Replica {r.node_id} is ready "
                                f"(release {r.release_version})", nodeId=r.node_id)
                 elif r.state == READY:

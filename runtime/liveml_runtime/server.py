@@ -3,6 +3,7 @@
 Routes (all JSON, errors in the platform's envelope):
     POST /v1/transform   {"requestData": [rows], "requestParams": {}} -> {"modelUuid", "responseData"}
     POST /v2/transform   {input: rows or value, ...} -> {output: rows or value, ...}
+    POST /batch/transform  many queries in one call, each answered as if alone (``wire``)
     GET  /health/live    200 while the process serves
     GET  /health/ready   200 once the model is loaded and its self-test passed, else 503
     GET  /api            the model's declared inputs and outputs
@@ -46,6 +47,7 @@ from .errors import (
 )
 from .frames import json_default
 from .schema import InputExample
+from .wire import BATCH_PATH, CONTENT_TYPE, pack_answers, unpack_queries
 
 log = logging.getLogger("liveml.replica")
 _DUMP = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -188,6 +190,7 @@ MAX_BODY_BYTES = 1 << 30
 #: Pipelined requests a connection may queue before the server stops reading from it.
 MAX_PIPELINED = 16
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+_BATCH_TYPE = CONTENT_TYPE.encode()
 Answer = tuple[int, bytes]
 
 
@@ -219,6 +222,7 @@ class Routes:
         self.table: dict[str, dict[str, Any]] = {
             "/v1/transform": {"POST": self.transform_v1},
             "/v2/transform": {"POST": self.transform_v2},
+            BATCH_PATH: {"POST": self.transform_batch},
             "/health/live": {"GET": self.live},
             "/health/ready": {"GET": self.ready},
             "/api": {"GET": self.api},
@@ -258,10 +262,25 @@ class Routes:
     async def transform(self, request: Request, v2: bool) -> Answer:
         if not self.authorized(request):
             return self.unauthorized()
+        return await self.answer_query(request.body, v2)
+
+    async def transform_batch(self, request: Request) -> Answer:
+        """The gateway's batch call (``wire``): each query answered as if it came alone."""
+        if not self.authorized(request):
+            return self.unauthorized()
+        try:
+            queries = unpack_queries(request.body)
+        except ValueError as exc:
+            return error_answer(InvalidArgument(f"malformed batch call: {exc}"))
+        answers = await asyncio.gather(*(self.answer_query(body, v2) for v2, body in queries))
+        return 200, pack_answers(answers)
+
+    async def answer_query(self, body: bytes, v2: bool) -> Answer:
+        """One query's answer: its result, or its error in the envelope (never raises)."""
         replica = self.replica
         replica.inflight += 1
         try:
-            return 200, await replica.transform(request.body, v2)
+            return 200, await replica.transform(body, v2)
         except LiveMLError as err:
             return error_answer(err)
         except Exception as exc:  # noqa: BLE001 - an envelope, never a bare 500 page
@@ -372,7 +391,9 @@ class HttpConnection(asyncio.Protocol):
             while self.queue:
                 request = self.queue.popleft()
                 status, body = await self.routes(request)
-                self._write(status, body, request.keep_alive, request.method == "HEAD")
+                self._write(status, body, request.keep_alive, request.method == "HEAD",
+                            _BATCH_TYPE if request.path == BATCH_PATH and status == 200
+                            else b"application/json")
                 if not request.keep_alive:
                     return
                 if self.paused and self.refusal is None and self.transport and \
@@ -384,13 +405,15 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self.task = None
 
-    def _write(self, status: int, body: bytes, keep_alive: bool, head: bool = False) -> None:
+    def _write(self, status: int, body: bytes, keep_alive: bool, head: bool = False,
+               content_type: bytes = b"application/json") -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                         b"Content-Length: %d\r\n%s\r\n%s" % (
-                            status, _PHRASES.get(status, "Unknown").encode(), len(body),
+                            status, _PHRASES.get(status, "Unknown").encode(), content_type,
+                            len(body),
                             b"" if keep_alive else b"Connection: close\r\n",
                             b"" if head else body))
         if not keep_alive:
