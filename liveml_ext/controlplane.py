@@ -67,7 +67,7 @@ class ControlPlane:
         self.leadership = Leadership(self.store, str(s.home), ttl=s.lease_ttl)
         self.artifacts = ArtifactStore(s.artifact_url, s.home / "cache")
         self.tokens = Tokens(self.store)
-        self.gateway = Gateway(timeout=s.inference_timeout)
+        self.gateway = Gateway(timeout=s.inference_timeout, max_batch=s.gateway_batch)
         self.sandbox = Sandbox(s.home, user=s.replica_user)  # inspect, and local replicas
         kube = s.backend == "kubernetes"
         self.backend: Backend | None = None if kube else \

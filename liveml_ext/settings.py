@@ -91,6 +91,8 @@ class Settings:
     max_artifact_bytes: int = option(2 * 1024 ** 3, "largest model upload, streamed to disk "
                                      "(413 past it)")
     inference_timeout: float = option(60.0, "seconds a replica may take to answer a query")
+    gateway_batch: int = option(16, "queries the gateway sends a busy deployment's replica "
+                                "in one call (1: one query per call)")
     tick: float = option(0.2, "seconds between passes of the reconcile loop")
     startup_timeout: float = option(300.0, "seconds a replica may take to become ready")
     drain_timeout: float = option(30.0, "seconds a replica being replaced may take to finish "

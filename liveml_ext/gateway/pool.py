@@ -112,12 +112,14 @@ class Gateway:
     """Routes inference requests to ready replicas. Pools are kept by the controller."""
 
     def __init__(self, timeout: float = 60.0,
-                 credentials: ReplicaCredentials | None = None, max_batch: int = 64,
+                 credentials: ReplicaCredentials | None = None, max_batch: int = 16,
                  max_waiting: int = 4096) -> None:
         """``credentials`` issue and check each replica's own token (sent with every request
         to that replica: ``Member.token``). A replica takes ``Member.depth`` calls at a time;
-        a batch call carries up to ``max_batch`` queries (1: no batch calls); past
-        ``max_waiting`` queries waiting in one pool, a query gets a 429."""
+        a batch call carries up to ``max_batch`` queries (1: no batch calls). Not all that
+        waits: one call taking every waiting query gathers all clients into one cohort, whose
+        replica then alternates with calls of a single query. Past ``max_waiting`` queries
+        waiting in one pool, a query gets a 429."""
         self.pools: dict[str, Pool] = {}
         self.credentials = credentials or ReplicaCredentials()
         self.timeout = timeout
