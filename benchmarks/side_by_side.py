@@ -424,7 +424,8 @@ def jupyter_target(by: dict[tuple[str, int], Run]) -> dict[str, Any] | None:
             "measured": f"p50 {fmt(j1.p50_ms)} vs {fmt(s1.p50_ms)} ms ({fmt(p50_ratio)}×), "
                         f"{fmt(j64.rps, 0)} vs {fmt(s64.rps, 0)} req/s ({fmt(rps_ratio)}×)"
                         + (f", {failed} failed" if failed else ""),
-            "pass": p50_ratio <= 1 + slack and rps_ratio >= 1 - slack and not failed}
+            "pass": p50_ratio <= 1 + slack and rps_ratio >= 1 - slack and not failed,
+            "ratios": {"p50_1_client": round(p50_ratio, 3), "rps_64_clients": round(rps_ratio, 3)}}
 
 
 def cell(r: Run | None) -> str:
