@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -206,7 +207,12 @@ class Deployed:
 
 class ControlPlaneProcess:
     """``liveml server`` as a child process on 127.0.0.1 with its own home, a client to it, and
-    the deployments made through it (deleted by :meth:`teardown`)."""
+    the deployments made through it (deleted by :meth:`teardown`). A subclass changes what runs
+    (:meth:`command`, :meth:`environment`) and how it stops (``stop_signal``)."""
+
+    what = "the control plane"
+    stop_signal = signal.SIGINT
+    new_session = False  # True: a terminal's Ctrl-C reaches only this script, which stops it
 
     def __init__(self, home: Path, log_path: Path, args: tuple[str, ...] = ()) -> None:
         self.home = home
@@ -221,19 +227,27 @@ class ControlPlaneProcess:
         # whose children the replicas are: the control plane's, or e.g. a simulated cluster's
         self.replica_parent: psutil.Process | None = None
 
+    def command(self) -> list[str]:
+        """The command line of the server."""
+        return [sys.executable, "-m", "liveml_ext.cli", "server", "--host", HOST,
+                "--port", str(self.port), "--home", str(self.home), *self.args]
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment."""
+        return clean_env()
+
     def start(self, timeout: float = 60.0) -> Any:
         """Start the server, wait for its connection file; the client to it."""
-        log(f"starting the control plane on {HOST}:{self.port} (home {self.home})")
-        cmd = [sys.executable, "-m", "liveml_ext.cli", "server", "--host", HOST,
-               "--port", str(self.port), "--home", str(self.home), *self.args]
+        log(f"starting {self.what} on {HOST}:{self.port} (home {self.home})")
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=clean_env())
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.environment(),
+                                         start_new_session=self.new_session)
         conn = self.home / "connection.json"
         deadline = time.monotonic() + timeout
         while not conn.exists():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the control plane exited with code {self.proc.returncode}:\n"
+                raise RuntimeError(f"{self.what} exited with code {self.proc.returncode}:\n"
                                    f"{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no {conn} after {timeout:.0f}s:\n{self.log_tail()}")
@@ -241,7 +255,7 @@ class ControlPlaneProcess:
         doc = json.loads(conn.read_text())
         self.url, self.token = doc["url"], doc["token"]
         if urlparse(self.url).hostname != HOST:
-            raise RuntimeError(f"the control plane is at {self.url}, not on {HOST}")
+            raise RuntimeError(f"{self.what} is at {self.url}, not on {HOST}")
         from liveml_ext.client import Client
 
         self.client = Client(self.url, self.token)
@@ -296,8 +310,8 @@ class ControlPlaneProcess:
         return [p.pid for p in left]
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        return None if self.proc is None else terminate(self.proc, signal.SIGINT, timeout,
-                                                        "the control plane")
+        return None if self.proc is None else terminate(self.proc, self.stop_signal, timeout,
+                                                        self.what)
 
     def teardown(self, notes: list[str]) -> None:
         """Delete the deployments, check their replicas go, stop the server; problems go to
@@ -316,7 +330,36 @@ class ControlPlaneProcess:
                 notes.append(f"replica processes {left} still ran 15 s after the {what} deleted")
         rc = self.stop()
         if rc not in (None, 0):
-            notes.append(f"the control plane exited with code {rc} after SIGINT")
+            notes.append(f"{self.what} exited with code {rc} after "
+                         f"{signal.Signals(self.stop_signal).name}")
+
+
+class JupyterControlPlaneProcess(ControlPlaneProcess):
+    """The control plane hosted by a real ``jupyter server`` with liveml's server extension
+    (enabled by the ``jupyter_server_config.d`` file this package installs), on 127.0.0.1.
+    Jupyter's config, data and runtime folders and its root are in ``folder``, liveml's home is
+    ``home`` (``LIVEML_HOME``). It runs in a session of its own and stops on SIGTERM (the
+    extension then stops its replicas): without a terminal, Jupyter's SIGINT skips that."""
+
+    what = "the Jupyter server"
+    stop_signal = signal.SIGTERM
+    new_session = True
+
+    def __init__(self, home: Path, folder: Path, log_path: Path, args: tuple[str, ...] = ()) -> None:
+        super().__init__(home, log_path, args)
+        self.folder = folder
+
+    def command(self) -> list[str]:
+        (self.folder / "root").mkdir(parents=True, exist_ok=True)
+        return [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
+                f"--ServerApp.ip={HOST}", f"--ServerApp.port={self.port}",
+                "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.folder / 'root'}",
+                f"--IdentityProvider.token={secrets.token_urlsafe(24)}", *self.args]
+
+    def environment(self) -> dict[str, str]:
+        return {**clean_env(), "LIVEML_HOME": str(self.home),
+                **{f"JUPYTER_{d.upper()}_DIR": str(self.folder / d)
+                   for d in ("config", "data", "runtime")}}
 
 
 def node_of(proc: psutil.Process) -> str:
@@ -382,10 +425,10 @@ def run_in_temp_home(run: Callable[[argparse.Namespace, R, Path], None], args: a
         code = 130
     except Exception as exc:  # noqa: BLE001 - reported after the teardown
         log(f"benchmark failed: {type(exc).__name__}: {exc}")
-        server_log = tmp / "server.log"
-        if server_log.exists():
-            tail = server_log.read_text(errors="replace").splitlines()[-40:]
-            log("control plane log (tail):\n" + "\n".join(tail))
+        for server_log in (tmp / "server.log", tmp / "jupyter.log"):
+            if server_log.exists():
+                tail = server_log.read_text(errors="replace").splitlines()[-40:]
+                log(f"{server_log.name} (tail):\n" + "\n".join(tail))
         report.notes.append(f"FAILED: {type(exc).__name__}: {exc}")
         code = 1
     finally:

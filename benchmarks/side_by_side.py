@@ -5,6 +5,8 @@ query, then drives, one after the other on 127.0.0.1 and with the same ``wrk`` (
 keep-alive connections, N = 1, 16, 64 clients):
 
 * liveml's default deployment (a private ``liveml server``, 2 local replicas) through its gateway,
+* the same deployment made through liveml's Jupyter server extension, hosted by a real
+  ``jupyter server`` with its own home (config, data, runtime and liveml home folders),
 * MLServer 1.7.1 (mlserver-sklearn) without adaptive batching,
 * the same MLServer with adaptive batching (max batch 64, max wait 2 ms).
 
@@ -40,6 +42,7 @@ from common import (  # noqa: E402 - the benchmarks' shared helpers
     ROW,
     SHARED_REFERENCE,
     ControlPlaneProcess,
+    JupyterControlPlaneProcess,
     ReportHeader,
     add_output_options,
     clean_env,
@@ -61,18 +64,22 @@ from query_load import REPLICA_ENV, time_calls  # noqa: E402 - one baseline time
 MLSERVER = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
 #: MLServer 1.7.1 workers call asyncio.get_event_loop() outside a loop, which uvloop 0.22 refuses.
 MLSERVER_PINS = ("uvloop<0.22",)
-LIVEML, PLAIN, BATCHING = "liveml", "MLServer, no batching", "MLServer, batching"
-SYSTEMS = (LIVEML, PLAIN, BATCHING)
+LIVEML, JUPYTER = "liveml", "liveml in Jupyter"
+PLAIN, BATCHING = "MLServer, no batching", "MLServer, batching"
+SYSTEMS = (LIVEML, JUPYTER, PLAIN, BATCHING)
 #: What ``--skip`` calls them.
-KEYS = {"liveml": LIVEML, "mlserver": PLAIN, "mlserver-batching": BATCHING}
+KEYS = {"liveml": LIVEML, "liveml-jupyter": JUPYTER, "mlserver": PLAIN,
+        "mlserver-batching": BATCHING}
 TARGET_P50_OVERHEAD_MS = 0.7
 TARGET_RATIO_AT_64 = 2.5
 TARGET_P99_OVER_P50 = 2.5
+#: How far the Jupyter-hosted control plane may fall behind the standalone one (a fraction).
+TARGET_JUPYTER_SLACK = 0.20
 #: The process groups whose CPU each run reports.
 GROUPS = ("wrk", "front", "workers", "other processes")
-GROUP_HELP = ("wrk; the front process (liveml's control plane, MLServer's main process); the "
-              "workers (liveml's replicas, MLServer's inference worker processes); everything "
-              "else busy on the machine in the same window")
+GROUP_HELP = ("wrk; the front process (liveml's control plane, the Jupyter server hosting it, "
+              "MLServer's main process); the workers (liveml's replicas, MLServer's inference "
+              "worker processes); everything else busy on the machine in the same window")
 
 WRK_SCRIPT = """\
 wrk.method = "POST"
@@ -325,15 +332,22 @@ def run(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     targets: list[tuple[str, str, Path, dict[str, list[psutil.Process]]]] = []
     with contextlib.ExitStack() as stack:
         stack.callback(wrk.stop)
-        if LIVEML not in args.skip:
-            cp = ControlPlaneProcess(tmp / "home", tmp / "server.log")
+        control_planes = {
+            LIVEML: lambda: ControlPlaneProcess(tmp / "home", tmp / "server.log"),
+            JUPYTER: lambda: JupyterControlPlaneProcess(tmp / "jupyter-home", tmp / "jupyter",
+                                                        tmp / "jupyter.log")}
+        for system, make in control_planes.items():
+            if system in args.skip:
+                continue
+            cp = make()
             stack.callback(cp.teardown, report.notes)
             cp.start()
-            log(f"deploying liveml with {args.replicas} replicas")
+            log(f"deploying {system} with {args.replicas} replicas")
             rid = cp.release_and_deploy(model_path, "side-by-side", args.replicas,
                                         "side_by_side benchmark").rid
             url, headers = gateway_url(cp, rid)
-            targets.append((LIVEML, url, wrk.script("liveml", orjson.dumps(BODY), headers),
+            name = "liveml" if system == LIVEML else "liveml-jupyter"
+            targets.append((system, url, wrk.script(name, orjson.dumps(BODY), headers),
                             {"front": [cp.process()], "workers": cp.replicas()}))
         venv: Path | None = None
         for system, batching in ((PLAIN, False), (BATCHING, True)):
@@ -391,7 +405,27 @@ def evaluate(report: Report) -> None:
         targets.append({"target": "liveml: no non-2xx answer or socket error",
                         "measured": f"{failed} of {sum(r.requests for r in ours)}",
                         "pass": failed == 0})
+    if jupyter := jupyter_target(by):
+        targets.append(jupyter)
     report.targets = targets
+
+
+def jupyter_target(by: dict[tuple[str, int], Run]) -> dict[str, Any] | None:
+    """The Jupyter-hosted control plane against the standalone one: the 1-client p50 at most
+    20% higher, the 64-client req/s at most 20% lower, no failed request in those runs."""
+    s1, j1, s64, j64 = (by.get((system, n)) for n in (1, 64) for system in (LIVEML, JUPYTER))
+    if not (s1 and j1 and s64 and j64):
+        return None
+    p50_ratio, rps_ratio = j1.p50_ms / s1.p50_ms, j64.rps / s64.rps
+    failed = j1.failed + j64.failed
+    slack = TARGET_JUPYTER_SLACK
+    return {"target": f"Jupyter-hosted within {slack:.0%} of standalone: 1-client p50 and "
+                      "64-client req/s",
+            "measured": f"p50 {fmt(j1.p50_ms)} vs {fmt(s1.p50_ms)} ms ({fmt(p50_ratio)}×), "
+                        f"{fmt(j64.rps, 0)} vs {fmt(s64.rps, 0)} req/s ({fmt(rps_ratio)}×)"
+                        + (f", {failed} failed" if failed else ""),
+            "pass": p50_ratio <= 1 + slack and rps_ratio >= 1 - slack and not failed,
+            "ratios": {"p50_1_client": round(p50_ratio, 3), "rps_64_clients": round(rps_ratio, 3)}}
 
 
 def cell(r: Run | None) -> str:
@@ -438,6 +472,16 @@ def dump(report: Report) -> str:
 
 
 # --- main ------------------------------------------------------------------------------------
+def jupyter_server_version() -> str:
+    """The version of jupyter_server that hosts the extension."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jupyter_server")
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = parser(__doc__, SHARED_REFERENCE)
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per level")
@@ -469,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         **report_header(args, "side_by_side"),
         options={"duration": args.duration, "warmup": args.warmup,
                  "concurrency": ",".join(map(str, args.concurrency)), "replicas": args.replicas,
-                 "load generator": "wrk -t1 (keep-alive)", "mlserver": " ".join(MLSERVER)})
+                 "load generator": "wrk -t1 (keep-alive)", "mlserver": " ".join(MLSERVER),
+                 "jupyter_server": jupyter_server_version()})
     report.notes.append("CPU figures are CPU times over each measured window; 'other processes' "
                         "is the machine's busy time minus the groups' (high: disturbed run).")
     code = run_in_temp_home(run, args, report, "liveml-side-by-side-")
