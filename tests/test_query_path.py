@@ -18,6 +18,7 @@ import requests
 from conftest import ROW, start_server, terminate, wait_for
 from model_fixtures import Slow, save
 
+from liveml_ext.core.errors import ServiceUnavailable
 from liveml_ext.gateway.pool import Gateway, Pool
 from liveml_runtime.adapter import ModelRunner, encode, wrap
 from liveml_runtime.batching import InferenceQueue, _Item
@@ -361,3 +362,37 @@ def test_concurrent_queries_share_batch_calls_and_each_gets_its_own_rows(replica
     assert same_rows([json.loads(data)["responseData"] for _, data, _ in answers], alone)
     assert {status for status, _, _ in answers} == {200}
     assert BATCH_PATH in counted and len(counted) < 64 / 4, counted
+
+
+def test_queries_waiting_for_a_replica_that_leaves_the_pool_hear_why(tmp_path):
+    """Queries wait in the pool while its one replica is busy; when that replica leaves the
+    pool (retired, lost), they get the pool's 503 at once instead of waiting for it."""
+    replica = Replica(save(Slow(2.0), tmp_path / "slow.pkl"), tmp_path)
+    body = v1({"x": 1.0})
+
+    async def scenario() -> list:
+        gateway = Gateway(timeout=60)
+        pool = Pool("rid", "default", unavailable_reason="the deployment is disabled")
+        pool.add("only", f"http://127.0.0.1:{replica.port}", token=TOKEN)
+        try:
+            busy = asyncio.ensure_future(gateway.forward(pool, body, v2=False))
+            await asyncio.sleep(0.2)  # its call is in flight: the next queries wait
+            waiting = [asyncio.ensure_future(gateway.forward(pool, body, v2=False))
+                       for _ in range(3)]
+            await asyncio.sleep(0.2)
+            assert len(pool.waiting) == 3 and not any(w.done() for w in waiting)
+            pool.remove("only")
+            answers = await asyncio.gather(*waiting, return_exceptions=True)
+            assert not busy.done()  # the replica still finishes what it holds
+            answers.append(await busy)
+            return answers
+        finally:
+            await gateway.close()
+
+    try:
+        *refused, served = asyncio.run(scenario())
+    finally:
+        terminate(replica.proc)
+    assert all(isinstance(a, ServiceUnavailable) and a.status == 503 and
+               "disabled" in a.message for a in refused), refused
+    assert served[0] == 200

@@ -63,7 +63,8 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Resend:
-    """The query never reached ``node_id``: the gateway tries another replica."""
+    """The query never reached ``node_id``: the gateway tries another replica (``""``: it
+    tries again, e.g. after the pool lost its last member, so the caller hears why)."""
 
     node_id: str
 
@@ -176,7 +177,8 @@ class Gateway:
             else:
                 outcome = await self._alone(pool, free or member, v2, body)
             if isinstance(outcome, Resend):
-                tried.add(outcome.node_id)
+                if outcome.node_id:  # "": the pool changed under it (no member left, ...)
+                    tried.add(outcome.node_id)
                 continue
             status, data, member = outcome
             if status == 503 or (status == 429 and
