@@ -14,6 +14,7 @@ import tornado.web
 from .controlplane import ControlPlane
 from .core.errors import HomeInUse, HomeNotPrivate
 from .handlers import routes
+from .handlers.base import access_log
 from .handlers.index import IndexHandler
 from .settings import Settings
 
@@ -30,8 +31,7 @@ def make_app(cp: ControlPlane, base_url: str = "/") -> tornado.web.Application:
 
 
 def _access_log(handler: tornado.web.RequestHandler) -> None:
-    if handler.get_status() >= 500:
-        log.warning("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
+    access_log(handler.get_status(), handler.request.method, handler.request.uri)
 
 
 async def serve(host: str = "127.0.0.1", port: int = 8765, home: str | Path | None = None,

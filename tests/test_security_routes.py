@@ -45,9 +45,12 @@ def routes() -> list[tuple[str, str]]:
     app = make_app(None)  # type: ignore[arg-type]  # the rules only; no control plane needed
     out = []
     for rule in app.wildcard_router.rules:
-        cls = rule.target
-        defined = [m.upper() for m in METHODS
-                   if getattr(cls, m) is not getattr(tornado.web.RequestHandler, m)]
+        target = rule.target
+        if isinstance(target, type):  # a RequestHandler
+            defined = [m.upper() for m in METHODS
+                       if getattr(target, m) is not getattr(tornado.web.RequestHandler, m)]
+        else:  # another routing target (the inference route's InferenceFront) names its own
+            defined = target.allowed_methods()
         for path in expand(rule.matcher.regex.pattern):
             out.extend((method, path) for method in defined)
     return out

@@ -9,7 +9,7 @@ from ..controlplane import ControlPlane
 from ..core.names import INFERENCE_PATH
 from . import management as mg
 from .base import FallbackHandler
-from .inference import InferenceHandler
+from .inference import InferenceFront, InferenceHandler
 
 API = r"liveml/api"
 ROUTES: list[tuple[str, type]] = [
@@ -50,11 +50,16 @@ ROUTES: list[tuple[str, type]] = [
 
 
 def routes(cp: ControlPlane, base_url: str = "/",
-           base: type = tornado.web.RequestHandler) -> list[tuple[str, type, dict[str, Any]]]:
-    """The URL specs for a tornado Application, each handler mixed with ``base``."""
+           base: type = tornado.web.RequestHandler) -> list[tuple[str, Any, dict[str, Any]]]:
+    """The URL specs for a tornado Application, each handler mixed with ``base``; with plain
+    tornado (the standalone server) the inference route's target is ``InferenceFront``, which
+    answers without a RequestHandler."""
     prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
-    specs = []
+    specs: list[tuple[str, Any, dict[str, Any]]] = []
     for pattern, mixin in ROUTES:
+        if mixin is InferenceHandler and base is tornado.web.RequestHandler:
+            specs.append((prefix + pattern + "/?$", InferenceFront(cp), {}))
+            continue
         cls = type(mixin.__name__, (mixin, base), {"__module__": mixin.__module__})
         specs.append((prefix + pattern + "/?$", cls, {"cp": cp}))
     return specs

@@ -17,6 +17,7 @@ import orjson
 import pydantic
 import tornado.web
 from tornado.http1connection import HTTP1Connection
+from tornado.httputil import HTTPHeaders
 
 from liveml_runtime.api import repeated_key
 
@@ -69,6 +70,60 @@ def map_error(exc: BaseException | None, status: int = 500, reason: str = "") ->
     return Internal("an internal error happened; the server log has the details")
 
 
+def bearer(headers: HTTPHeaders) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` (or ``token <token>``) header."""
+    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() in ("bearer", "token") and value.strip():
+        return value.strip()
+    return None
+
+
+def require_json(headers: HTTPHeaders) -> None:
+    """JSON only: ``application/json`` or ``application/*+json``, or no Content-Type (415
+    otherwise)."""
+    media = headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if media and media != "application/json" and not (
+            media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"this endpoint takes JSON, not {media!r}: send `Content-Type: application/json`"
+            " (with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
+            contentType=media)
+
+
+def error_answer(exc: BaseException | None, status: int, reason: str, method: str | None,
+                 path: str, exc_info: Any = None) -> LiveMLError:
+    """``map_error``, and the server log's line for an unexpected 5xx (what ``write_error``
+    and the inference front answer)."""
+    err = map_error(exc, status, reason)
+    if err.status >= 500 and not isinstance(exc, LiveMLError):
+        log.error("unhandled error in %s %s", method, path, exc_info=exc_info)
+    return err
+
+
+def access_log(status: int, method: str | None, uri: str | None) -> None:
+    """The standalone server's access log: one warning line per 5xx answer."""
+    if status >= 500:
+        logging.getLogger("liveml.server").warning("%d %s %s", status, method, uri)
+
+
+def too_large(limit: int, hint: str) -> LiveMLError:
+    """The 413 for a body over ``limit`` bytes; ``hint``: the words after "is over"."""
+    return RequestEntityTooLarge(f"the request body is over {hint}", maxBytes=limit)
+
+
+def declared_too_large(headers: HTTPHeaders, limit: int) -> bool:
+    """Whether the Content-Length says the body is over ``limit`` bytes."""
+    length = headers.get("Content-Length", "")
+    return length.isdigit() and int(length) > limit
+
+
+def allow_body(connection: Any, limit: int) -> None:
+    """Let tornado stream up to twice ``limit`` (past that it drops the connection; up to it
+    the route answers 413)."""
+    if isinstance(connection, HTTP1Connection):  # always, in tornado's and Jupyter's server
+        connection.set_max_body_size(max(2 * limit, 1 << 20))
+
+
 if TYPE_CHECKING:  # what the mixins are mixed into (handlers.routes), for the type checker
     _Handler = tornado.web.RequestHandler
 else:
@@ -98,11 +153,7 @@ class LiveMLHandlerMixin(_Handler):
             raise self._cross_site()
 
     def bearer(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() in ("bearer", "token") and value.strip():
-            return value.strip()
-        return None
+        return bearer(self.request.headers)
 
     def authenticate(self) -> Principal:
         token = self.bearer()
@@ -167,16 +218,8 @@ class LiveMLHandlerMixin(_Handler):
         return loads_strict(body)
 
     def require_json(self) -> None:
-        """JSON only: ``application/json`` or ``application/*+json``, or no Content-Type (415
-        otherwise)."""
-        given = self.request.headers.get("Content-Type", "")
-        media = given.partition(";")[0].strip().lower()
-        if media and media != "application/json" and not (
-                media.startswith("application/") and media.endswith("+json")):
-            raise UnsupportedMediaType(
-                f"this endpoint takes JSON, not {media!r}: send `Content-Type: application/json`"
-                " (with curl: -H 'Content-Type: application/json' --data-binary @body.json)",
-                contentType=media)
+        """415 unless the body is JSON (``require_json``)."""
+        require_json(self.request.headers)
 
     def parse(self, model: type[M]) -> M:
         doc = self.json_body()
@@ -192,10 +235,8 @@ class LiveMLHandlerMixin(_Handler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        err = map_error(exc, status_code, getattr(self, "_reason", ""))
-        if err.status >= 500 and not isinstance(exc, LiveMLError):
-            log.error("unhandled error in %s %s", self.request.method,
-                      self.request.path, exc_info=kwargs.get("exc_info"))
+        err = error_answer(exc, status_code, getattr(self, "_reason", ""), self.request.method,
+                           self.request.path, kwargs.get("exc_info"))
         self.clear_header("Content-Type")
         if err.status == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
@@ -247,18 +288,12 @@ class StreamedBody(LiveMLHandlerMixin):
     def accept_body(self) -> None:
         """Let tornado stream up to twice the limit (past that it drops the connection; up to
         it we answer 413), and refuse at once a declared length over the limit."""
-        limit = self.body_limit()
-        connection = self.request.connection
-        if isinstance(connection, HTTP1Connection):  # always, in tornado's and Jupyter's server
-            connection.set_max_body_size(max(2 * limit, 1 << 20))
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > limit:
+        allow_body(self.request.connection, self.body_limit())
+        if declared_too_large(self.request.headers, self.body_limit()):
             raise self.too_large()
 
     def too_large(self) -> LiveMLError:
-        limit = self.body_limit()
-        return RequestEntityTooLarge(f"the request body is over {self.too_large_hint()}",
-                                     maxBytes=limit)
+        return too_large(self.body_limit(), self.too_large_hint())
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
