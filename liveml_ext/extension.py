@@ -5,17 +5,22 @@ authenticate with a liveml Bearer token or with Jupyter's own token or login coo
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado.httputil import HTTPMessageDelegate, HTTPServerRequest
 from tornado.ioloop import IOLoop
+from tornado.web import Application
 from traitlets import Bool, Enum, Float, Int, TraitType, Type, Unicode, default
 
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .controlplane import ControlPlane
 from .handlers import routes
+from .handlers.inference import InferenceFront, InferenceHandler
 from .settings import Settings
 
 
@@ -42,6 +47,12 @@ def _allow_own_auth(cls: type) -> None:
             setattr(fn, "__allow_unauthenticated", True)
 
 
+def _delegate(webapp: Application, cls: type, kwargs: dict[str, Any],
+              request: HTTPServerRequest, path_args: list[Any]) -> HTTPMessageDelegate:
+    """The handler ``cls``'s delegate for one request (``InferenceFront``'s fallback)."""
+    return webapp.get_handler_delegate(request, cls, kwargs, path_args)
+
+
 class LiveMLExtension(ExtensionApp):
     name = "liveml_ext"
 
@@ -66,6 +77,18 @@ class LiveMLExtension(ExtensionApp):
         specs = routes(self.cp, "/", base=JupyterHandler)
         for _pattern, cls, _kw in specs:
             _allow_own_auth(cls)
+        # the inference route: a script's query with a liveml token skips the RequestHandler
+        # (InferenceFront), anything else gets Jupyter's handler. ExtensionApp and Jupyter's
+        # add_handlers take handler classes only (Jupyter's checks each one's methods for
+        # authentication; both of this route's paths authenticate every request themselves),
+        # so this route goes to tornado's Application.add_handlers directly.
+        webapp = self.serverapp.web_app if self.serverapp is not None else None
+        if webapp is not None:
+            for pattern, cls, kw in [x for x in specs if issubclass(x[1], InferenceHandler)]:
+                specs.remove((pattern, cls, kw))
+                Application.add_handlers(webapp, ".*$", [(url_path_join(
+                    webapp.settings["base_url"], pattern.lstrip("/")), InferenceFront(
+                        self.cp, functools.partial(_delegate, webapp, cls, kw)))])
         # patterns are prefixed with the server's base_url by ExtensionApp
         self.handlers.extend((p.lstrip("/"), cls, kw) for p, cls, kw in specs)
         IOLoop.current().add_callback(self._start_control_plane)

@@ -73,6 +73,20 @@ def test_deploy_and_query_inside_jupyter(jupyter, house_model):
         assert resp.json()["responseData"][0]["prediction"] > 0
     resp = requests.post(url, json=body)
     assert resp.status_code == 401 and resp.json()["errorName"] == "Unauthorized"
+    # a script's query with a liveml token takes the fast path (no RequestHandler, so none of
+    # Jupyter's headers); one from a browser, or with Jupyter's token, Jupyter's handler
+    lml = {"Authorization": f"Bearer {jupyter['token']}"}
+    fast = requests.post(url, json=body, headers=lml)
+    assert fast.status_code == 200 and "Content-Security-Policy" not in fast.headers
+    for headers in ({"Authorization": f"Bearer {JUPYTER_TOKEN}"},
+                    {**lml, "Origin": f"http://127.0.0.1:{jupyter['port']}"}):
+        handled = requests.post(url, json=body, headers=headers)
+        assert handled.status_code == 200, handled.text
+        assert "Content-Security-Policy" in handled.headers
+    foreign = requests.post(url, json=body, headers={**lml, "Origin": "https://evil.example"})
+    assert foreign.status_code == 200  # a token needs no origin check (no cookie rides along)
+    denied = requests.post(url, json=body, headers={"Authorization": "Bearer lml_wrong"})
+    assert denied.status_code == 401 and denied.json()["errorName"] == "Unauthorized"
 
 
 def test_stopping_jupyter_stops_the_replicas(jupyter):

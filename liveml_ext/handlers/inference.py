@@ -6,17 +6,18 @@ RID), must be JSON (415 for another Content-Type; none at all is taken as JSON),
 forwarded as bytes to a ready replica.
 
 Two servers of the route share every step (``transform``, and the checks of ``handlers.base``):
-``InferenceFront``, the standalone server's target for the route, answers each query with a
-plain tornado ``HTTPMessageDelegate`` (no ``RequestHandler``: the hot path), and
-``InferenceHandler``, a handler mixin, serves it in the Jupyter extension, whose own handler
-base adds Jupyter's authentication (its token and login cookie), host and origin checks and
-headers.
+``InferenceFront``, the route's target in both servers, answers each query with a plain
+tornado ``HTTPMessageDelegate`` (no ``RequestHandler``: the hot path), and ``InferenceHandler``,
+a handler mixin, serves what the Jupyter extension must check itself: a request from a browser
+or with Jupyter's own token or login cookie, through Jupyter's handler base (its
+authentication, host and origin checks and headers).
 """
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from tornado import httputil
 from tornado.log import app_log
 
 from ..controlplane import ControlPlane
+from ..core.auth import PREFIX
 from ..core.errors import LiveMLError
 from ..core.registry import Principal
 from .base import (
@@ -96,15 +98,34 @@ class InferenceHandler(StreamedBody):
         self.reply(data, status)
 
 
-class InferenceFront(tornado.routing.Router):
-    """The route's target in the standalone server's route table: a `Query` per request."""
+#: Makes the delegate of the route's RequestHandler for one request (its path arguments).
+Fallback = Callable[[httputil.HTTPServerRequest, list[Any]], httputil.HTTPMessageDelegate]
 
-    def __init__(self, cp: ControlPlane) -> None:
+
+class InferenceFront(tornado.routing.Router):
+    """The route's target in the route table: a `Query` per request.
+
+    With a ``fallback`` (the Jupyter extension's handler), only a query a script sends with a
+    liveml token (``Authorization: Bearer lml_…``, no ``Cookie``, no ``Origin``: no browser)
+    is a `Query`; any other request goes to the handler, with Jupyter's own authentication,
+    host, origin and CORS checks and headers."""
+
+    def __init__(self, cp: ControlPlane, fallback: Fallback | None = None) -> None:
         self.cp = cp
+        self.fallback = fallback
 
     def find_handler(self, request: httputil.HTTPServerRequest,
                      **kwargs: Any) -> httputil.HTTPMessageDelegate:
-        return Query(self.cp, request, kwargs.get("path_args", []))
+        path_args = kwargs.get("path_args", [])
+        if self.fallback is not None and not self.scripted(request.headers):
+            return self.fallback(request, path_args)
+        return Query(self.cp, request, path_args)
+
+    @staticmethod
+    def scripted(headers: httputil.HTTPHeaders) -> bool:
+        """A query with a liveml token, from no browser (nothing Jupyter's checks guard)."""
+        return "Cookie" not in headers and "Origin" not in headers and \
+            (bearer(headers) or "").startswith(PREFIX)
 
     @staticmethod
     def allowed_methods() -> list[str]:
