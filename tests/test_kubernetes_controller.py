@@ -150,16 +150,19 @@ def test_kubernetes_gateway_routes_to_ready_pods_or_the_service(controller: Kube
     rt.name = "liveml-house-1a2b3c4d"
     pool = controller.gateway.pools["ri.dep"]
     pods = [{"node_id": "p1", "url": "http://10.0.0.1:8080"}, {"node_id": "p2", "url": "http://10.0.0.2:8080"}]
-    controller._route(pool, rt, pods)
+    controller._route(pool, rt, pods, threads=2)
     assert [(m.node_id, m.url) for m in pool.members] == [("p1", "http://10.0.0.1:8080"),
                                                           ("p2", "http://10.0.0.2:8080")]
-    controller._route(pool, rt, pods[1:])  # p1 went away (or is terminating)
+    assert [m.depth for m in pool.members] == [2, 2]  # calls a pod takes: its threadCount
+    controller._route(pool, rt, pods[1:], threads=2)  # p1 went away (or is terminating)
     assert [m.node_id for m in pool.members] == ["p2"]
     controller.settings.gateway_route = "service"
-    controller._route(pool, rt, pods[1:])
-    assert [(m.node_id, m.url) for m in pool.members] == [
-        ("liveml-house-1a2b3c4d", "http://liveml-house-1a2b3c4d.liveml.svc:80")]
-    controller._route(pool, rt, [])  # no ready pod: nothing to send queries to
+    controller._route(pool, rt, pods, threads=2)
+    assert [(m.node_id, m.url, m.depth) for m in pool.members] == [
+        ("liveml-house-1a2b3c4d", "http://liveml-house-1a2b3c4d.liveml.svc:80", 4)]
+    controller._route(pool, rt, pods[1:], threads=2)  # the Service has one pod behind it now
+    assert [m.depth for m in pool.members] == [2]
+    controller._route(pool, rt, [], threads=2)  # no ready pod: nothing to send queries to
     assert pool.members == []
 
 
