@@ -192,22 +192,42 @@ class Gateway:
         """One query in a call of its own."""
         member.calls += 1
         member.inflight += 1
+        return (await self._call(pool, member, [(v2, body)]))[0]
+
+    async def _call(self, pool: Pool, member: Member,
+                    queries: list[tuple[bool, bytes]]) -> list[Outcome]:
+        """One call to ``member`` (counted in it by the caller) for ``queries``: one alone,
+        more as a batch call; each query's outcome. Raises ``InferenceTimeout``, or
+        ``ReplicaFailed`` when the replica may have received them (never resent)."""
+        n = len(queries)
         try:
-            status, data = await self.client.post(
-                member.url, "/v2/transform" if v2 else "/v1/transform", body, self.timeout,
-                token=member.token)
+            if n == 1:
+                v2, body = queries[0]
+                path = "/v2/transform" if v2 else "/v1/transform"
+            else:
+                path, body = BATCH_PATH, pack_queries(queries)
+            status, data = await self.client.post(member.url, path, body, self.timeout,
+                                                  token=member.token)
         except ReplicaUnreachable:
-            return Resend(member.node_id)  # the request never reached it
+            return [Resend(member.node_id)] * n  # the request never reached it
         except TimeoutError as exc:  # before OSError, of which it is a subclass
             raise self._timed_out(pool) from exc
-        except OSError as exc:  # it may have died of this very request: never resend it
+        except OSError as exc:  # it may have died of these very queries: never resend them
             raise self._failed(pool, member) from exc
         finally:
             member.calls -= 1
-            member.inflight -= 1
+            member.inflight -= n
             if pool.waiting:
                 self._flush(pool)
-        return status, data, member
+        if n > 1 and status == 404:  # an older runtime: one query per call from now on
+            member.batches = False
+            return [Resend("")] * n
+        if n == 1 or status != 200:  # the one answer, or a whole call refused (a 503 ...)
+            return [(status, data, member)] * n
+        try:
+            return [(s, d, member) for s, d in unpack_answers(data, n)]
+        except ValueError as exc:  # a garbled answer
+            raise self._failed(pool, member) from exc
 
     async def _wait(self, pool: Pool, v2: bool, body: bytes) -> Outcome:
         """Wait in the pool for the next batch call."""
@@ -246,42 +266,22 @@ class Gateway:
     async def _batch(self, pool: Pool, member: Member, batch: list[Waiting]) -> None:
         """One call for the queries of ``batch`` (``_flush`` counted it in ``member``)."""
         outcomes: list[Outcome] | None = None
-        error: Callable[[], LiveMLError] | None = None
+        error: LiveMLError | None = None
         try:
-            if len(batch) == 1:
-                path, body = "/v2/transform" if batch[0].v2 else "/v1/transform", batch[0].body
-            else:
-                path, body = BATCH_PATH, pack_queries((w.v2, w.body) for w in batch)
-            status, data = await self.client.post(member.url, path, body, self.timeout,
-                                                  token=member.token)
-            if len(batch) == 1 or status != 200:
-                if len(batch) > 1 and status == 404:  # an older runtime: one query per call
-                    member.batches = False
-                    outcomes = [Resend("")] * len(batch)
-                else:  # the one answer, or a whole call refused (e.g. 503 while draining)
-                    outcomes = [(status, data, member)] * len(batch)
-            else:
-                outcomes = [(s, d, member) for s, d in unpack_answers(data, len(batch))]
-        except ReplicaUnreachable:
-            outcomes = [Resend(member.node_id)] * len(batch)
-        except TimeoutError:
-            error = functools.partial(self._timed_out, pool)
-        except (OSError, ValueError):  # died during the call, or a garbled answer
-            error = functools.partial(self._failed, pool, member)
+            outcomes = await self._call(pool, member, [(w.v2, w.body) for w in batch])
+        except LiveMLError as exc:
+            error = exc
         finally:
-            member.calls -= 1
-            member.inflight -= len(batch)
             for i, waiting in enumerate(batch):
                 if waiting.future.done():
                     continue
                 if outcomes is not None:
                     waiting.future.set_result(outcomes[i])
                 else:  # each caller gets an error of its own (its own errorInstanceId)
-                    waiting.future.set_exception(error() if error else ServiceUnavailable(
-                        "the gateway stopped before the replica answered",
-                        deploymentRid=pool.rid))
-            if pool.waiting:
-                self._flush(pool)
+                    waiting.future.set_exception(
+                        type(error)(error.message, **error.parameters) if error else
+                        ServiceUnavailable("the gateway stopped before the replica answered",
+                                           deploymentRid=pool.rid))
 
     def _timed_out(self, pool: Pool) -> LiveMLError:
         return InferenceTimeout(

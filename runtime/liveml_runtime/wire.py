@@ -53,17 +53,17 @@ def unpack_answers(data: bytes, count: int) -> list[tuple[int, bytes]]:
 def _unpack(data: bytes, head: struct.Struct, what: str,
             kinds: Sequence[int] | None) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
-    view, at, end = memoryview(data), 0, len(data)
+    at, end = 0, len(data)
     while at < end:
         if at + head.size > end:
             raise ValueError(f"{what} {len(out) + 1}: truncated header at byte {at}")
-        tag, size = head.unpack_from(view, at)
+        tag, size = head.unpack_from(data, at)
         if kinds is not None and tag not in kinds:
             raise ValueError(f"{what} {len(out) + 1}: unknown kind {tag}")
         at += head.size
         if at + size > end:
             raise ValueError(f"{what} {len(out) + 1}: {size} bytes announced, "
                              f"{end - at} left")
-        out.append((tag, bytes(view[at:at + size])))
+        out.append((tag, data[at:at + size]))
         at += size
     return out
